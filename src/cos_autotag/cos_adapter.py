@@ -1,0 +1,216 @@
+"""The adapter for COS and Cloud Infinite: the only module that imports the SDK.
+
+It builds one client per region for a warm container (rebuilt when the role's temporary
+credentials change), turns the SDK's exceptions into `CosCallError` with a retryable flag,
+and hands back plain Python values.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import requests
+import xmltodict
+from qcloud_cos import CosConfig, CosS3Client
+from qcloud_cos.cos_exception import CosClientError, CosServiceError
+
+from . import cos_facts
+from .settings import Settings
+from .writeback import MetadataPlan
+
+# The SDK's per-request timeout; the invocation's own deadline bounds the retries around it.
+REQUEST_TIMEOUT_S = 10
+# Fixed in the SDK at the first client of a process: enough for a few parallel records.
+POOL_SIZE = 16
+PRESIGN_EXPIRES_S = 600
+
+CREDENTIAL_VARS = ("TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY", "TENCENTCLOUD_SESSIONTOKEN")
+
+
+class ConfigurationError(RuntimeError):
+    """The function cannot call COS at all (no credentials): every record would fail."""
+
+
+class CosCallError(Exception):
+    """A COS or CI call failed; `retryable` says whether trying again could help."""
+
+    def __init__(
+        self, operation: str, code: str, message: str, status: int | None, request_id: str, retryable: bool
+    ) -> None:
+        super().__init__(f"{operation}: {code} ({status}): {message}")
+        self.operation, self.code, self.message = operation, code, message
+        self.status, self.request_id, self.retryable = status, request_id, retryable
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404 or self.code in ("NoSuchKey", "NoSuchResource")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    secret_id: str
+    secret_key: str
+    token: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Credentials:
+        env = os.environ if env is None else env
+        secret_id, secret_key = env.get("TENCENTCLOUD_SECRETID", ""), env.get("TENCENTCLOUD_SECRETKEY", "")
+        if not secret_id or not secret_key:
+            raise ConfigurationError(
+                "no COS credentials: TENCENTCLOUD_SECRETID and TENCENTCLOUD_SECRETKEY are unset "
+                "(on SCF, bind an execution role to the function)"
+            )
+        return cls(secret_id, secret_key, env.get("TENCENTCLOUD_SESSIONTOKEN") or None)
+
+
+def _classify(operation: str, error: Exception) -> CosCallError:
+    if isinstance(error, CosServiceError):
+        status = error.get_status_code()
+        code = str(error.get_error_code())
+        retryable = status == 429 or (status is not None and status >= 500) or code in cos_facts.THROTTLE_CODES
+        return CosCallError(operation, code, str(error.get_error_msg()), status, str(error.get_request_id()), retryable)
+    # The SDK wraps network failures in CosClientError, keeping the requests exception as context.
+    cause = error.__cause__ or error.__context__
+    network = isinstance(cause, requests.RequestException) or isinstance(error, requests.RequestException)
+    code = "NetworkError" if network else "ClientError"
+    return CosCallError(operation, code, str(error)[:300], None, "", network)
+
+
+def _to_dict(body: Any) -> Any:
+    """The SDK parses XML only under exactly `application/xml`; parse what it passed through."""
+    if isinstance(body, (bytes, str)) and body.strip():
+        parsed = xmltodict.parse(body)
+        if isinstance(parsed, dict) and len(parsed) == 1:
+            return next(iter(parsed.values()))
+        return parsed
+    return body
+
+
+class CosGateway:
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+        self._settings = settings
+        self._env = env
+        self._clients: dict[tuple[str, Credentials], CosS3Client] = {}
+        self._lock = threading.Lock()
+
+    def credentials(self) -> Credentials:
+        return Credentials.from_env(self._env)
+
+    def client(self, region: str) -> CosS3Client:
+        creds = self.credentials()
+        with self._lock:
+            client = self._clients.get((region, creds))
+            if client is None:
+                # Credentials rotated (or first use): drop clients built with the old ones.
+                self._clients = {k: v for k, v in self._clients.items() if k[1] == creds}
+                client = self._clients[(region, creds)] = CosS3Client(self._config(region, creds), retry=0)
+            return client
+
+    def _config(self, region: str, creds: Credentials) -> CosConfig:
+        kwargs: dict[str, Any] = dict(
+            Region=region,
+            SecretId=creds.secret_id,
+            SecretKey=creds.secret_key,
+            Token=creds.token,
+            Timeout=REQUEST_TIMEOUT_S,
+            PoolConnections=POOL_SIZE,
+            PoolMaxSize=POOL_SIZE,
+            Scheme="https",
+        )
+        if self._settings.cos_endpoint is not None:
+            # Send every request to this address but keep the bucket's virtual-host Host header.
+            scheme, host, port = self._settings.cos_endpoint
+            kwargs.update(Scheme=scheme, IP=host, Port=port)
+        return CosConfig(**kwargs)
+
+    def _call(self, operation: str, region: str, fn_name: str, **kwargs: Any) -> Any:
+        client = self.client(region)
+        try:
+            return getattr(client, fn_name)(**kwargs)
+        except (CosServiceError, CosClientError, requests.RequestException) as error:
+            raise _classify(operation, error) from error
+
+    # --- the calls the function makes ---------------------------------------------------
+
+    def get_tags(self, bucket: str, region: str, key: str) -> list[tuple[str, str]]:
+        response = self._call("GetObjectTagging", region, "get_object_tagging", Bucket=bucket, Key=key)
+        tags = ((response or {}).get("TagSet") or {}).get("Tag") or []
+        if isinstance(tags, Mapping):
+            tags = [tags]
+        return [(str(t.get("Key", "")), str(t.get("Value") or "")) for t in tags if isinstance(t, Mapping)]
+
+    def put_tags(self, bucket: str, region: str, key: str, tags: Sequence[tuple[str, str]]) -> None:
+        tagging = {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in tags]}}
+        self._call("PutObjectTagging", region, "put_object_tagging", Bucket=bucket, Key=key, Tagging=tagging)
+
+    def head(self, bucket: str, region: str, key: str) -> dict[str, str]:
+        response = self._call("HeadObject", region, "head_object", Bucket=bucket, Key=key)
+        return {str(k): str(v) for k, v in (response or {}).items()}
+
+    def read_first_bytes(self, bucket: str, region: str, key: str, count: int) -> bytes:
+        response = self._call("GetObject", region, "get_object", Bucket=bucket, Key=key, Range=f"bytes=0-{count - 1}")
+        try:
+            return bytes(response["Body"].get_raw_stream().read(count))
+        except (requests.RequestException, OSError) as error:
+            raise _classify("GetObject", error) from error
+
+    def detect_labels(
+        self, bucket: str, region: str, key: str, scenes: Sequence[str], detect_url: str | None = None
+    ) -> Any:
+        kwargs: dict[str, Any] = dict(Bucket=bucket, Key="" if detect_url else key, Scenes=",".join(scenes))
+        if detect_url:
+            kwargs["DetectUrl"] = detect_url
+        return _to_dict(self._call("DetectLabel", region, "ci_image_detect_label", **kwargs))
+
+    def copy_in_place(self, bucket: str, region: str, key: str, plan: MetadataPlan, if_match: str) -> None:
+        metadata = dict(plan.metadata)
+        metadata["x-cos-tagging-directive"] = "Copy"  # the SDK has no keyword for it; keep the tags
+        kwargs: dict[str, Any] = dict(
+            Bucket=bucket,
+            Key=key,
+            CopySource={"Bucket": bucket, "Key": key, "Region": region},
+            CopyStatus="Replaced",
+            Metadata=metadata,
+            StorageClass=plan.storage_class,
+            **plan.headers,
+        )
+        if if_match:
+            kwargs["CopySourceIfMatch"] = if_match  # fail rather than overwrite newer content
+        self._call("CopyObject", region, "copy_object", **kwargs)
+
+    def thumbnail_url(self, bucket: str, region: str, key: str, rule: str) -> str:
+        """A signed URL for a Cloud Infinite rendition of the object, for detect-url.
+
+        The processing parameter follows the signature, unsigned, as Cloud Infinite's docs
+        show for private objects; COS checks only the parameters the signature lists.
+        """
+        client = self.client(region)
+        sign = client.get_auth(Method="GET", Bucket=bucket, Key=key, Expired=PRESIGN_EXPIRES_S)
+        query = urlencode(dict(item.split("=", 1) for item in sign.split("&")))
+        token = self.credentials().token
+        if token:
+            query += "&" + urlencode({"x-cos-security-token": token})
+        host = cos_facts.cos_host(bucket, region)
+        return f"https://{host}/{quote(key, safe='/')}?{query}&{rule}"
+
+    def list_objects(
+        self, bucket: str, region: str, prefix: str = "", marker: str = "", max_keys: int = 1000
+    ) -> dict[str, Any]:
+        return dict(
+            self._call(
+                "ListObjects",
+                region,
+                "list_objects",
+                Bucket=bucket,
+                Prefix=prefix,
+                Marker=marker,
+                MaxKeys=max_keys,
+            )
+            or {}
+        )

@@ -1,0 +1,91 @@
+"""Read Cloud Infinite detect-label responses, in every shape the SDK hands them over.
+
+Without `scenes` the labels sit at the top level (`Labels`); with scenes each scene has
+its own `<Scene>Labels` element. The SDK's XML parser gives one label as a dict and many
+as a list, an empty element as None, and every value as a string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import cos_facts
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    confidence: int  # 0-100
+    first_category: str = ""
+    second_category: str = ""
+    scene: str = ""
+
+
+def parse_detect_response(response: Any) -> list[Label]:
+    """Every label in a detect-label response, across scenes, in response order."""
+    if not isinstance(response, Mapping):
+        return []
+    root: Mapping[str, Any] = response
+    # Tolerate a response that still carries its root element.
+    if isinstance(response.get("RecognitionResult"), Mapping):
+        root = response["RecognitionResult"]
+    labels: list[Label] = []
+    if "Labels" in root:
+        labels.extend(_labels(root.get("Labels"), scene=""))
+    for scene in cos_facts.DETECT_SCENES:
+        block = root.get(scene.capitalize() + "Labels")
+        if isinstance(block, Mapping):
+            labels.extend(_labels(block.get("Labels"), scene=scene))
+        elif isinstance(block, list):  # several <Labels> directly under the scene element
+            labels.extend(_labels(block, scene=scene))
+    return labels
+
+
+def _as_list(value: Any) -> Iterable[Any]:
+    if value is None:
+        return ()
+    if isinstance(value, list):
+        return value
+    return (value,)
+
+
+def _labels(value: Any, scene: str) -> list[Label]:
+    out = []
+    for item in _as_list(value):
+        if not isinstance(item, Mapping):
+            continue
+        if "Labels" in item and "Name" not in item:  # a nested <Labels><Labels>...</Labels></Labels>
+            out.extend(_labels(item.get("Labels"), scene))
+            continue
+        name = item.get("Name")
+        if not isinstance(name, str) or not name.strip():
+            continue
+        confidence = _confidence(item.get("Confidence"))
+        if confidence is None:
+            continue
+        out.append(
+            Label(
+                name=name.strip(),
+                confidence=confidence,
+                first_category=str(item.get("FirstCategory") or "").strip(),
+                second_category=str(item.get("SecondCategory") or "").strip(),
+                scene=scene,
+            )
+        )
+    return out
+
+
+def _confidence(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if number != number:  # NaN
+        return None
+    if 0 < number <= 1 and isinstance(value, float):  # a probability rather than a percentage
+        number *= 100
+    return max(0, min(100, round(number)))

@@ -1,0 +1,141 @@
+"""Decide whether an object is worth a detect-label call, before paying for one.
+
+detect-label takes JPEG and PNG up to 3 MB and at least 50x50 pixels. The content type and
+the extension decide first; where neither tells (no extension and an empty or generic type,
+as in Tencent's own sample event) the object's first bytes decide.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import struct
+from dataclasses import dataclass
+
+from . import cos_facts
+from .events import CosRecord
+from .settings import Settings
+
+# Enough bytes to hold the PNG header or, in nearly every JPEG, the frame header after EXIF.
+SNIFF_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Verdict:
+    eligible: bool
+    reason: str = ""  # why not, when not eligible
+    needs_sniff: bool = False  # the type is unknown: read the first bytes to decide
+    large: bool = False  # a JPEG/PNG over detect-label's size limit: label a smaller rendition
+    image_format: str = ""  # "jpeg" | "png" when known
+
+
+ELIGIBLE_JPEG = Verdict(True, image_format="jpeg")
+ELIGIBLE_PNG = Verdict(True, image_format="png")
+
+
+def _by_name_filters(key: str, settings: Settings) -> str:
+    if settings.include_prefixes and not key.startswith(settings.include_prefixes):
+        return "outside included prefixes"
+    if settings.exclude_prefixes and key.startswith(settings.exclude_prefixes):
+        return "excluded prefix"
+    lowered = key.lower()
+    if settings.include_suffixes and not lowered.endswith(tuple(s.lower() for s in settings.include_suffixes)):
+        return "outside included suffixes"
+    if settings.exclude_suffixes and lowered.endswith(tuple(s.lower() for s in settings.exclude_suffixes)):
+        return "excluded suffix"
+    return ""
+
+
+def _format_from_type(content_type: str) -> str | None:
+    """'jpeg'/'png' for a supported type, '' for another known type, None when it says nothing."""
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if mime in cos_facts.GENERIC_CONTENT_TYPES:
+        return None
+    if mime in cos_facts.DETECT_CONTENT_TYPES:
+        return "png" if mime == "image/png" else "jpeg"
+    return ""
+
+
+def _format_from_extension(key: str) -> str | None:
+    ext = posixpath.splitext(key)[1].lower()
+    if not ext:
+        return None
+    if ext in cos_facts.DETECT_EXTENSIONS:
+        return "png" if ext == ".png" else "jpeg"
+    return ""
+
+
+def check_record(record: CosRecord, settings: Settings) -> Verdict:
+    """The verdict from what the event tells, with no call made."""
+    if reason := _by_name_filters(record.key, settings):
+        return Verdict(False, reason)
+    if record.size == 0:
+        return Verdict(False, "empty object")
+    fmt = _format_from_type(record.content_type)
+    if fmt is None:
+        fmt = _format_from_extension(record.key)
+    if fmt is None:
+        return Verdict(False, "unknown type", needs_sniff=True)
+    if fmt == "":
+        return Verdict(False, "not a JPEG or PNG")
+    return _size_verdict(record.size, fmt, settings)
+
+
+def _size_verdict(size: int | None, fmt: str, settings: Settings) -> Verdict:
+    if size is not None and size > cos_facts.DETECT_MAX_BYTES:
+        if settings.large_images == "thumbnail":
+            return Verdict(True, large=True, image_format=fmt)
+        return Verdict(False, "too large")
+    return ELIGIBLE_PNG if fmt == "png" else ELIGIBLE_JPEG
+
+
+def check_bytes(head: bytes, size: int | None, settings: Settings) -> Verdict:
+    """The verdict from the object's first bytes, for objects whose type nothing else tells."""
+    sniffed = sniff_image(head)
+    if sniffed is None:
+        return Verdict(False, "not a JPEG or PNG")
+    fmt, dims = sniffed
+    if dims is not None:
+        width, height = dims
+        if min(width, height) < cos_facts.DETECT_MIN_SIDE:
+            return Verdict(False, "too small")
+    return _size_verdict(size, fmt, settings)
+
+
+def sniff_image(head: bytes) -> tuple[str, tuple[int, int] | None] | None:
+    """('jpeg'|'png', (width, height) or None if not in `head`), or None when neither format."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        if len(head) >= 24 and head[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", head[16:24])
+            return "png", (width, height)
+        return "png", None
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg", _jpeg_dimensions(head)
+    return None
+
+
+# Start-of-frame markers carry the dimensions; C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_dimensions(data: bytes) -> tuple[int, int] | None:
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None  # lost sync: not a well-formed header
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers with no length
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker in _SOF_MARKERS:
+            if pos + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return width, height
+        if marker == 0xDA:  # start of scan: no frame header before it
+            return None
+        pos += 2 + length
+    return None

@@ -1,0 +1,167 @@
+"""The SCF handler: one invocation, every record in its event, one summary.
+
+SCF retries an asynchronous invocation only when the handler raises; a returned value counts
+as success. So the handler finishes every record, then raises if any failure is one a retry
+could fix, naming the keys; failures a retry cannot fix are logged and returned.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from . import observability
+from .cos_adapter import ConfigurationError, CosGateway
+from .events import CosRecord, EventError, MalformedRecord, parse_event
+from .guard import StrictStore
+from .pipeline import Pipeline, RecordResult
+from .retry import Deadline
+from .settings import Settings
+
+DEFAULT_TIME_LIMIT_MS = 3000  # SCF's default timeout, if the context does not say
+# Stop retrying early enough to log the summary and return before SCF's timeout.
+SAFETY_MARGIN_S = 1.5
+
+
+class RetryableFailure(RuntimeError):
+    """Raised at the end of an invocation so that SCF retries it: some records may succeed then."""
+
+
+class App:
+    """One warm container's state: settings, the COS client and the cold-start flag."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        gateway: CosGateway | None = None,
+        strict_store: StrictStore | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        observability.configure(settings.log_level)
+        self.gateway = gateway or CosGateway(settings, env)
+        if strict_store is None and settings.redis_url:
+            from .guard_redis import RedisStore  # only when configured: redis is an optional import
+
+            strict_store = RedisStore.from_url(settings.redis_url, ttl_s=settings.idempotency_ttl_s)
+        self.pipeline = Pipeline(settings, self.gateway, strict_store, observability.get_logger())
+        self._cold = True
+        self._cold_lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> App:
+        return cls(Settings.from_env(env), env=env)
+
+    def _take_cold_start(self) -> bool:
+        with self._cold_lock:
+            cold, self._cold = self._cold, False
+            return cold
+
+    def handle(self, event: Any, context: Any) -> dict[str, Any]:
+        started = time.monotonic()
+        context = context if isinstance(context, Mapping) else {}
+        time_limit_s = _time_limit_s(context)
+        deadline = Deadline(max(0.5, time_limit_s - min(SAFETY_MARGIN_S, time_limit_s * 0.2)))
+        observability.bind_invocation(context, self._take_cold_start(), _correlation_id(event))
+        log = observability.get_logger()
+        self._register_secrets()
+        if self.settings.log_event:
+            log.info("event received", event=event)
+
+        results: list[RecordResult] = []
+        summary: dict[str, Any] = {"records": 0, "malformed": 0, "ignored": 0}
+        try:
+            records = parse_event(event)
+        except EventError as error:
+            log.error("malformed event: not processed", error=str(error))
+            records, summary["malformed"] = [], 1
+        for record in records:
+            summary["records"] += 1
+            if isinstance(record, MalformedRecord):
+                summary["malformed"] += 1
+                log.error("malformed record: skipped", record_index=record.index, problem=record.problem)
+            elif not record.is_created:
+                summary["ignored"] += 1
+                log.info(
+                    "not an object-created event: ignored",
+                    event_name=record.event_name,
+                    key=record.key,
+                    bucket=record.bucket,
+                )
+            elif self.settings.buckets and record.bucket not in self.settings.buckets:
+                summary["ignored"] += 1
+                log.warning("bucket not in AUTOTAG_BUCKETS: refused", bucket=record.bucket, key=record.key)
+            else:
+                results.append(self._process(record, deadline))
+
+        summary.update(_tally(results))
+        summary["duration_ms"] = round((time.monotonic() - started) * 1000)
+        summary["results"] = [r.as_dict() for r in results]
+        log.info("invocation summary", **{k: v for k, v in summary.items() if k != "results"})
+        retry_keys = [r.key for r in results if r.outcome == "failed" and r.retryable]
+        if retry_keys:
+            raise RetryableFailure(f"{len(retry_keys)} record(s) failed and may succeed on retry: {retry_keys}")
+        return summary
+
+    def _process(self, record: CosRecord, deadline: Deadline) -> RecordResult:
+        # Each record carries its own upload's request id: that is the line's correlation id.
+        with observability.bound(correlation_id=record.upload_request_id or None):
+            return self.pipeline.process(record, deadline)
+
+    def _register_secrets(self) -> None:
+        try:
+            creds = self.gateway.credentials()
+        except ConfigurationError:
+            return  # reported by the first call that needs them
+        observability.register_secret(creds.secret_key)
+        observability.register_secret(creds.token)
+
+
+def _time_limit_s(context: Mapping[str, Any]) -> float:
+    value = context.get("time_limit_in_ms")
+    try:
+        ms = float(value) if value is not None else DEFAULT_TIME_LIMIT_MS
+    except (TypeError, ValueError):
+        ms = DEFAULT_TIME_LIMIT_MS
+    return max(0.1, ms / 1000)
+
+
+def _correlation_id(event: Any) -> str:
+    try:
+        return str(event["Records"][0]["cos"]["cosObject"]["meta"]["x-cos-request-id"])
+    except (KeyError, IndexError, TypeError):
+        return ""
+
+
+def _tally(results: list[RecordResult]) -> dict[str, Any]:
+    skipped: Counter[str] = Counter(r.reason for r in results if r.outcome == "skipped")
+    calls: Counter[str] = Counter()
+    for r in results:
+        calls.update(r.calls)
+    return {
+        "labeled": sum(r.outcome == "labeled" for r in results),
+        "skipped": dict(skipped),
+        "duplicates": sum(r.outcome == "duplicate" for r in results),
+        "failed": [
+            {"key": r.key, "reason": r.reason, "retryable": r.retryable} for r in results if r.outcome == "failed"
+        ],
+        "calls": dict(calls),
+        "calls_total": sum(calls.values()),
+    }
+
+
+_app: App | None = None
+_app_lock = threading.Lock()
+
+
+def main_handler(event: Any, context: Any) -> dict[str, Any]:
+    """The SCF entry point (`index.main_handler`). Settings are read once per warm container."""
+    global _app
+    if _app is None:
+        with _app_lock:
+            if _app is None:
+                _app = App.from_env()
+    return _app.handle(event, context)
