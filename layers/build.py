@@ -1,0 +1,359 @@
+"""Build the SCF dependency layer: the function's runtime dependencies, packaged for /opt.
+
+    python layers/build.py [--out DIR]
+
+Reads `[project].dependencies` from pyproject.toml, installs them with pip for SCF's runtime
+(CPython 3.10, manylinux x86_64; wheels only, so nothing compiles for the wrong machine),
+strips what the function never loads, checks that the result imports in isolation, and
+writes DIR/layer/ (the layer component's `src`) and DIR/layer.zip (for a console upload).
+Packages sit at the zip's root because SCF unzips layers to /opt and /opt is on PYTHONPATH.
+
+Exit codes: 0 built; 1 the build or its check failed; 3 this machine cannot build it
+(no pip, or no package index reachable), so a caller can tell "broken" from "can't try".
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "layers" / "build"
+
+# SCF's newest Python runtime; serverless.yml and layers/serverless.yml must name the same one.
+PYTHON_VERSION = "3.10"
+SCF_RUNTIME = "Python" + PYTHON_VERSION
+PLATFORM = "manylinux2014_x86_64"
+
+EXIT_OK, EXIT_FAILED, EXIT_CANNOT_BUILD = 0, 1, 3
+
+# Dependencies that publish no wheel at all but work as pure Python. crcmod (required by the
+# COS SDK) has only an sdist; its C extension is optional and it falls back to `_crcfunpy`.
+# We build a py3-none-any wheel from the sdist with the compiler disabled (CC=false makes
+# crcmod's setup.py take its documented pure-Python fallback).
+PURE_PYTHON_SDISTS = ("crcmod",)
+
+# Top-level names removed from the layer, with the reason. `import qcloud_cos` never loads
+# Crypto (only the SDK's client-side-encryption module does, which the function never uses);
+# the build checks that claim on the stripped layer before writing the zip.
+STRIP_PACKAGES = {
+    "Crypto": "pycryptodome: only qcloud_cos.crypto / cos_encryption_client import it",
+    "bin": "console scripts (e.g. charset-normalizer's CLI); SCF never runs them",
+}
+STRIP_DIST_INFO = ("pycryptodome",)  # metadata of stripped packages, so nothing claims they exist
+STRIP_DIR_NAMES = frozenset({"__pycache__", "tests", "test"})
+STRIP_SUFFIXES = (".pyc", ".pyo")
+
+# What must import from the layer alone, and what must stay unloaded.
+IMPORT_CHECK_MODULES = ("qcloud_cos", "requests", "structlog", "xmltodict", "crcmod", "six")
+MUST_NOT_LOAD = ("Crypto",)
+
+# pip's words for "the index could not be reached", as opposed to "the package is broken".
+_NETWORK_ERRORS = re.compile(
+    r"NewConnectionError|Temporary failure in name resolution|Name or service not known|"
+    r"Network is unreachable|ConnectTimeout|ReadTimeout|Max retries exceeded|ProxyError|"
+    r"Could not fetch URL|connection refused",
+    re.IGNORECASE,
+)
+
+
+class CannotBuild(RuntimeError):
+    """This machine cannot build the layer (no pip, no index); not a defect of the layer."""
+
+
+class BuildFailed(RuntimeError):
+    """The layer could not be built, or the built layer does not work."""
+
+
+# --- reading pyproject.toml -------------------------------------------------------------------
+
+
+def runtime_dependencies(pyproject: Path) -> list[str]:
+    """`[project].dependencies` of `pyproject`: the packages the deployed function needs."""
+    text = pyproject.read_text(encoding="utf-8")
+    loads = _toml_loads()
+    if loads is None:
+        return parse_dependencies(text)
+    deps = loads(text).get("project", {}).get("dependencies", [])
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        raise BuildFailed(f"{pyproject}: [project].dependencies is not a list of strings")
+    return deps
+
+
+def _toml_loads() -> Callable[[str], dict[str, Any]] | None:
+    """A TOML parser: tomllib on Python 3.11+, tomli if installed on 3.10, else None."""
+    for name in ("tomllib", "tomli"):
+        try:
+            loads: Callable[[str], dict[str, Any]] = importlib.import_module(name).loads
+        except ModuleNotFoundError:
+            continue
+        return loads
+    return None
+
+
+def parse_dependencies(text: str) -> list[str]:
+    """A minimal reader of `[project].dependencies` for Python 3.10 without tomli.
+
+    Handles what pyproject.toml files actually contain: a multi-line array of double- or
+    single-quoted strings with comments. Anything else is an error, not a guess.
+    """
+    in_project = False
+    collecting = False
+    buffer: list[str] = []
+    for raw in text.splitlines():
+        line = _strip_toml_comment(raw).strip()
+        if not collecting:
+            if line.startswith("["):
+                in_project = line == "[project]"
+                continue
+            if in_project and re.match(r"dependencies\s*=", line):
+                collecting = True
+                line = line.split("=", 1)[1].strip()
+                if not line.startswith("["):
+                    raise BuildFailed("pyproject.toml: [project].dependencies is not an array")
+                line = line[1:]
+            else:
+                continue
+        if "]" in line:
+            buffer.append(line[: line.index("]")])
+            break
+        buffer.append(line)
+    else:
+        if collecting:
+            raise BuildFailed("pyproject.toml: [project].dependencies array is not closed")
+        return []
+    body = " ".join(buffer)
+    items = re.findall(r"\"([^\"]*)\"|'([^']*)'", body)
+    leftover = re.sub(r"\"[^\"]*\"|'[^']*'|[\s,]", "", body)
+    if leftover:
+        raise BuildFailed(f"pyproject.toml: cannot read dependencies near {leftover[:40]!r}")
+    return [double or single for double, single in items]
+
+
+def _strip_toml_comment(line: str) -> str:
+    """`line` without a trailing `# comment` (a `#` inside quotes is kept)."""
+    quote = ""
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            return line[:i]
+    return line
+
+
+# --- running pip ---------------------------------------------------------------------------------
+
+
+def _pip(args: Sequence[str], env: dict[str, str] | None = None) -> None:
+    """Run `python -m pip ARGS`; a network failure is CannotBuild, anything else BuildFailed."""
+    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode == 0:
+        return
+    output = proc.stdout + proc.stderr
+    if "No module named pip" in output:
+        raise CannotBuild(f"pip is not installed for {sys.executable}")
+    if _NETWORK_ERRORS.search(output):
+        raise CannotBuild("no package index reachable:\n" + _tail(output))
+    raise BuildFailed(f"pip {args[0]} failed:\n" + _tail(output))
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def build_pure_wheels(names: Iterable[str], wheelhouse: Path) -> None:
+    """Build py3-none-any wheels for sdist-only dependencies that have a pure-Python fallback."""
+    env = dict(os.environ, CC="false", CXX="false")  # force the pure-Python fallback
+    for name in names:
+        _pip(
+            ["wheel", "--no-cache-dir", "--no-deps", f"--no-binary={name}", "-w", str(wheelhouse), name],
+            env=env,
+        )
+        built = list(wheelhouse.glob(f"{name}-*-py3-none-any.whl"))
+        if not built:
+            found = sorted(p.name for p in wheelhouse.glob(f"{name}-*.whl"))
+            raise BuildFailed(f"{name}: expected a pure-Python wheel, got {found}")
+
+
+def pip_install_for_scf(deps: Sequence[str], target: Path, wheelhouse: Path) -> None:
+    """Install `deps` and their dependencies into `target` as SCF's Python will load them."""
+    _pip(
+        [
+            "install",
+            "--target",
+            str(target),
+            "--platform",
+            PLATFORM,
+            "--implementation",
+            "cp",
+            "--python-version",
+            PYTHON_VERSION,
+            "--only-binary=:all:",
+            "--no-compile",
+            "--no-cache-dir",
+            "--find-links",
+            str(wheelhouse),
+            *deps,
+        ]
+    )
+
+
+# --- stripping, measuring, checking, zipping ---------------------------------------------------
+
+
+def strip_layer(layer: Path) -> list[str]:
+    """Remove what the function never loads; returns what was removed, relative to `layer`."""
+    removed: list[str] = []
+    for name in STRIP_PACKAGES:
+        path = layer / name
+        if path.exists():
+            shutil.rmtree(path)
+            removed.append(name + "/")
+    for dist in STRIP_DIST_INFO:
+        for info in layer.glob(f"{dist}-*.dist-info"):
+            shutil.rmtree(info)
+            removed.append(info.name + "/")
+    for path in sorted(layer.rglob("*"), reverse=True):  # children before parents
+        if not path.exists():
+            continue
+        if path.is_dir() and path.name in STRIP_DIR_NAMES and ".dist-info" not in path.parent.name:
+            shutil.rmtree(path)
+            removed.append(str(path.relative_to(layer)) + "/")
+        elif path.is_file() and path.suffix in STRIP_SUFFIXES:
+            path.unlink()
+            removed.append(str(path.relative_to(layer)))
+    return removed
+
+
+def tree_size(root: Path) -> int:
+    """Bytes in all regular files under `root`."""
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def isolated_import_check(
+    paths: Sequence[Path], modules: Sequence[str], must_not_load: Sequence[str] = MUST_NOT_LOAD
+) -> dict[str, str]:
+    """Import `modules` in a fresh interpreter that sees only the stdlib and `paths`.
+
+    `-I` ignores PYTHON* variables and the user site, `-S` drops site-packages (so a package
+    the layer lacks cannot be found anywhere else) and `-B` leaves no .pyc in the layer.
+    Returns {module: file it was loaded from}.
+    """
+    code = (
+        "import importlib, json, sys\n"
+        "paths, modules, banned = json.loads(sys.argv[1])\n"
+        "sys.path[:0] = paths\n"
+        "files = {m: getattr(importlib.import_module(m), '__file__', '') or '' for m in modules}\n"
+        "loaded = sorted(b for b in banned if b in sys.modules)\n"
+        "print(json.dumps({'files': files, 'loaded': loaded}))\n"
+    )
+    arg = json.dumps([[str(p) for p in paths], list(modules), list(must_not_load)])
+    proc = subprocess.run(
+        [sys.executable, "-B", "-I", "-S", "-c", code, arg], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise BuildFailed("isolated import failed:\n" + _tail(proc.stderr))
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result["loaded"]:
+        raise BuildFailed(f"importing {', '.join(modules)} loaded stripped packages: {result['loaded']}")
+    files: dict[str, str] = result["files"]
+    roots = [p.resolve() for p in paths]
+    for module, file in files.items():
+        if not file or not any(Path(file).resolve().is_relative_to(root) for root in roots):
+            raise BuildFailed(f"{module} was loaded from {file!r}, not from {', '.join(map(str, roots))}")
+    return files
+
+
+def write_zip(layer: Path, zip_path: Path) -> None:
+    """Zip `layer`'s contents at the archive root, byte-for-byte reproducible across builds."""
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for path in sorted(layer.rglob("*")):
+            if not path.is_file():
+                continue
+            info = zipfile.ZipInfo(str(path.relative_to(layer)).replace(os.sep, "/"), (1980, 1, 1, 0, 0, 0))
+            info.external_attr = (0o755 if os.access(path, os.X_OK) else 0o644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, path.read_bytes(), compresslevel=9)
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024 / 1024:.2f} MB"
+
+
+def build(out: Path, pyproject: Path = ROOT / "pyproject.toml") -> dict[str, object]:
+    """Build the layer under `out`; returns a summary (also printed by main)."""
+    deps = runtime_dependencies(pyproject)
+    if not deps:
+        raise BuildFailed(f"{pyproject}: [project].dependencies is empty")
+    layer, zip_path = out / "layer", out / "layer.zip"
+    for old in (layer, zip_path):  # only what this script writes, never `out` itself
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="layer-wheels-") as tmp:
+        wheelhouse = Path(tmp)
+        build_pure_wheels(PURE_PYTHON_SDISTS, wheelhouse)
+        pip_install_for_scf(deps, layer, wheelhouse)
+    installed = tree_size(layer)
+    removed = strip_layer(layer)
+    files = isolated_import_check([layer], IMPORT_CHECK_MODULES)
+    write_zip(layer, zip_path)
+    unzipped, zipped = tree_size(layer), zip_path.stat().st_size
+    summary: dict[str, object] = {
+        "runtime": SCF_RUNTIME,
+        "dependencies": deps,
+        "layer_dir": str(layer),
+        "zip": str(zip_path),
+        "pip_installed_bytes": installed,
+        "unzipped_bytes": unzipped,
+        "zipped_bytes": zipped,
+        "removed": removed,
+        "import_check": files,
+    }
+    print(f"layer for {SCF_RUNTIME} from {', '.join(deps)}")
+    print(f"  everything pip installs : {_mb(installed)}")
+    print(f"  layer, unzipped         : {_mb(unzipped)}  ({layer})")
+    print(f"  layer, zipped           : {_mb(zipped)}  ({zip_path})")
+    print(f"  stripped                : {', '.join(r for r in removed if '/' not in r.rstrip('/')) or '-'}")
+    print(f"  imports in isolation    : {', '.join(files)}")
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: layers/build)")
+    parser.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
+    args = parser.parse_args(argv)
+    try:
+        summary = build(args.out.resolve())
+    except CannotBuild as exc:
+        print(f"cannot build the layer here: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_BUILD
+    except BuildFailed as exc:
+        print(f"layer build failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(summary))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
