@@ -37,7 +37,7 @@ class _Tensor:
     rebuild: object = None
 
     def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
-        self.args = (storage, offset, size, stride, False, collections.OrderedDict())
+        self.args: tuple[object, ...] = (storage, offset, size, stride, False, collections.OrderedDict())
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         return (_Tensor.rebuild, self.args)
