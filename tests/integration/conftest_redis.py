@@ -1,0 +1,42 @@
+"""Pytest fixtures for a real redis-server (see tests/redis_server.py).
+
+Use them from any test module with
+    pytest_plugins = ("tests.integration.conftest_redis",)
+A missing redis-server fails the test with a clear message: CI must run these tests, not skip them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from tests.redis_server import RedisServer, RedisServerMissing
+
+RedisServerFactory = Callable[..., RedisServer]
+
+
+@pytest.fixture
+def redis_server_factory() -> Iterator[RedisServerFactory]:
+    """Start redis-servers with options (`password=`, `tls=(cert, key)`); all are stopped afterwards."""
+    servers: list[RedisServer] = []
+
+    def start(password: str | None = None, tls: tuple[Path, Path] | None = None) -> RedisServer:
+        try:
+            server = RedisServer(password=password, tls=tls)
+        except RedisServerMissing as missing:
+            pytest.fail(str(missing), pytrace=False)
+        servers.append(server)
+        return server.start()
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.cleanup()
+
+
+@pytest.fixture
+def redis_server(redis_server_factory: RedisServerFactory) -> RedisServer:
+    """A fresh redis-server on 127.0.0.1 with no password, for one test."""
+    return redis_server_factory()
