@@ -9,10 +9,12 @@ it (.ci/system-deps.sh) and must run these tests.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -99,6 +101,15 @@ class RedisServer:
     def stop(self) -> None:
         self._kill()
 
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): connections stay open but nothing answers, as in a hung server."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def cleanup(self) -> None:
         self._kill()
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -149,6 +160,7 @@ class RedisServer:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
+        process.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
         process.terminate()
         try:
             process.wait(STOP_TIMEOUT_S)
@@ -161,3 +173,7 @@ class RedisServer:
             return "\n".join((self._dir / "redis.log").read_text(errors="replace").splitlines()[-20:])
         except OSError:
             return "(no log)"
+
+
+# What the `redis_server_factory` fixture gives: start(password=None, tls=None) -> RedisServer.
+RedisServerFactory = Callable[..., RedisServer]

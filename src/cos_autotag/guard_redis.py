@@ -406,7 +406,7 @@ class RedisStore:
 
 def _in_progress_ms(expires_in_s: float) -> int:
     """The in-progress window: the invocation's remaining time, never 0 (no expiry), never absurd."""
-    seconds = expires_in_s if math.isfinite(expires_in_s) else MAX_IN_PROGRESS_S
+    seconds = MIN_IN_PROGRESS_S if math.isnan(expires_in_s) else expires_in_s
     return math.ceil(min(MAX_IN_PROGRESS_S, max(MIN_IN_PROGRESS_S, seconds)) * 1000)
 
 

@@ -7,13 +7,11 @@ A missing redis-server fails the test with a clear message: CI must run these te
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.redis_server import RedisServer, RedisServerMissing
-
-RedisServerFactory = Callable[..., RedisServer]
+from tests.redis_server import RedisServer, RedisServerFactory, RedisServerMissing
 
 
 @pytest.fixture

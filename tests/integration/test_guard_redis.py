@@ -1,0 +1,458 @@
+"""The strict idempotency store against a real redis-server: every transition, races, outages.
+
+An independent client (redis-py) looks at what the store wrote; the store itself is only ever
+driven over a real socket.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.redis_server import RedisServer, RedisServerFactory
+
+from cos_autotag.events import CosRecord
+from cos_autotag.guard import Claim, StoreUnavailable
+from cos_autotag.guard_redis import KEY_PREFIX, RedisAddress, RedisStore
+
+pytest_plugins = ("tests.integration.conftest_redis",)
+
+TTL_S = 3600
+
+
+def upload(key: str = "", vid: str = "") -> CosRecord:
+    """One upload of one object; a fresh key per call unless named."""
+    return CosRecord(
+        bucket="photos-1250000000",
+        region="ap-guangzhou",
+        key=key or f"album/{uuid.uuid4().hex}.jpg",
+        event_name="cos:ObjectCreated:Put",
+        vid=vid or uuid.uuid4().hex,
+    )
+
+
+def stored(server: RedisServer, record: CosRecord, db: int = 0) -> dict[str, Any] | None:
+    raw = server.client(db).get(RedisStore.key_for(record))
+    return None if raw is None else json.loads(raw)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def race(workers: int, task: Callable[[int], Claim]) -> Counter[Claim]:
+    """Run `task(i)` in `workers` threads released at the same moment; count the answers."""
+    barrier = threading.Barrier(workers)
+    results: list[Claim | BaseException] = []
+    lock = threading.Lock()
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            outcome: Claim | BaseException = task(i)
+        except BaseException as error:
+            outcome = error
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, errors
+    assert len(results) == workers
+    return Counter(r for r in results if isinstance(r, Claim))
+
+
+@pytest.fixture
+def store(redis_server: RedisServer) -> RedisStore:
+    return RedisStore.from_url(redis_server.url(), ttl_s=TTL_S)
+
+
+# --- the state machine ---------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_first_claim_is_new_and_writes_an_in_progress_record(store: RedisStore, redis_server: RedisServer) -> None:
+    record = upload()
+    before = now_ms()
+    assert store.claim(record, expires_in_s=30) is Claim.NEW
+    state = stored(redis_server, record)
+    assert state is not None
+    assert state["status"] == "INPROGRESS"
+    assert before + 30_000 <= state["expires_at_ms"] <= now_ms() + 30_000
+    assert state["owner"]
+    key = RedisStore.key_for(record)
+    assert key.startswith(KEY_PREFIX) and len(key) == len(KEY_PREFIX) + 64
+    # The key lives exactly as long as the invocation's window: a crash stops blocking after it.
+    assert 29_000 < redis_server.client().pttl(key) <= 30_000
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_claim_while_in_progress_is_in_progress(store: RedisStore, redis_server: RedisServer) -> None:
+    record = upload()
+    other_container = RedisStore.from_url(redis_server.url(), ttl_s=TTL_S)
+    assert store.claim(record, 30) is Claim.NEW
+    assert other_container.claim(record, 30) is Claim.IN_PROGRESS
+    assert store.claim(record, 30) is Claim.IN_PROGRESS  # a second delivery in the same container too
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_complete_marks_completed_with_the_completed_ttl(store: RedisStore, redis_server: RedisServer) -> None:
+    record = upload()
+    assert store.claim(record, 30) is Claim.NEW
+    store.complete(record)
+    state = stored(redis_server, record)
+    assert state is not None and state["status"] == "COMPLETED"
+    pttl = redis_server.client().pttl(RedisStore.key_for(record))
+    assert TTL_S * 1000 - 5_000 < pttl <= TTL_S * 1000
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_claim_after_complete_is_duplicate_in_any_container(store: RedisStore, redis_server: RedisServer) -> None:
+    record = upload()
+    assert store.claim(record, 30) is Claim.NEW
+    store.complete(record)
+    assert store.claim(record, 30) is Claim.DUPLICATE
+    assert RedisStore.from_url(redis_server.url()).claim(record, 30) is Claim.DUPLICATE
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_another_upload_of_the_same_key_is_new(store: RedisStore) -> None:
+    first = upload(key="album/same.jpg", vid="v1")
+    assert store.claim(first, 30) is Claim.NEW
+    store.complete(first)
+    assert store.claim(upload(key="album/same.jpg", vid="v2"), 30) is Claim.NEW
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_release_deletes_our_record_so_a_retry_is_new(store: RedisStore, redis_server: RedisServer) -> None:
+    record = upload()
+    assert store.claim(record, 30) is Claim.NEW
+    store.release(record)
+    assert stored(redis_server, record) is None
+    assert RedisStore.from_url(redis_server.url()).claim(record, 30) is Claim.NEW
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_release_never_deletes_a_record_someone_else_holds(store: RedisStore, redis_server: RedisServer) -> None:
+    record = upload()
+    key = RedisStore.key_for(record)
+    assert store.claim(record, 30) is Claim.NEW
+    # Our window passed and another delivery took the upload over while we were still running.
+    theirs = json.dumps({"status": "INPROGRESS", "expires_at_ms": now_ms() + 30_000, "owner": "someone-else"})
+    redis_server.client().set(key, theirs, px=30_000)
+    store.release(record)
+    assert redis_server.client().get(key) == theirs.encode()
+    # A container that never claimed it has nothing of its own to release either.
+    other = RedisStore.from_url(redis_server.url())
+    other.release(record)
+    assert redis_server.client().get(key) == theirs.encode()
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_release_after_complete_keeps_the_completed_record(store: RedisStore, redis_server: RedisServer) -> None:
+    record = upload()
+    assert store.claim(record, 30) is Claim.NEW
+    store.complete(record)
+    store.release(record)
+    assert store.claim(record, 30) is Claim.DUPLICATE
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+@pytest.mark.parametrize("remaining_s", [0.0, -5.0, 0.2, float("nan"), float("-inf")])
+def test_in_progress_window_is_never_zero(store: RedisStore, redis_server: RedisServer, remaining_s: float) -> None:
+    # Powertools #4759: a remaining time of 0 wrote a record with no expiry, blocking forever.
+    record = upload()
+    assert store.claim(record, remaining_s) is Claim.NEW
+    pttl = redis_server.client().pttl(RedisStore.key_for(record))
+    assert 0 < pttl <= 1_000
+    state = stored(redis_server, record)
+    assert state is not None and state["expires_at_ms"] <= now_ms() + 1_000
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_a_crashed_claim_stops_blocking_once_its_window_passes(redis_server: RedisServer) -> None:
+    record = upload()
+    crashed = RedisStore.from_url(redis_server.url())
+    retry = RedisStore.from_url(redis_server.url())
+    assert crashed.claim(record, 1) is Claim.NEW  # ...and never completes nor releases
+    assert retry.claim(record, 30) is Claim.IN_PROGRESS
+    time.sleep(1.2)
+    assert retry.claim(record, 30) is Claim.NEW
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_an_expired_in_progress_record_is_taken_over(store: RedisStore, redis_server: RedisServer) -> None:
+    # A key that outlived its in-progress window (written with the key TTL, as Powertools does).
+    record = upload()
+    key = RedisStore.key_for(record)
+    stale = json.dumps({"status": "INPROGRESS", "expires_at_ms": now_ms() - 1_000, "owner": "crashed"})
+    redis_server.client().set(key, stale, px=600_000)
+    assert store.claim(record, 20) is Claim.NEW
+    state = stored(redis_server, record)
+    assert state is not None and state["status"] == "INPROGRESS" and state["owner"] != "crashed"
+    assert 19_000 < redis_server.client().pttl(key) <= 20_000
+    # The takeover is ours: complete and release act on it.
+    store.release(record)
+    assert stored(redis_server, record) is None
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_an_in_progress_record_within_its_window_is_not_taken_over(
+    store: RedisStore, redis_server: RedisServer
+) -> None:
+    record = upload()
+    key = RedisStore.key_for(record)
+    live = json.dumps({"status": "INPROGRESS", "expires_at_ms": now_ms() + 60_000, "owner": "busy"})
+    redis_server.client().set(key, live, px=600_000)
+    assert store.claim(record, 20) is Claim.IN_PROGRESS
+    assert redis_server.client().get(key) == live.encode()
+
+
+# --- races ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_twenty_threads_claiming_one_upload_get_exactly_one_new(store: RedisStore) -> None:
+    record = upload()
+    counts = race(20, lambda _: store.claim(record, 30))
+    assert counts == Counter({Claim.NEW: 1, Claim.IN_PROGRESS: 19})
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_two_containers_racing_get_exactly_one_new_per_upload(redis_server: RedisServer) -> None:
+    containers = [RedisStore.from_url(redis_server.url()) for _ in range(2)]
+    for _ in range(25):
+        record = upload()
+        counts = race(8, lambda i, r=record: containers[i % 2].claim(r, 30))  # type: ignore[misc]
+        assert counts == Counter({Claim.NEW: 1, Claim.IN_PROGRESS: 7})
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_racing_takeovers_of_an_expired_record_get_exactly_one_new(redis_server: RedisServer) -> None:
+    record = upload()
+    stale = json.dumps({"status": "INPROGRESS", "expires_at_ms": now_ms() - 1_000, "owner": "crashed"})
+    redis_server.client().set(RedisStore.key_for(record), stale, px=600_000)
+    containers = [RedisStore.from_url(redis_server.url()) for _ in range(4)]
+    counts = race(20, lambda i: containers[i % 4].claim(record, 30))
+    assert counts == Counter({Claim.NEW: 1, Claim.IN_PROGRESS: 19})
+
+
+# --- connecting: auth, db, TLS -----------------------------------------------------------------
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_password_and_database_from_the_url(redis_server_factory: RedisServerFactory) -> None:
+    server = redis_server_factory(password="p@ss:w/rd#1")
+    store = RedisStore.from_url(server.url(db=5))
+    record = upload()
+    assert store.claim(record, 30) is Claim.NEW
+    assert stored(server, record, db=5) is not None
+    assert stored(server, record, db=0) is None
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_acl_user_and_password_from_the_url(redis_server_factory: RedisServerFactory) -> None:
+    server = redis_server_factory(password="admin-secret")
+    admin = server.client()
+    admin.acl_setuser("autotag", enabled=True, passwords=["+tagger-pw"], keys=["autotag:*"], commands=["+@all"])
+    store = RedisStore.from_url(server.url(username="autotag", password="tagger-pw"))
+    assert store.claim(upload(), 30) is Claim.NEW
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_wrong_password_is_store_unavailable_without_the_password(
+    redis_server_factory: RedisServerFactory,
+) -> None:
+    server = redis_server_factory(password="right-secret")
+    store = RedisStore.from_url(server.url(password="Wr0ngPassw0rd"))
+    with pytest.raises(StoreUnavailable) as caught:
+        store.claim(upload(), 30)
+    message = str(caught.value)
+    assert "AUTH" in message and "WRONGPASS" in message
+    assert "Wr0ngPassw0rd" not in message and "right-secret" not in message
+    assert "Wr0ngPassw0rd" not in repr(store)
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_no_password_for_a_server_that_needs_one_is_store_unavailable(
+    redis_server_factory: RedisServerFactory,
+) -> None:
+    server = redis_server_factory(password="right-secret")
+    store = RedisStore.from_url(f"redis://{server.host}:{server.port}/0")
+    with pytest.raises(StoreUnavailable, match="NOAUTH"):
+        store.claim(upload(), 30)
+
+
+def _self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_rediss_speaks_tls_and_verifies_the_certificate(
+    redis_server_factory: RedisServerFactory, tmp_path: Path
+) -> None:
+    cert, key = _self_signed_cert(tmp_path)
+    server = redis_server_factory(password="tls-secret", tls=(cert, key))
+    assert server.url().startswith("rediss://")
+    trusting = ssl.create_default_context(cafile=str(cert))
+    store = RedisStore.from_url(server.url(db=2), ssl_context=trusting)
+    record = upload()
+    assert store.claim(record, 30) is Claim.NEW
+    assert stored(server, record, db=2) is not None
+    # With the system's trust store, a self-signed certificate is refused: no silent plaintext.
+    with pytest.raises(StoreUnavailable, match="SSL") as caught:
+        RedisStore.from_url(server.url()).claim(upload(), 30)
+    assert "tls-secret" not in str(caught.value)
+
+
+# --- outages and bad data ------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_server_stopped_mid_way_is_store_unavailable_fast_then_recovers(
+    store: RedisStore, redis_server: RedisServer
+) -> None:
+    record = upload()
+    assert store.claim(record, 30) is Claim.NEW
+    redis_server.stop()
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        store.complete(record)
+    assert time.monotonic() - started < 1.0
+    # The same port comes back (empty: no persistence): the store reconnects by itself.
+    redis_server.start()
+    assert store.claim(record, 30) is Claim.NEW
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_a_hung_server_is_store_unavailable_after_the_read_timeout(
+    store: RedisStore, redis_server: RedisServer
+) -> None:
+    store.ping()  # connected before the server hangs
+    redis_server.pause()
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="timed out"):
+            store.claim(upload(), 30)
+        assert time.monotonic() - started < 1.5
+    finally:
+        redis_server.resume()
+    assert store.claim(upload(), 30) is Claim.NEW
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_an_idle_connection_the_server_dropped_is_reopened_transparently(
+    store: RedisStore, redis_server: RedisServer
+) -> None:
+    store.ping()
+    killed = redis_server.client().client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    assert store.claim(upload(), 30) is Claim.NEW  # no StoreUnavailable: one fresh try
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "value",
+    [b"not json", b'{"status": "DONE"}', b'{"status": "INPROGRESS"}', b"[1, 2]"],
+)
+def test_a_record_we_did_not_write_is_store_unavailable_and_left_alone(
+    store: RedisStore, redis_server: RedisServer, value: bytes
+) -> None:
+    record = upload()
+    key = RedisStore.key_for(record)
+    redis_server.client().set(key, value)
+    with pytest.raises(StoreUnavailable, match="not one this function wrote"):
+        store.claim(record, 30)
+    assert redis_server.client().get(key) == value
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_a_key_of_another_type_is_store_unavailable(store: RedisStore, redis_server: RedisServer) -> None:
+    record = upload()
+    redis_server.client().rpush(RedisStore.key_for(record), "x")
+    with pytest.raises(StoreUnavailable, match="WRONGTYPE"):
+        store.claim(record, 30)
+    # The connection stayed in sync after the error reply.
+    assert store.claim(upload(), 30) is Claim.NEW
+
+
+# --- the URL -------------------------------------------------------------------------------------
+
+
+def test_url_parts() -> None:
+    address = RedisAddress.parse("rediss://user:p%40ss@cache.internal:6380/4")
+    assert (address.host, address.port, address.db, address.tls) == ("cache.internal", 6380, 4, True)
+    assert (address.username, address.password) == ("user", "p@ss")
+    assert RedisAddress.parse("redis://10.0.0.5") == RedisAddress("10.0.0.5")
+    assert RedisAddress.parse("redis://:secret@10.0.0.5:6379").password == "secret"
+    assert "p@ss" not in repr(address) and "p%40ss" not in repr(address)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://:hunter2@host:6379", "scheme"),
+        ("redis://:hunter2@host:6379/zero", "database"),
+        ("redis://:hunter2@host:99999/0", "port"),
+        ("redis://:hunter2@host:6379/0?ssl=true", "query"),
+        ("redis://:hunter2@:6379/0", "no host"),
+    ],
+)
+def test_a_bad_url_names_the_problem_without_the_password(url: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem) as caught:
+        RedisStore.from_url(url)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_from_url_does_not_connect() -> None:
+    # Redis may be down at cold start: the App must still build, and fall back at the first claim.
+    store = RedisStore.from_url("redis://127.0.0.1:1/0")
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        store.claim(upload(), 30)
