@@ -1,0 +1,297 @@
+"""`Emulator`: the local COS + Cloud Infinite + SCF-trigger stand-in, as one object."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from cos_autotag import cos_facts
+
+from .backend import Backend, storage_class_from, validate_tags
+from .engine import LabelEngine, default_engine
+from .faults import FaultInjector, Faults
+from .requestlog import RequestLog, RequestRecord
+from .server import HOST, CosHTTPServer, ServerThread
+from .service import CosService, new_request_id
+from .store import ObjectState, Store
+from .triggers import (
+    DEFAULT_UIN,
+    EVENT_KEY_ENCODINGS,
+    Dispatcher,
+    Handler,
+    Invocation,
+    Trigger,
+    validate_trigger_events,
+)
+
+DEFAULT_CREDENTIALS = {"AKIDLOCAL": "local-secret"}
+
+
+class Emulator:
+    """A local COS endpoint with detect-label and SCF COS triggers.
+
+    Point the unmodified SDK at it with `CosConfig(Region=..., SecretId=..., SecretKey=...,
+    Scheme="http", IP="127.0.0.1", Port=emu.port)` (see `sdk_config`), so that requests carry
+    the virtual-host `Host: <bucket>.cos.<region>.myqcloud.com` the emulator routes by.
+    """
+
+    def __init__(
+        self,
+        credentials: Mapping[str, str] | None = None,
+        token: str | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        label_engine: LabelEngine | None = None,
+        faults: Faults | None = None,
+        appid: str = "1250000000",
+        delivery_workers: int = 4,
+        event_key_encoding: str = "raw",
+        uin: str = DEFAULT_UIN,
+    ) -> None:
+        if not cos_facts.APPID_RE.match(appid):
+            raise ValueError(f"appid {appid!r} must be 5-12 digits")
+        creds = dict(credentials if credentials is not None else DEFAULT_CREDENTIALS)
+        if not creds:
+            raise ValueError("credentials must hold at least one SecretId: SecretKey pair")
+        self.appid = appid
+        self._faults = FaultInjector(faults or Faults())
+        self._log = RequestLog()
+        self._dispatcher = Dispatcher(appid, self._faults, workers=delivery_workers, uin=uin)
+        self.event_key_encoding = event_key_encoding
+        self._backend = Backend(
+            store=Store(data_dir),
+            appid=appid,
+            credentials=creds,
+            token=token,
+            label_engine=label_engine if label_engine is not None else default_engine(),
+            faults=self._faults,
+            notify=self._dispatcher.notify,
+        )
+        self._service = CosService(self._backend, self._log)
+        self._server: ServerThread | None = None
+        self._stopped = False
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self, port: int = 0) -> int:
+        """Serve on 127.0.0.1:`port` (0 = a free port) in the background; answer the port."""
+        if self._server is not None:
+            raise RuntimeError(f"the emulator is already serving on port {self.port}")
+        if self._stopped:
+            raise RuntimeError("a stopped emulator cannot restart; build a new one (same data_dir)")
+        server = CosHTTPServer(port, self._service.handle, new_request_id)
+        self._server = ServerThread(server)
+        self._server.start()
+        return self._server.port
+
+    def stop(self) -> None:
+        """Stop serving and delivering. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._dispatcher.stop()
+        if self._server is not None:
+            self._server.stop()
+
+    def __enter__(self) -> Emulator:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the emulator is not serving; call start() first")
+        return self._server.port
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    # --- configuration ------------------------------------------------------------------------
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        """SecretId -> SecretKey accepted by the emulator (a live dict: edits apply at once)."""
+        return self._backend.credentials
+
+    @property
+    def token(self) -> str | None:
+        return self._backend.token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self._backend.token = value
+
+    @property
+    def label_engine(self) -> LabelEngine:
+        return self._backend.label_engine
+
+    @label_engine.setter
+    def label_engine(self, engine: LabelEngine) -> None:
+        if not callable(getattr(engine, "detect", None)):
+            raise TypeError("a label engine needs a detect(data, scenes) method")
+        self._backend.label_engine = engine
+
+    @property
+    def event_key_encoding(self) -> str:
+        """How `cosObject.key` is written in trigger events: "raw" (default) or "url" (percent-encoded)."""
+        return self._dispatcher.event_key_encoding
+
+    @event_key_encoding.setter
+    def event_key_encoding(self, value: str) -> None:
+        if value not in EVENT_KEY_ENCODINGS:
+            raise ValueError(f"event_key_encoding must be one of {EVENT_KEY_ENCODINGS}, not {value!r}")
+        self._dispatcher.event_key_encoding = value
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults.faults
+
+    @faults.setter
+    def faults(self, value: Faults) -> None:
+        self._faults.set(value)
+
+    def set_faults(self, faults: Faults | None = None, **changes: Any) -> Faults:
+        """Swap the fault knobs at run time: a whole new Faults, or changes to the current one."""
+        new = dataclasses.replace(faults or self._faults.faults, **changes)
+        self._faults.set(new)
+        return new
+
+    def sdk_config(self, region: str, secret_id: str | None = None) -> dict[str, Any]:
+        """Keyword arguments for `qcloud_cos.CosConfig` that point the SDK at this emulator."""
+        sid = secret_id or next(iter(self.credentials))
+        return {
+            "Region": region,
+            "SecretId": sid,
+            "SecretKey": self.credentials[sid],
+            "Token": self.token,
+            "Scheme": "http",
+            "IP": HOST,
+            "Port": self.port,
+        }
+
+    # --- buckets and state --------------------------------------------------------------------
+
+    def create_bucket(self, bucket: str, region: str = "ap-guangzhou") -> None:
+        """Create `<name>-<appid>` in `region` (idempotent for the same region)."""
+        match = cos_facts.BUCKET_RE.match(bucket)
+        if match and match.group("appid") != self.appid:
+            raise ValueError(f"bucket {bucket} belongs to appid {match.group('appid')}, not {self.appid}")
+        self._backend.store.create_bucket(bucket, region)
+
+    def buckets(self) -> dict[str, str]:
+        """bucket -> region."""
+        return self._backend.store.buckets()
+
+    def get_object_state(self, bucket: str, key: str) -> ObjectState | None:
+        """The stored object (body, headers, metadata, tags, ...), read directly, or None."""
+        return self._backend.store.get(bucket, key)
+
+    def seed_object(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        storage_class: str = cos_facts.DEFAULT_STORAGE_CLASS,
+    ) -> ObjectState:
+        """Store an object directly: no HTTP, no signature, no trigger (for test setup)."""
+        meta = {k.lower(): v for k, v in (metadata or {}).items()}
+        bad = [k for k in meta if not k.startswith(cos_facts.USER_META_PREFIX)]
+        if bad:
+            raise ValueError(f"metadata names must start with {cos_facts.USER_META_PREFIX}: {bad}")
+        return self._backend.store.put(
+            bucket,
+            key,
+            body,
+            headers={"Content-Type": content_type} if content_type else {},
+            metadata=meta,
+            tags=validate_tags(list((tags or {}).items())),
+            storage_class=storage_class_from(storage_class),
+            request_id=new_request_id(),
+        )
+
+    # --- triggers -----------------------------------------------------------------------------
+
+    def add_trigger(
+        self,
+        bucket: str,
+        handler: Handler,
+        events: Iterable[str] = (cos_facts.EVENT_CREATED_ANY,),
+        prefix: str = "",
+        suffix: str = "",
+        retry_num: int = cos_facts.SCF_DEFAULT_RETRY_NUM,
+        retry_delay_s: float = 0.05,
+        time_limit_ms: int = 30000,
+        memory_mb: int = 128,
+        function_name: str = "cos-autotag",
+    ) -> Trigger:
+        """Invoke `handler(event, context)` asynchronously for matching operations on `bucket`."""
+        if bucket not in self.buckets():
+            raise ValueError(f"bucket {bucket} does not exist; create_bucket() it first")
+        if not callable(handler):
+            raise TypeError("handler must be callable as handler(event, context)")
+        if retry_num < 0 or retry_delay_s < 0 or time_limit_ms <= 0 or memory_mb <= 0:
+            raise ValueError("retry_num and retry_delay_s must be >= 0; time_limit_ms and memory_mb > 0")
+        return self._dispatcher.add_trigger(
+            bucket=bucket,
+            handler=handler,
+            events=validate_trigger_events(tuple(events)),
+            prefix=prefix,
+            suffix=suffix,
+            retry_num=retry_num,
+            retry_delay_s=retry_delay_s,
+            time_limit_ms=time_limit_ms,
+            memory_mb=memory_mb,
+            function_name=function_name,
+        )
+
+    def remove_trigger(self, trigger: Trigger) -> None:
+        self._dispatcher.remove_trigger(trigger.trigger_id)
+
+    def wait_idle(self, timeout_s: float = 30.0) -> None:
+        """Block until every trigger delivery (retries and delayed ones included) has finished;
+        raise TimeoutError after `timeout_s`."""
+        self._dispatcher.wait_idle(timeout_s)
+
+    # --- observability ------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every request answered so far, oldest first (a snapshot)."""
+        return self._log.snapshot()
+
+    def count(
+        self,
+        op: str | None = None,
+        key: str | None = None,
+        since: float | None = None,
+        status: int | None = None,
+        bucket: str | None = None,
+    ) -> int:
+        """How many requests match: operation name, key, arrival time >= since (time.time()), status."""
+        return self._log.count(op=op, key=key, since=since, status=status, bucket=bucket)
+
+    @property
+    def invocations(self) -> list[Invocation]:
+        """Every handler run so far (retries included), in completion order (a snapshot)."""
+        return self._dispatcher.invocations()
+
+    def clear_logs(self) -> None:
+        self._log.clear()
+        self._dispatcher.clear_invocations()

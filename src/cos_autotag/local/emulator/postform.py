@@ -1,0 +1,193 @@
+"""POST Object: an HTML-form (multipart/form-data) upload signed with a policy.
+
+The form carries `key`, `policy` (base64 JSON), `q-sign-algorithm`, `q-ak`, `q-key-time`,
+`q-signature`, optional content fields and `x-cos-meta-*`, and the `file` last. COS checks the
+signature over the policy text, the policy's expiration and every condition in it
+("eq"/exact, "starts-with", "content-length-range") against the form.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+from cos_autotag import cos_facts
+
+from . import auth, xml_bodies
+from .backend import (
+    Backend,
+    check_content_md5,
+    content_headers_from,
+    object_url,
+    storage_class_from,
+    tags_from_header,
+    user_metadata_from,
+)
+from .errors import CosError
+from .messages import Request, Response, latin1_to_text
+
+_BOUNDARY_RE = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
+_DISPOSITION_PARAM_RE = re.compile(r';\s*([a-zA-Z*]+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_form(content_type: str, body: bytes) -> tuple[dict[str, str], str | None, bytes | None]:
+    """(fields, file name, file data) of a multipart/form-data body. Field names keep their case."""
+    match = _BOUNDARY_RE.search(content_type)
+    if not content_type.lower().startswith("multipart/form-data") or not match:
+        raise CosError("MalformedPOSTRequest", "POST Object needs a multipart/form-data body with a boundary")
+    delimiter = b"--" + match.group(1).encode("latin-1")
+    fields: dict[str, str] = {}
+    filename: str | None = None
+    data: bytes | None = None
+    chunks = body.split(delimiter)
+    if len(chunks) < 3 or not chunks[-1].startswith(b"--"):
+        raise CosError("MalformedPOSTRequest", "The multipart body is not terminated by the closing boundary")
+    for chunk in chunks[1:-1]:
+        if chunk.startswith(b"\r\n"):
+            chunk = chunk[2:]
+        if chunk.endswith(b"\r\n"):
+            chunk = chunk[:-2]
+        head, sep, content = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise CosError("MalformedPOSTRequest", "A form part has no header/body separator")
+        disposition = ""
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-disposition":
+                disposition = value
+        params = {k.lower(): v for k, v in _DISPOSITION_PARAM_RE.findall(disposition)}
+        field_name = params.get("name")
+        if field_name is None:
+            raise CosError("MalformedPOSTRequest", "A form part has no name")
+        if field_name == "file":
+            if data is not None:
+                raise CosError("IncorrectNumberOfFilesInPostRequest", "POST Object takes exactly one file")
+            filename, data = params.get("filename", ""), content
+        else:
+            fields[field_name] = content.decode("utf-8")
+    return fields, filename, data
+
+
+def _policy_conditions(policy: dict[str, object]) -> list[tuple[str, str, object]]:
+    """Normalise conditions to (op, field, value) with op in eq / starts-with / content-length-range."""
+    raw = policy.get("conditions", [])
+    if not isinstance(raw, list):
+        raise CosError("InvalidPolicyDocument", "policy conditions must be a list")
+    out: list[tuple[str, str, object]] = []
+    for cond in raw:
+        if isinstance(cond, dict) and len(cond) == 1:
+            ((name, value),) = cond.items()
+            out.append(("eq", str(name).lower(), value))
+        elif isinstance(cond, list) and len(cond) == 3:
+            op = str(cond[0]).lower()
+            if op == "content-length-range":
+                out.append((op, "", (cond[1], cond[2])))
+            elif op in ("eq", "starts-with") and isinstance(cond[1], str) and cond[1].startswith("$"):
+                out.append((op, cond[1][1:].lower(), cond[2]))
+            else:
+                raise CosError("InvalidPolicyDocument", f"unsupported policy condition {cond!r}")
+        else:
+            raise CosError("InvalidPolicyDocument", f"unsupported policy condition {cond!r}")
+    return out
+
+
+def _check_policy(policy: dict[str, object], values: dict[str, str], size: int, now: float) -> None:
+    expiration = policy.get("expiration")
+    if not isinstance(expiration, str):
+        raise CosError("InvalidPolicyDocument", "policy expiration is missing")
+    try:
+        expires = datetime.fromisoformat(expiration.replace("Z", "+00:00"))
+    except ValueError:
+        raise CosError("InvalidPolicyDocument", f"policy expiration {expiration!r} is not ISO 8601") from None
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=timezone.utc)
+    if expires.timestamp() < now:
+        raise CosError("AccessDenied", "Invalid according to Policy: Policy expired.")
+    for op, name, expected in _policy_conditions(policy):
+        if op == "content-length-range":
+            low, high = (int(bound) for bound in expected)  # type: ignore[attr-defined]
+            if not low <= size <= high:
+                raise CosError(
+                    "EntityTooLarge" if size > high else "EntityTooSmall",
+                    f"The file is {size} bytes; the policy allows {low}-{high}",
+                )
+            continue
+        actual = values.get(name)
+        if actual is None:
+            raise CosError("AccessDenied", f"Invalid according to Policy: the form has no {name} field")
+        if (op == "eq" and actual != str(expected)) or (op == "starts-with" and not actual.startswith(str(expected))):
+            raise CosError(
+                "AccessDenied", f"Invalid according to Policy: Policy Condition failed: [{op!r}, ${name}, {expected!r}]"
+            )
+
+
+def post_object(backend: Backend, req: Request) -> Response:
+    fields, filename, data = parse_form(req.header("content-type") or "", req.body)
+    if data is None:
+        raise CosError("MalformedPOSTRequest", "The form has no file field (it must be the last field)")
+    key = fields.get("key", "")
+    if not key:
+        raise CosError("InvalidArgument", "The form has no key field")
+    key = key.replace("${filename}", filename or "")
+    if len(key.encode()) > cos_facts.KEY_MAX_BYTES:
+        raise CosError("KeyTooLong", f"The key is longer than {cos_facts.KEY_MAX_BYTES} bytes")
+    try:
+        policy_text = base64.b64decode(fields.get("policy", ""), validate=True).decode("utf-8")
+        policy = json.loads(policy_text)
+    except (binascii.Error, ValueError):
+        raise CosError("InvalidPolicyDocument", "policy must be base64-encoded JSON") from None
+    if not isinstance(policy, dict) or not fields.get("policy"):
+        raise CosError("InvalidPolicyDocument", "policy must be a JSON object")
+    lowered = {name.lower(): value for name, value in fields.items()}
+    req.secret_id = auth.verify_post_signature(
+        fields=lowered, policy_text=policy_text, credentials=backend.credentials, token=backend.token
+    )
+    values = dict(lowered)
+    values["key"] = key
+    values["bucket"] = req.bucket or ""
+    values.setdefault("q-sign-time", lowered.get("q-key-time", ""))
+    _check_policy(policy, values, len(data), req.received_at)
+    check_content_md5(lowered.get("content-md5"), data)
+
+    pairs = list(lowered.items())
+    state = backend.store.put(
+        req.bucket or "",
+        key,
+        data,
+        headers=content_headers_from(pairs),
+        metadata=user_metadata_from(pairs),
+        tags=tags_from_header(lowered.get("x-cos-tagging")),
+        storage_class=storage_class_from(lowered.get("x-cos-storage-class")),
+        request_id=req.request_id,
+    )
+    # COS passes a signature on to the trigger event; for a form it is the form's q-* fields.
+    req.authorization = (
+        f"q-sign-algorithm=sha1&q-ak={lowered['q-ak']}&q-sign-time={lowered['q-key-time']}"
+        f"&q-key-time={lowered['q-key-time']}&q-header-list=&q-url-param-list=&q-signature={lowered['q-signature']}"
+    )
+    backend.emit(cos_facts.EVENT_POST, req, state)
+    location = object_url(req.bucket or "", req.region or "", key)
+    headers = {"ETag": state.etag, "Location": location}
+    redirect = lowered.get("success_action_redirect")
+    if redirect:
+        sep = "&" if "?" in redirect else "?"
+        headers["Location"] = (
+            f"{redirect}{sep}bucket={quote(req.bucket or '')}&key={quote(key)}&etag={quote(state.etag)}"
+        )
+        return Response(303, headers)
+    status = lowered.get("success_action_status", "204")
+    if status == "201":
+        return Response(
+            201,
+            {**headers, "Content-Type": xml_bodies.XML_CONTENT_TYPE},
+            xml_bodies.post_response_body(location, req.bucket or "", key, state.etag),
+        )
+    return Response(200 if status == "200" else 204, headers)
+
+
+def form_content_type(req: Request) -> bool:
+    return latin1_to_text(req.header("content-type") or "").lower().startswith("multipart/form-data")

@@ -1,0 +1,181 @@
+"""The COS front door: route a request to its operation, apply faults, check the signature,
+answer errors in COS's XML shape, and log every request."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+
+from cos_autotag import cos_facts
+
+from . import auth, ci, listing, multipart, objects, postform, xml_bodies
+from .backend import Backend
+from .errors import CosError
+from .faults import SERVER_ERRORS
+from .messages import Request, Response
+from .requestlog import RequestLog, RequestRecord
+
+Operation = Callable[[Backend, Request], Response]
+
+OPERATIONS: dict[str, Operation] = {
+    "PutObject": objects.put_object,
+    "GetObject": objects.get_object,
+    "HeadObject": objects.head_object,
+    "DeleteObject": objects.delete_object,
+    "CopyObject": objects.copy_object,
+    "PutObjectTagging": objects.put_object_tagging,
+    "GetObjectTagging": objects.get_object_tagging,
+    "DeleteObjectTagging": objects.delete_object_tagging,
+    "PostObject": postform.post_object,
+    "InitiateMultipartUpload": multipart.initiate,
+    "UploadPart": multipart.upload_part,
+    "CompleteMultipartUpload": multipart.complete,
+    "AbortMultipartUpload": multipart.abort,
+    "ListParts": multipart.list_parts,
+    "ListMultipartUploads": multipart.list_uploads,
+    "ListObjects": listing.list_objects,
+    "HeadBucket": listing.head_bucket,
+    "DetectLabel": ci.detect_label,
+}
+
+_counter = itertools.count(1)
+_PROCESS_TAG = os.urandom(3).hex()
+
+
+def new_request_id() -> str:
+    """Unique and base64-looking like COS's (which encode "<hex>_<hex>_<hex>_<hex>")."""
+    raw = f"{int(time.time()):x}_{_PROCESS_TAG}_{next(_counter):x}_{os.urandom(3).hex()}"
+    return base64.b64encode(raw.encode()).decode()
+
+
+def route(req: Request) -> str:
+    """The COS operation name of a request (an unknown one is answered 501 NotImplemented)."""
+    method = req.method
+    ci_process = req.param("ci-process")
+    if req.key is None:  # bucket-level
+        if method == "GET":
+            if ci_process is not None:
+                return "DetectLabel" if ci_process == "detect-label" else f"CI:{ci_process}"
+            return "ListMultipartUploads" if req.has_param("uploads") else "ListObjects"
+        if method == "HEAD":
+            return "HeadBucket"
+        if method == "POST" and postform.form_content_type(req):
+            return "PostObject"
+        return f"{method}Bucket"
+    if method in ("GET", "HEAD"):
+        if method == "GET" and req.has_param("tagging"):
+            return "GetObjectTagging"
+        if method == "GET" and ci_process is not None:
+            return "DetectLabel" if ci_process == "detect-label" else f"CI:{ci_process}"
+        if method == "GET" and req.has_param("uploadId"):
+            return "ListParts"
+        return "GetObject" if method == "GET" else "HeadObject"
+    if method == "PUT":
+        if req.has_param("tagging"):
+            return "PutObjectTagging"
+        if req.has_param("partNumber") and req.has_param("uploadId"):
+            return "UploadPartCopy" if req.header("x-cos-copy-source") else "UploadPart"
+        return "CopyObject" if req.header("x-cos-copy-source") else "PutObject"
+    if method == "POST":
+        if req.has_param("uploads"):
+            return "InitiateMultipartUpload"
+        if req.has_param("uploadId"):
+            return "CompleteMultipartUpload"
+        return "PostObjectKey"
+    if method == "DELETE":
+        if req.has_param("tagging"):
+            return "DeleteObjectTagging"
+        return "AbortMultipartUpload" if req.has_param("uploadId") else "DeleteObject"
+    return f"{method}Object"
+
+
+class CosService:
+    def __init__(self, backend: Backend, log: RequestLog) -> None:
+        self.backend = backend
+        self.log = log
+
+    def handle(self, req: Request) -> Response:
+        start = time.monotonic()
+        op = "Unknown"
+        try:
+            op = self._resolve(req)
+            delay = self.backend.faults.latency_for(op)
+            if delay > 0:
+                time.sleep(delay)
+            response = self._serve(op, req)
+        except CosError as exc:
+            response = self._error(req, exc)
+        except Exception as exc:  # a bug here must still answer COS-shaped, and be visible
+            traceback.print_exc(file=sys.stderr)
+            response = self._error(req, CosError("InternalError", f"emulator error: {exc!r}", 500))
+        response.headers["x-cos-request-id"] = req.request_id
+        self.log.append(
+            RequestRecord(
+                op=op,
+                method=req.method,
+                bucket=req.bucket,
+                key=req.key,
+                status=response.status,
+                error_code=response.error_code,
+                request_id=req.request_id,
+                timestamp=req.received_at,
+                duration_s=time.monotonic() - start,
+                secret_id=req.secret_id,
+            )
+        )
+        return response
+
+    def _resolve(self, req: Request) -> str:
+        host = (req.header("host") or "").split(":", 1)[0].lower()
+        match = cos_facts.COS_HOST_RE.match(host)
+        if not match:
+            raise CosError(
+                "InvalidURI",
+                f"Host {host!r} is not <bucket>.cos.<region>.myqcloud.com; configure the SDK with "
+                "IP='127.0.0.1', Port=<port> (not Domain/Endpoint) so that it sends the bucket's host",
+            )
+        req.bucket, req.region = match.group("bucket"), match.group("region")
+        req.key = req.path[1:] or None
+        return route(req)
+
+    def _serve(self, op: str, req: Request) -> Response:
+        backend = self.backend
+        if backend.store.bucket_region(req.bucket or "") != req.region:
+            raise CosError("NoSuchBucket", f"The specified bucket {req.bucket} does not exist in {req.region}.")
+        if req.key is not None and len(req.key.encode()) > cos_facts.KEY_MAX_BYTES:
+            raise CosError("KeyTooLong", f"The key is longer than {cos_facts.KEY_MAX_BYTES} bytes")
+        if op != "PostObject":  # a form upload is signed by its policy, checked by the operation
+            signed = auth.verify(
+                method=req.method,
+                path=req.path,
+                query=req.query,
+                headers=req.headers,
+                credentials=backend.credentials,
+                token=backend.token,
+            )
+            req.secret_id, req.authorization = signed.secret_id, signed.authorization
+        server_error = backend.faults.server_error_for(op)
+        if server_error is not None:
+            raise CosError(server_error, f"injected fault: {server_error}", SERVER_ERRORS[server_error])
+        operation = OPERATIONS.get(op)
+        if operation is None:
+            raise CosError("NotImplemented", f"{op} is not emulated", 501)
+        return operation(backend, req)
+
+    @staticmethod
+    def _error(req: Request, exc: CosError) -> Response:
+        headers = dict(exc.headers)
+        if exc.status == 304 or req.method == "HEAD":
+            body = b""  # no body on 304 or HEAD; the SDK reads HEAD errors from the status
+        else:
+            host = cos_facts.cos_host(req.bucket, req.region) if req.bucket and req.region else ""
+            trace = base64.b64encode(os.urandom(24)).decode()
+            body = xml_bodies.error_body(exc.code, exc.message, host + req.raw_path, req.request_id, trace)
+            headers["Content-Type"] = xml_bodies.XML_CONTENT_TYPE
+            headers["x-cos-trace-id"] = trace
+        return Response(exc.status, headers, body, error_code=exc.code)

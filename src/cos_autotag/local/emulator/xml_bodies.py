@@ -1,0 +1,256 @@
+"""XML bodies: what COS answers, and parsing the XML COS accepts.
+
+Bodies are built with string templates (fast; one emulator request builds many of them) and
+escaped with `xml_text`. The SDK only parses a body whose Content-Type is exactly
+`application/xml`, so every XML answer uses `XML_CONTENT_TYPE`.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from cos_autotag import cos_facts
+
+from .errors import CosError
+
+XML_CONTENT_TYPE = "application/xml"
+_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
+# Characters XML 1.0 cannot carry even escaped; COS keys may contain them, so they are percent-encoded.
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def xml_text(value: object) -> str:
+    """`value` as XML character data."""
+    text = str(value)
+    if _XML_INVALID.search(text):
+        text = _XML_INVALID.sub(lambda m: quote(m.group(0)), text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def element(name: str, value: object) -> str:
+    return f"<{name}>{xml_text(value)}</{name}>"
+
+
+def error_body(code: str, message: str, resource: str, request_id: str, trace_id: str) -> bytes:
+    """COS's error document. All of Code, Message, Resource and RequestId must be present and
+    non-empty, or the SDK's CosServiceError getters all answer "Unknown"."""
+    parts = (
+        element("Code", code),
+        element("Message", message or code),
+        element("Resource", resource or "/"),
+        element("RequestId", request_id),
+        element("TraceId", trace_id),
+    )
+    return (_DECL + "<Error>" + "".join(parts) + "</Error>").encode()
+
+
+def tagging_body(tags: Mapping[str, str]) -> bytes:
+    inner = "".join(f"<Tag>{element('Key', k)}{element('Value', v)}</Tag>" for k, v in tags.items())
+    return (_DECL + f"<Tagging><TagSet>{inner}</TagSet></Tagging>").encode()
+
+
+def copy_result_body(etag: str, last_modified_iso: str) -> bytes:
+    return (
+        _DECL
+        + "<CopyObjectResult>"
+        + element("ETag", etag)
+        + element("LastModified", last_modified_iso)
+        + "</CopyObjectResult>"
+    ).encode()
+
+
+def initiate_multipart_body(bucket: str, key: str, upload_id: str) -> bytes:
+    return (
+        _DECL
+        + "<InitiateMultipartUploadResult>"
+        + element("Bucket", bucket)
+        + element("Key", key)
+        + element("UploadId", upload_id)
+        + "</InitiateMultipartUploadResult>"
+    ).encode()
+
+
+def complete_multipart_body(location: str, bucket: str, key: str, etag: str) -> bytes:
+    return (
+        _DECL
+        + "<CompleteMultipartUploadResult>"
+        + element("Location", location)
+        + element("Bucket", bucket)
+        + element("Key", key)
+        + element("ETag", etag)
+        + "</CompleteMultipartUploadResult>"
+    ).encode()
+
+
+def post_response_body(location: str, bucket: str, key: str, etag: str) -> bytes:
+    return (
+        _DECL
+        + "<PostResponse>"
+        + element("Location", location)
+        + element("Bucket", bucket)
+        + element("Key", key)
+        + element("ETag", etag)
+        + "</PostResponse>"
+    ).encode()
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    last_modified_iso: str
+    etag: str
+    size: int
+    storage_class: str
+
+
+def list_bucket_body(
+    *,
+    bucket: str,
+    prefix: str,
+    marker: str,
+    max_keys: int,
+    delimiter: str,
+    url_encode: bool,
+    is_truncated: bool,
+    next_marker: str,
+    contents: Sequence[ListedObject],
+    common_prefixes: Sequence[str],
+    owner_id: str,
+) -> bytes:
+    """ListBucketResult. With `encoding-type=url` (the SDK always asks for it) keys, prefixes and
+    markers are percent-encoded, and the SDK decodes them."""
+
+    def enc(text: str) -> str:
+        return quote(text, safe="/") if url_encode else text
+
+    out = [_DECL, "<ListBucketResult>", element("Name", bucket)]
+    if url_encode:
+        out.append(element("EncodingType", "url"))
+    out += [
+        element("Prefix", enc(prefix)),
+        element("Marker", enc(marker)),
+        element("MaxKeys", max_keys),
+    ]
+    if delimiter:
+        out.append(element("Delimiter", enc(delimiter)))
+    out.append(element("IsTruncated", "true" if is_truncated else "false"))
+    if is_truncated and next_marker:
+        out.append(element("NextMarker", enc(next_marker)))
+    owner = f"<Owner>{element('ID', owner_id)}{element('DisplayName', owner_id)}</Owner>"
+    for obj in contents:
+        out.append(
+            "<Contents>"
+            + element("Key", enc(obj.key))
+            + element("LastModified", obj.last_modified_iso)
+            + element("ETag", obj.etag)
+            + element("Size", obj.size)
+            + owner
+            + element("StorageClass", obj.storage_class)
+            + "</Contents>"
+        )
+    for common in common_prefixes:
+        out.append(f"<CommonPrefixes>{element('Prefix', enc(common))}</CommonPrefixes>")
+    out.append("</ListBucketResult>")
+    return "".join(out).encode()
+
+
+def detect_label_body(
+    labels_by_scene: Mapping[str, Sequence[Mapping[str, object]]], scenes: Sequence[str] | None
+) -> bytes:
+    """CI's RecognitionResult. Without `scenes` the labels sit in top-level `<Labels>` elements;
+    with `scenes` each requested scene gets its own `<XxxLabels>` element holding `<Labels>`."""
+
+    def labels_xml(labels: Iterable[Mapping[str, object]]) -> str:
+        return "".join(
+            "<Labels>"
+            + element("Confidence", label["Confidence"])
+            + element("Name", label["Name"])
+            + element("FirstCategory", label.get("FirstCategory", ""))
+            + element("SecondCategory", label.get("SecondCategory", ""))
+            + "</Labels>"
+            for label in labels
+        )
+
+    out = [_DECL, "<RecognitionResult>"]
+    if scenes is None:
+        # The default scene is camera; its labels are answered unwrapped.
+        default = cos_facts.DETECT_DEFAULT_SCENES[0]
+        out.append(labels_xml(labels_by_scene.get(default, ())))
+    else:
+        for scene in scenes:
+            name = cos_facts.DETECT_SCENE_ELEMENTS[scene]
+            out.append(f"<{name}>{labels_xml(labels_by_scene.get(scene, ()))}</{name}>")
+    out.append("</RecognitionResult>")
+    return "".join(out).encode()
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+
+def _local(tag: str) -> str:
+    """An element name without its namespace."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def parse_xml(body: bytes, root_name: str) -> ET.Element:
+    """Parse a request body whose root must be `root_name`; anything else is MalformedXML."""
+    if not body.strip():
+        raise CosError("MalformedXML", "The request body is empty")
+    # A DTD has no business in a COS request and is how entity-expansion attacks start.
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        raise CosError("MalformedXML", "DTDs are not allowed in the request body")
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise CosError("MalformedXML", f"The XML you provided was not well-formed: {exc}") from exc
+    if _local(root.tag) != root_name:
+        raise CosError("MalformedXML", f"The root element must be <{root_name}>, not <{_local(root.tag)}>")
+    return root
+
+
+def children(node: ET.Element, name: str) -> list[ET.Element]:
+    return [child for child in node if _local(child.tag) == name]
+
+
+def child_text(node: ET.Element, name: str) -> str | None:
+    """Text of the first child called `name`: None when absent, "" when empty."""
+    found = children(node, name)
+    if not found:
+        return None
+    return found[0].text or ""
+
+
+def parse_tagging(body: bytes) -> list[tuple[str, str]]:
+    """The (key, value) pairs of a `<Tagging><TagSet><Tag>...` body, in order; not yet validated."""
+    root = parse_xml(body, "Tagging")
+    tag_sets = children(root, "TagSet")
+    if len(tag_sets) != 1:
+        raise CosError("MalformedXML", "<Tagging> must hold exactly one <TagSet>")
+    pairs: list[tuple[str, str]] = []
+    for tag in children(tag_sets[0], "Tag"):
+        key, value = child_text(tag, "Key"), child_text(tag, "Value")
+        if key is None or value is None:
+            raise CosError("MalformedXML", "every <Tag> needs a <Key> and a <Value>")
+        pairs.append((key, value))
+    return pairs
+
+
+def parse_complete_multipart(body: bytes) -> list[tuple[int, str]]:
+    """(part number, ETag) pairs of a CompleteMultipartUpload body, in the order given."""
+    root = parse_xml(body, "CompleteMultipartUpload")
+    parts: list[tuple[int, str]] = []
+    for part in children(root, "Part"):
+        number, etag = child_text(part, "PartNumber"), child_text(part, "ETag")
+        if number is None or etag is None:
+            raise CosError("MalformedXML", "every <Part> needs a <PartNumber> and an <ETag>")
+        try:
+            parts.append((int(number), etag.strip()))
+        except ValueError as exc:
+            raise CosError("MalformedXML", f"<PartNumber> is not a number: {number!r}") from exc
+    if not parts:
+        raise CosError("MalformedXML", "<CompleteMultipartUpload> lists no <Part>")
+    return parts
