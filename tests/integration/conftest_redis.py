@@ -23,9 +23,11 @@ def redis_server_factory() -> Iterator[RedisServerFactory]:
         try:
             server = RedisServer(password=password, tls=tls)
         except RedisServerMissing as missing:
-            pytest.fail(str(missing), pytrace=False)
-        servers.append(server)
-        return server.start()
+            problem = str(missing)
+        else:
+            servers.append(server)
+            return server.start()
+        pytest.fail(problem, pytrace=False)  # outside the except: one clear line, no chained traceback
 
     try:
         yield start
