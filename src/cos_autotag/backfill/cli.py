@@ -1,0 +1,253 @@
+"""`cos-autotag backfill`: label the objects already in a bucket.
+
+Settings (mode, scenes, thresholds, AUTOTAG_COS_ENDPOINT) come from the same environment
+variables as the function; credentials from TENCENTCLOUD_SECRETID/SECRETKEY/SESSIONTOKEN.
+JSON log lines go to stdout, the progress bar and the final report to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit
+
+from .. import cos_facts, observability
+from ..cos_adapter import ConfigurationError
+from ..events import MAX_RECORDS_PER_EVENT
+from ..settings import Settings, SettingsError
+from .checkpoint import CheckpointError, CheckpointWriter, ResumeState, load
+from .options import DEFAULT_BATCH, DEFAULT_CONCURRENCY, DEFAULT_QPS, MAX_CONCURRENCY, Options
+from .progress import Progress
+from .report import Report
+from .runner import Backfill, CountingGateway, run_local
+
+# Where --via-scf sends its API calls instead of SCF's own endpoint (the local stand-in, in tests).
+SCF_ENDPOINT_VAR = "AUTOTAG_SCF_ENDPOINT"
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cos-autotag backfill",
+        description="Label the objects already in a bucket, through the same pipeline and guard as the "
+        "function: an object already labeled costs one read and no detect-label call.",
+    )
+    parser.add_argument("--bucket", required=True, help="the bucket, <name>-<appid>")
+    parser.add_argument("--region", required=True, help="its region, e.g. ap-guangzhou")
+    parser.add_argument("--prefix", default="", help="only keys starting with this")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"objects in progress at once (1-{MAX_CONCURRENCY}; default {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--qps",
+        type=float,
+        default=DEFAULT_QPS,
+        help=f"the account's detect-label quota, calls per second (default {DEFAULT_QPS:g}); "
+        "the rate backs off when throttled and recovers",
+    )
+    parser.add_argument("--burst", type=float, default=1.0, help="calls allowed at once above the rate (default 1)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="make no paid call: read each object's marker and report what would be labeled and the cost",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="FILE",
+        type=Path,
+        help="checkpoint file: record progress there, and continue from it if it exists",
+    )
+    parser.add_argument("--report", metavar="FILE", type=Path, help="also write the final report there, as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (none anyway if not a terminal)")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar and only warning/error log lines; the report stays"
+    )
+    scf = parser.add_argument_group("fan out to the deployed function")
+    scf.add_argument(
+        "--via-scf",
+        metavar="FUNCTION",
+        help="send the objects to this SCF function as COS events (asynchronous Invoke) instead of labeling here",
+    )
+    scf.add_argument("--scf-region", help="the function's region (default: --region)")
+    scf.add_argument("--scf-namespace", default="default", help="the function's namespace (default: default)")
+    scf.add_argument("--scf-qualifier", default="$LATEST", help="version or alias to invoke (default: $LATEST)")
+    scf.add_argument(
+        "--batch",
+        type=int,
+        default=DEFAULT_BATCH,
+        help=f"records per event (default {DEFAULT_BATCH}); keep batch x seconds per object under the "
+        "function's timeout",
+    )
+    return parser
+
+
+def _region(value: str, flag: str) -> str:
+    value = value.strip()
+    if cos_facts.REGION_RE.match(value):
+        return value
+    if value in cos_facts.REGION_SHORT_CODES:
+        return cos_facts.REGION_SHORT_CODES[value]
+    raise UsageError(f"{flag} {value!r} is not a region name like ap-guangzhou")
+
+
+def scf_endpoint(env: Mapping[str, str]) -> tuple[str, str] | None:
+    value = (env.get(SCF_ENDPOINT_VAR) or "").strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None or parts.path not in ("", "/"):
+        raise UsageError(f"{SCF_ENDPOINT_VAR}={value!r} is not valid: expected http://HOST:PORT or https://HOST:PORT")
+    return parts.scheme, f"{parts.hostname}:{port}"
+
+
+def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Options:
+    if not cos_facts.BUCKET_RE.match(args.bucket):
+        raise UsageError(f"--bucket {args.bucket!r} is not a <name>-<appid> bucket name")
+    region = _region(args.region, "--region")
+    if not 1 <= args.concurrency <= MAX_CONCURRENCY:
+        raise UsageError(f"--concurrency must be 1 to {MAX_CONCURRENCY}, not {args.concurrency}")
+    if not 0 < args.qps <= 10_000:
+        raise UsageError(f"--qps must be above 0 (and at most 10000), not {args.qps:g}")
+    if args.burst < 1:
+        raise UsageError(f"--burst must be at least 1, not {args.burst:g}")
+    if not 1 <= args.batch <= MAX_RECORDS_PER_EVENT:
+        raise UsageError(f"--batch must be 1 to {MAX_RECORDS_PER_EVENT}, not {args.batch}")
+    if args.via_scf is not None and not args.via_scf.strip():
+        raise UsageError("--via-scf needs a function name")
+    return Options(
+        bucket=args.bucket,
+        region=region,
+        prefix=args.prefix,
+        concurrency=args.concurrency,
+        qps=args.qps,
+        burst=args.burst,
+        dry_run=args.dry_run,
+        resume=args.resume,
+        progress=not (args.no_progress or args.quiet) and sys.stderr.isatty(),
+        report_path=args.report,
+        via_scf=args.via_scf.strip() if args.via_scf and not args.dry_run else None,
+        scf_region=_region(args.scf_region, "--scf-region") if args.scf_region else region,
+        scf_namespace=args.scf_namespace,
+        scf_qualifier=args.scf_qualifier,
+        batch=args.batch,
+        scf_endpoint=scf_endpoint(env),
+    )
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """`kill` (SIGTERM) stops the run like Ctrl-C: finish what is running, record it, report."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (a test calling run_backfill from a worker)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_backfill(argv: list[str], env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    args = _parser().parse_args(argv)
+    try:
+        options = options_from_args(args, env)
+        settings = Settings.from_env(env)
+    except (UsageError, SettingsError) as error:
+        print(f"cos-autotag backfill: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if settings.buckets and options.bucket not in settings.buckets:
+        print(f"cos-autotag backfill: {options.bucket} is not in AUTOTAG_BUCKETS: refused", file=sys.stderr)
+        return EXIT_USAGE
+    observability.configure("WARNING" if args.quiet else settings.log_level)
+    if args.dry_run and args.via_scf:
+        print("cos-autotag backfill: --dry-run invokes nothing: reporting what would be labeled", file=sys.stderr)
+
+    gateway = CountingGateway(settings, env)
+    try:
+        creds = gateway.credentials()
+    except ConfigurationError as error:
+        print(f"cos-autotag backfill: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    observability.register_secret(creds.secret_key)
+    observability.register_secret(creds.token)
+
+    run = "dry-run" if options.dry_run else ("via-scf" if options.via_scf else "label")
+    scope = {
+        "bucket": options.bucket,
+        "region": options.region,
+        "prefix": options.prefix,
+        "mode": settings.mode,
+        "via": f"scf:{options.scf_namespace}/{options.via_scf}" if options.via_scf else "local",
+    }
+    checkpoint: CheckpointWriter | None = None
+    try:
+        resume = load(options.resume, scope) if options.resume else ResumeState()
+        if options.resume and not options.dry_run:  # a dry run reads the checkpoint, never writes it
+            checkpoint = CheckpointWriter(options.resume, scope)
+    except CheckpointError as error:
+        print(f"cos-autotag backfill: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+    report = Report(options.bucket, options.region, options.prefix, run, scenes=settings.scenes)
+    progress = Progress(options.progress, f"{run} {options.bucket}/{options.prefix}")
+    backfill = Backfill(options, settings, gateway, report, progress, resume, checkpoint)
+    log = observability.get_logger()
+    log.info("backfill started", **{k: v for k, v in scope.items()}, run=run, qps=options.qps)
+    try:
+        with _sigterm_interrupts():
+            if options.via_scf:
+                from .fanout import FanoutError, run_via_scf
+
+                try:
+                    run_via_scf(options, settings, backfill)
+                except FanoutError as error:
+                    print(f"cos-autotag backfill: {error}", file=sys.stderr)
+                    return EXIT_USAGE
+            else:
+                run_local(options, settings, backfill)
+    finally:
+        if checkpoint is not None:
+            checkpoint.close()
+    return _finish(report, options, log)
+
+
+def _finish(report: Report, options: Options, log: Any) -> int:
+    summary = report.as_dict()
+    log.info("backfill report", **summary)
+    print(report.render(), file=sys.stderr)
+    if options.resume and (report.interrupted or report.aborted or report.failed):
+        print(f"  continue with: --resume {options.resume}", file=sys.stderr)
+    if options.report_path is not None:
+        try:
+            options.report_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        except OSError as error:
+            print(f"cos-autotag backfill: cannot write the report to {options.report_path}: {error}", file=sys.stderr)
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if report.failed or report.aborted else EXIT_OK

@@ -1,0 +1,272 @@
+"""Label a bucket's existing objects here, through the function's own pipeline and guard.
+
+The main thread lists, hands objects to a pool of workers and does all the bookkeeping
+(report, checkpoint, progress bar) as their results come back, so none of it needs a lock.
+Each object becomes the record an upload event would give, without an upload identity, so the
+guard treats any marker on the object as "done": an object already labeled costs one read.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from .. import cos_facts, observability
+from ..cos_adapter import CosCallError, CosGateway
+from ..events import CosRecord
+from ..pipeline import DetectGate, Pipeline, RecordResult
+from ..retry import Deadline
+from ..settings import Settings
+from .checkpoint import CheckpointWriter, ResumeState, Watermark
+from .listing import ListedObject, list_objects
+from .options import Options
+from .progress import Progress
+from .rate import TokenBucket
+from .report import WOULD_LABEL, Report
+
+ARCHIVED_REASON = "archived (restore it first)"
+
+
+class WouldDetect(Exception):
+    """Raised by the dry-run gate at the point where the paid detect-label call would go out."""
+
+
+class DryRunGate:
+    """A detect gate that stops every object right before its detect-label call."""
+
+    def acquire(self) -> None:
+        raise WouldDetect()
+
+    def throttled(self) -> None:  # pragma: no cover - acquire never lets a call through
+        pass
+
+
+class CountingGateway(CosGateway):
+    """The function's gateway, counting every request by operation for the report.
+
+    Counting below the pipeline sees the listing, retries and the dry run's reads too, and
+    tells the detect-label calls Cloud Infinite answered (billed) from those it refused.
+    """
+
+    def __init__(self, settings: Settings, env: Any = None) -> None:
+        super().__init__(settings, env)
+        self._count_lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.detect_answered = 0
+
+    def _call(self, operation: str, region: str, fn_name: str, **kwargs: Any) -> Any:
+        with self._count_lock:
+            self.calls[operation] += 1
+        try:
+            response = super()._call(operation, region, fn_name, **kwargs)
+        except CosCallError as error:
+            with self._count_lock:
+                self.errors[f"{operation} {error.code}"] += 1
+            raise
+        if operation == "DetectLabel":
+            with self._count_lock:
+                self.detect_answered += 1
+        return response
+
+
+class _StopCounting(Exception):
+    pass
+
+
+class Backfill:
+    """One run's shared state: which objects to do, and what to record when each is done."""
+
+    def __init__(
+        self,
+        options: Options,
+        settings: Settings,
+        gateway: CountingGateway,
+        report: Report,
+        progress: Progress,
+        resume: ResumeState,
+        checkpoint: CheckpointWriter | None,
+    ) -> None:
+        self.options, self.settings, self.gateway = options, settings, gateway
+        self.report, self.progress, self.resume, self.checkpoint = report, progress, resume, checkpoint
+        self.watermark = Watermark()
+        self.log = observability.get_logger()
+        self._stop_counting = threading.Event()
+
+    # --- what to do ---------------------------------------------------------------------------
+
+    def objects(self) -> Iterator[ListedObject]:
+        """Earlier failures first, then the listing after the checkpoint's mark."""
+        for key, size in list(self.resume.retry.items()):
+            self.report.retried += 1
+            self.report.listed += 1
+            yield ListedObject(key, size)
+        opts = self.options
+        for obj in list_objects(self.gateway, opts.bucket, opts.region, opts.prefix, after=self.resume.after):
+            self.report.listed += 1
+            if self.resume.skip(obj.key):
+                self.report.resumed_skipped += 1
+                self.progress.update()
+                continue
+            self.watermark.listed(obj.key)
+            yield obj
+
+    def start_counting(self) -> None:
+        """List once more in the background, counting only, so the bar has a total and an ETA."""
+        if not self.progress.enabled:
+            return
+        self.progress.add_total(len(self.resume.retry))
+
+        def on_page(count: int) -> None:
+            if self._stop_counting.is_set():
+                raise _StopCounting()
+            self.progress.add_total(count)
+
+        def count() -> None:
+            opts = self.options
+            try:
+                for _ in list_objects(
+                    self.gateway, opts.bucket, opts.region, opts.prefix, after=self.resume.after, on_page=on_page
+                ):
+                    pass
+            except _StopCounting:
+                pass
+            except Exception as error:  # the bar just has no total; the real listing reports errors
+                self.log.warning("could not count the objects for the progress bar", error=str(error))
+
+        threading.Thread(target=count, name="backfill-count", daemon=True).start()
+
+    def stop_counting(self) -> None:
+        self._stop_counting.set()
+
+    def record_for(self, obj: ListedObject) -> CosRecord:
+        # No content type and no upload identity: eligibility from the extension (or the bytes),
+        # and any marker on the object counts as done.
+        return CosRecord(self.options.bucket, self.options.region, obj.key, cos_facts.EVENT_PUT, size=obj.size)
+
+    def precheck(self, obj: ListedObject) -> RecordResult | None:
+        """A result decided from the listing alone, with no call."""
+        if obj.storage_class.upper() in cos_facts.ARCHIVE_STORAGE_CLASSES:
+            return RecordResult(self.options.bucket, obj.key, "skipped", reason=ARCHIVED_REASON)
+        return None
+
+    # --- what to record -------------------------------------------------------------------------
+
+    def finish(self, obj: ListedObject, result: RecordResult) -> None:
+        self.report.add(result)
+        if self.checkpoint is not None:
+            if result.outcome == "failed":
+                self.checkpoint.failed(obj.key, obj.size, result.reason)
+            else:
+                self.checkpoint.done(obj.key, result.outcome)
+        mark = self.watermark.finished(obj.key)
+        if mark is not None and self.checkpoint is not None:
+            self.checkpoint.mark(mark)
+        self.progress.update(
+            labeled=self.report.labeled, done=self.report.already_labeled, failed=len(self.report.failed)
+        )
+
+    def close(self, completed: bool) -> None:
+        self.stop_counting()
+        self.report.calls.update(self.gateway.calls)
+        self.report.detect_answered = self.gateway.detect_answered
+        if self.checkpoint is not None:
+            if completed:
+                self.checkpoint.end()
+            self.checkpoint.close()
+        self.progress.close()
+        self.report.stop_clock()
+
+
+def drive(
+    backfill: Backfill,
+    submit: Callable[[ThreadPoolExecutor, ListedObject], Future[Any]],
+    on_result: Callable[[ListedObject, Any], None],
+    workers: int,
+) -> bool:
+    """Feed objects to a pool, at most 2x`workers` waiting; True when the listing was exhausted.
+
+    On Ctrl-C, nothing new starts, what is running finishes and is recorded, and the run stops.
+    """
+    report = backfill.report
+    pending: dict[Future[Any], ListedObject] = {}
+
+    def collect(block_until: str) -> None:
+        done, _ = wait(list(pending), return_when=block_until)
+        for future in done:
+            obj = pending.pop(future)
+            if not future.cancelled():
+                on_result(obj, future.result())
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill") as pool:
+        try:
+            try:
+                for obj in backfill.objects():
+                    early = backfill.precheck(obj)
+                    if early is not None:
+                        backfill.finish(obj, early)
+                        continue
+                    while len(pending) >= 2 * workers:
+                        collect(FIRST_COMPLETED)
+                    pending[submit(pool, obj)] = obj
+            except (CosCallError, ValueError) as error:
+                # The listing failed for good: finish what is running, report, keep the checkpoint.
+                report.aborted = f"listing failed: {error}"
+                backfill.log.error("listing failed; stopping after the objects in progress", error=str(error))
+            while pending:
+                collect(FIRST_COMPLETED)
+        except KeyboardInterrupt:
+            report.interrupted = True
+            backfill.stop_counting()
+            for future in pending:
+                future.cancel()  # not started yet: a resumed run does them
+            try:
+                while pending:
+                    collect(FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                pass  # a second Ctrl-C: stop waiting; the checkpoint still has everything recorded
+            return False
+    return not report.aborted
+
+
+def run_local(options: Options, settings: Settings, backfill: Backfill) -> None:
+    """Label the objects here: `concurrency` workers, detect-label paced by the token bucket."""
+    gate: DetectGate
+    bucket: TokenBucket | None = None
+    if options.dry_run:
+        gate = DryRunGate()
+    else:
+        bucket = TokenBucket(options.qps, options.burst)
+        gate = bucket
+    pipeline = Pipeline(settings, backfill.gateway, None, backfill.log, detect_gate=gate)
+    run_id = uuid.uuid4().hex[:12]
+
+    def work(obj: ListedObject) -> RecordResult:
+        record = backfill.record_for(obj)
+        with observability.bound(backfill_run=run_id):
+            try:
+                return pipeline.process(record, Deadline(options.object_deadline_s))
+            except WouldDetect:
+                backfill.log.info("would label", bucket=record.bucket, key=record.key, size=record.size)
+                return RecordResult(record.bucket, record.key, WOULD_LABEL)
+            except Exception as error:  # a bug must cost one object, not the whole run
+                backfill.log.exception("unexpected error", bucket=record.bucket, key=record.key)
+                return RecordResult(record.bucket, record.key, "failed", reason=f"unexpected error: {error!r}")
+
+    backfill.start_counting()
+    completed = False
+    try:
+        completed = drive(
+            backfill,
+            lambda pool, obj: pool.submit(work, obj),
+            backfill.finish,
+            options.concurrency,
+        )
+    finally:
+        if bucket is not None:
+            backfill.report.rate = bucket.stats()
+        backfill.close(completed)
