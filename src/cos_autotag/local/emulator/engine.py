@@ -66,11 +66,16 @@ def default_engine() -> LabelEngine:
 
 
 def load_engine(spec: str) -> LabelEngine:
-    """An engine from a command-line spec: "auto", "digest", or "package.module:ClassName"."""
+    """An engine from a command-line spec: "auto", "digest", a name the label package knows
+    ("deterministic", "efficientnet"), or "package.module:ClassName"."""
     if spec == "auto":
         return default_engine()
     if spec == "digest":
         return DigestLabelEngine()
+    if ":" not in spec:
+        labels = importlib.import_module("cos_autotag.local.labels")
+        engine_by_name: LabelEngine = labels.make_engine(spec)
+        return engine_by_name
     module_name, sep, class_name = spec.partition(":")
     if not sep or not module_name or not class_name:
         raise ValueError(f"engine {spec!r} is not auto, digest or package.module:ClassName")
