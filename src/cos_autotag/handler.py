@@ -69,7 +69,7 @@ class App:
         log = observability.get_logger()
         self._register_secrets()
         if self.settings.log_event:
-            log.info("event received", event=event)
+            log.info("event received", cos_event=event)
 
         results: list[RecordResult] = []
         summary: dict[str, Any] = {"records": 0, "malformed": 0, "ignored": 0}

@@ -60,6 +60,29 @@ def redact(value: Any, field_name: str = "") -> Any:
     return value
 
 
+# Powertools' order: the keys a reader scans for first.
+_FIRST_KEYS = (
+    "level",
+    "message",
+    "timestamp",
+    "service",
+    "cold_start",
+    "function_name",
+    "function_memory_size",
+    "function_request_id",
+    "correlation_id",
+    "bucket",
+    "key",
+    "outcome",
+)
+
+
+def _order_keys(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
+    ordered = {k: event_dict[k] for k in _FIRST_KEYS if k in event_dict}
+    ordered.update((k, v) for k, v in event_dict.items() if k not in ordered)
+    return ordered
+
+
 def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event_dict):
         event_dict[key] = redact(event_dict[key], "" if key in ("message", "event") else key)
@@ -98,6 +121,7 @@ def configure(level: str = "INFO") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
             _redact_processor,
             structlog.processors.EventRenamer("message"),
+            _order_keys,
             structlog.processors.JSONRenderer(serializer=_dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -114,7 +138,8 @@ def configure(level: str = "INFO") -> None:
 
 
 def _dumps(obj: Any, **kwargs: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, default=str, **kwargs)
+    kwargs["default"] = str  # anything odd in a field becomes text rather than a lost line
+    return json.dumps(obj, ensure_ascii=False, **kwargs)
 
 
 def bind_invocation(context: Mapping[str, Any], cold_start: bool, correlation_id: str) -> None:

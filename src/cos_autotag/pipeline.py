@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from . import cos_facts
 from .cos_adapter import CosCallError, CosGateway
@@ -73,9 +73,25 @@ class _Done(Exception):
         self.outcome, self.reason = outcome, reason
 
 
+class DetectGate(Protocol):
+    """Paces detect-label calls (a backfill's token bucket); the trigger path needs none."""
+
+    def acquire(self) -> None: ...
+
+    def throttled(self) -> None: ...
+
+
 class Pipeline:
-    def __init__(self, settings: Settings, gateway: CosGateway, strict_store: StrictStore | None, log: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        gateway: CosGateway,
+        strict_store: StrictStore | None,
+        log: Any,
+        detect_gate: DetectGate | None = None,
+    ) -> None:
         self.settings, self.gateway, self.store, self.log = settings, gateway, strict_store, log
+        self.detect_gate = detect_gate
 
     def process(self, record: CosRecord, deadline: Deadline) -> RecordResult:
         started = time.monotonic()
@@ -213,15 +229,19 @@ class Pipeline:
             if record.size is not None and record.size > cos_facts.CI_PROCESS_MAX_BYTES:
                 raise _Done("skipped", "too large")
             detect_url = self.gateway.thumbnail_url(record.bucket, record.region, key, THUMBNAIL_RULE)
-        response = self._call(
-            "DetectLabel",
-            lambda: self.gateway.detect_labels(
-                record.bucket, record.region, key, self.settings.scenes, detect_url=detect_url
-            ),
-            deadline,
-            result,
-            log,
-        )
+        def detect() -> Any:
+            if self.detect_gate is not None:
+                self.detect_gate.acquire()
+            try:
+                return self.gateway.detect_labels(
+                    record.bucket, record.region, key, self.settings.scenes, detect_url=detect_url
+                )
+            except CosCallError as error:
+                if self.detect_gate is not None and error.retryable:
+                    self.detect_gate.throttled()
+                raise
+
+        response = self._call("DetectLabel", detect, deadline, result, log)
         return select_labels(parse_detect_response(response), self.settings.min_confidence, self.settings.max_labels)
 
     # --- the two write-back modes ---------------------------------------------------------------
