@@ -51,7 +51,7 @@ def test_every_line_is_powertools_json_and_cold_start_is_true_once(function_env)
     with captured_logs() as logs:
         index.main_handler(stack.event("logs/a.jpg", rid), context())
         index.main_handler(stack.event("logs/a.jpg", rid), context())
-    assert logs and all(POWERTOOLS_KEYS <= set(line) for line in logs)
+    assert logs and all(set(line) >= POWERTOOLS_KEYS for line in logs)
     summaries = [line for line in logs if line["message"] == "invocation summary"]
     assert [s["cold_start"] for s in summaries] == [True, False]
     assert all(line["service"] == "cos-autotag" and line["timestamp"].endswith("Z") for line in logs)
@@ -87,7 +87,7 @@ def test_no_secret_in_any_line_at_debug_with_the_event_logged(function_env, monk
 
 def test_bad_setting_fails_at_cold_start_naming_it(function_env, monkeypatch):
     monkeypatch.setenv("AUTOTAG_MAX_LABELS", "42")
-    with pytest.raises(SettingsError, match="AUTOTAG_MAX_LABELS='42'.*1 to 9"):
+    with pytest.raises(SettingsError, match=r"AUTOTAG_MAX_LABELS=.42.*1 to 9"):
         index.main_handler({"Records": []}, context())
 
 

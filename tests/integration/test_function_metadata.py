@@ -31,8 +31,12 @@ def test_labels_written_and_everything_else_kept(stack):
     body = jpeg(21)
     stack.engine.register(
         body,
-        {"camera": [{"Name": "beach", "Confidence": 93, "FirstCategory": "Scene", "SecondCategory": "Nature"},
-                    {"Name": "沙滩", "Confidence": 80, "FirstCategory": "Scene", "SecondCategory": "Nature"}]},
+        {
+            "camera": [
+                {"Name": "beach", "Confidence": 93, "FirstCategory": "Scene", "SecondCategory": "Nature"},
+                {"Name": "沙滩", "Confidence": 80, "FirstCategory": "Scene", "SecondCategory": "Nature"},
+            ]
+        },
     )
     rid = stack.put("trip/beach.jpg", body, **RICH)
     before = stack.emulator.get_object_state(BUCKET, "trip/beach.jpg")

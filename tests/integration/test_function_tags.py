@@ -20,7 +20,11 @@ def stack():
 def register(stack, body, *names_conf, scene="camera"):
     stack.engine.register(
         body,
-        {scene: [{"Name": n, "Confidence": c, "FirstCategory": "Thing", "SecondCategory": "Sub"} for n, c in names_conf]},
+        {
+            scene: [
+                {"Name": n, "Confidence": c, "FirstCategory": "Thing", "SecondCategory": "Sub"} for n, c in names_conf
+            ]
+        },
     )
 
 
