@@ -19,11 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.redis_server import RedisServer, RedisServerFactory
+from qcloud_cos import CosS3Client
 
 from cos_autotag.events import CosRecord
 from cos_autotag.guard import Claim, StoreUnavailable
 from cos_autotag.guard_redis import KEY_PREFIX, RedisAddress, RedisStore
+from cos_autotag.handler import App, RetryableFailure
+from cos_autotag.local.emulator import Emulator
+from cos_autotag.settings import Settings
+from cos_autotag.writeback import MARKER_TAG
+from tests.conftest import BUCKET, REGION, SECRET_ID, SECRET_KEY, image_bytes
+from tests.helpers import load_event, scf_context
+from tests.redis_server import RedisServer, RedisServerFactory
 
 pytest_plugins = ("tests.integration.conftest_redis",)
 
@@ -456,3 +463,143 @@ def test_from_url_does_not_connect() -> None:
     store = RedisStore.from_url("redis://127.0.0.1:1/0")
     with pytest.raises(StoreUnavailable, match="unreachable"):
         store.claim(upload(), 30)
+
+
+# --- end to end: the function, the emulator and a real redis-server ---------------------------------
+# The emulator and an SDK client come from tests/conftest.py; the function is the real App.
+
+DETECT_LATENCY_S = 0.5  # long enough that two deliveries are inside the function together
+
+
+def _function_env() -> dict[str, str]:
+    return {"TENCENTCLOUD_SECRETID": SECRET_ID, "TENCENTCLOUD_SECRETKEY": SECRET_KEY}
+
+
+def _app(emulator: Emulator, redis_url: str | None) -> App:
+    settings = Settings(cos_endpoint=("http", "127.0.0.1", emulator.port), redis_url=redis_url, min_confidence=10)
+    return App(settings, env=_function_env())
+
+
+def _uploaded(cos_client: CosS3Client, key: str) -> dict[str, Any]:
+    """Upload one photo with the SDK; answer the SCF COS trigger event for that upload."""
+    body = image_bytes("JPEG", seed=7)
+    headers = cos_client.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType="image/jpeg")
+    event = load_event("put.json")
+    obj = event["Records"][0]["cos"]["cosObject"]
+    obj["key"] = f"/{BUCKET.rsplit('-', 1)[1]}/{BUCKET.rsplit('-', 1)[0]}/{key}"
+    obj["url"] = f"http://{BUCKET}.cos.{REGION}.myqcloud.com/{key}"
+    obj["size"] = len(body)
+    obj["meta"] = {"x-cos-request-id": headers["x-cos-request-id"], "Content-Type": "image/jpeg"}
+    return event
+
+
+def _deliver_together(apps: list[App], event: dict[str, Any]) -> list[dict[str, Any] | BaseException]:
+    """Each app handles the same event in its own thread, all released at the same moment."""
+    barrier = threading.Barrier(len(apps))
+    outcomes: list[dict[str, Any] | BaseException] = []
+    lock = threading.Lock()
+
+    def deliver(app: App) -> None:
+        barrier.wait()
+        try:
+            outcome: dict[str, Any] | BaseException = app.handle(event, scf_context())
+        except BaseException as error:
+            outcome = error
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=deliver, args=(app,)) for app in apps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(outcomes) == len(apps)
+    return outcomes
+
+
+def _assert_one_labeled_one_told_to_retry(outcomes: list[dict[str, Any] | BaseException]) -> None:
+    labeled = [o for o in outcomes if isinstance(o, dict) and o["labeled"] == 1]
+    retry = [o for o in outcomes if isinstance(o, RetryableFailure)]
+    assert len(labeled) == 1 and len(retry) == 1, outcomes
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_two_deliveries_at_once_in_one_container_pay_for_one_detect_label(
+    emulator: Emulator, cos_client: CosS3Client, redis_server: RedisServer
+) -> None:
+    key = "album/one-container.jpg"
+    event = _uploaded(cos_client, key)
+    emulator.set_faults(latency_by_op={"DetectLabel": DETECT_LATENCY_S})
+    app = _app(emulator, redis_server.url())
+    outcomes = _deliver_together([app, app], event)
+    assert emulator.count(op="DetectLabel", key=key) == 1
+    _assert_one_labeled_one_told_to_retry(outcomes)
+    state = emulator.get_object_state(BUCKET, key)
+    assert state is not None and MARKER_TAG in state.tags
+    # SCF's retry of the delivery that was told to wait finds the upload completed.
+    summary = app.handle(event, scf_context())
+    assert summary["duplicates"] == 1
+    assert emulator.count(op="DetectLabel", key=key) == 1
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_two_containers_at_once_pay_for_one_detect_label(
+    emulator: Emulator, cos_client: CosS3Client, redis_server: RedisServer
+) -> None:
+    key = "album/two-containers.jpg"
+    event = _uploaded(cos_client, key)
+    emulator.set_faults(latency_by_op={"DetectLabel": DETECT_LATENCY_S})
+    containers = [_app(emulator, redis_server.url()), _app(emulator, redis_server.url())]
+    outcomes = _deliver_together(containers, event)
+    assert emulator.count(op="DetectLabel", key=key) == 1
+    _assert_one_labeled_one_told_to_retry(outcomes)
+    keys = redis_server.client().keys(KEY_PREFIX + "*")
+    assert len(keys) == 1
+    raw = redis_server.client().get(keys[0])
+    assert raw is not None and json.loads(raw)["status"] == "COMPLETED"
+
+
+@pytest.mark.integration
+def test_without_the_store_two_deliveries_at_once_both_pay(emulator: Emulator, cos_client: CosS3Client) -> None:
+    # The control for the two tests above: the object marker alone cannot stop a concurrent duplicate.
+    key = "album/no-store.jpg"
+    event = _uploaded(cos_client, key)
+    emulator.set_faults(latency_by_op={"DetectLabel": DETECT_LATENCY_S})
+    outcomes = _deliver_together([_app(emulator, None), _app(emulator, None)], event)
+    assert all(isinstance(o, dict) and o["labeled"] == 1 for o in outcomes), outcomes
+    assert emulator.count(op="DetectLabel", key=key) == 2
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_with_redis_down_the_function_still_labels_and_says_it_fell_back(
+    emulator: Emulator,
+    cos_client: CosS3Client,
+    redis_server_factory: RedisServerFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = redis_server_factory(password="down-secret")
+    key = "album/redis-down.jpg"
+    event = _uploaded(cos_client, key)
+    app = _app(emulator, server.url())
+    server.stop()
+    capsys.readouterr()
+    started = time.monotonic()
+    summary = app.handle(event, scf_context())
+    assert time.monotonic() - started < 5
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert summary["labeled"] == 1
+    assert emulator.count(op="DetectLabel", key=key) == 1
+    state = emulator.get_object_state(BUCKET, key)
+    assert state is not None and MARKER_TAG in state.tags
+    warnings = [line for line in lines if line["level"] == "warning" and "unreachable" in line["message"]]
+    assert len(warnings) == 1, lines
+    assert "object marker" in warnings[0]["message"]
+    assert "unreachable" in warnings[0]["error"] and warnings[0]["key"] == key
+    assert "down-secret" not in out
+    # A second delivery, still without Redis: the marker on the object stops it before detect-label.
+    assert app.handle(event, scf_context())["duplicates"] == 1
+    assert emulator.count(op="DetectLabel", key=key) == 1
