@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.redis_server import RedisServer, RedisServerFactory, RedisServerMissing
 
 
