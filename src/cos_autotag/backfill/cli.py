@@ -120,6 +120,11 @@ def scf_endpoint(env: Mapping[str, str]) -> tuple[str, str] | None:
     return parts.scheme, f"{parts.hostname}:{port}"
 
 
+def parse_options(argv: list[str], env: Mapping[str, str]) -> Options:
+    """The run's options from the command line (argparse exits 2 on a malformed one)."""
+    return options_from_args(_parser().parse_args(argv), env)
+
+
 def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Options:
     if not cos_facts.BUCKET_RE.match(args.bucket):
         raise UsageError(f"--bucket {args.bucket!r} is not a <name>-<appid> bucket name")
