@@ -1,0 +1,39 @@
+"""The README's first command, end to end: real photos, the offline engine, the real handler."""
+
+import re
+
+import pytest
+
+from cos_autotag.local.demo import run_demo
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("mode", ["tags", "metadata"])
+def test_demo_labels_every_photo_once_and_redeliveries_cost_one_read(mode, capsys, monkeypatch):
+    monkeypatch.delenv("AUTOTAG_MIN_CONFIDENCE", raising=False)
+    for name in (
+        "TENCENTCLOUD_SECRETID",
+        "TENCENTCLOUD_SECRETKEY",
+        "AUTOTAG_COS_ENDPOINT",
+        "AUTOTAG_MODE",
+        "AUTOTAG_LOG_LEVEL",
+    ):
+        monkeypatch.delenv(name, raising=False)  # run_demo sets them; restore afterwards
+    assert run_demo(["--mode", mode]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(("photos/", "notes/"))}
+    assert len(rows) == 6
+    coffee = rows["photos/coffee.png"]
+    assert "espresso" in coffee
+    first_read = "get-tags" if mode == "tags" else "head"
+    for key, row in rows.items():
+        if key.startswith("photos/"):
+            assert re.search(rf"3 \({first_read} detect (put-tags|copy)\)\s+1 \({first_read}\)", row), row
+        else:
+            assert re.search(r"readme\.txt\s+0\s+0\s", row), row
+    assert "5 detect-label calls" in out and "0 failed invocations" in out
+    if mode == "tags":
+        assert "owner=demo-user" in rows["photos/chelsea.png"]
+    else:
+        assert "album=summer" in rows["photos/chelsea.png"]
