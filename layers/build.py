@@ -38,6 +38,25 @@ PLATFORM = "manylinux2014_x86_64"
 
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT_BUILD = 0, 1, 3
 
+# pip evaluates environment markers for the interpreter running it, not for --python-version:
+# built on 3.11, `typing-extensions; python_version < "3.11"` (structlog's) would be left out.
+# So the build re-checks every installed package's requirements against SCF's environment.
+TARGET_MARKER_ENV = {
+    "implementation_name": "cpython",
+    "implementation_version": PYTHON_VERSION + ".0",
+    "os_name": "posix",
+    "platform_machine": "x86_64",
+    "platform_python_implementation": "CPython",
+    "platform_release": "",
+    "platform_system": "Linux",
+    "platform_version": "",
+    "python_full_version": PYTHON_VERSION + ".0",
+    "python_version": PYTHON_VERSION,
+    "sys_platform": "linux",
+    "extra": "",
+}
+MAX_RESOLVE_ROUNDS = 5
+
 # Dependencies that publish no wheel at all but work as pure Python. crcmod (required by the
 # COS SDK) has only an sdist; its C extension is optional and it falls back to `_crcfunpy`.
 # We build a py3-none-any wheel from the sdist with the compiler disabled (CC=false makes
@@ -54,6 +73,8 @@ STRIP_PACKAGES = {
 STRIP_DIST_INFO = ("pycryptodome",)  # metadata of stripped packages, so nothing claims they exist
 STRIP_DIR_NAMES = frozenset({"__pycache__", "tests", "test"})
 STRIP_SUFFIXES = (".pyc", ".pyo")
+# pip's marker of "asked for by name": differs by build host (see TARGET_MARKER_ENV), means nothing at run time.
+STRIP_DIST_INFO_FILES = frozenset({"REQUESTED"})
 
 # What must import from the layer alone, and what must stay unloaded.
 IMPORT_CHECK_MODULES = ("qcloud_cos", "requests", "structlog", "xmltodict", "crcmod", "six")
@@ -105,54 +126,47 @@ def _toml_loads() -> Callable[[str], dict[str, Any]] | None:
 def parse_dependencies(text: str) -> list[str]:
     """A minimal reader of `[project].dependencies` for Python 3.10 without tomli.
 
-    Handles what pyproject.toml files actually contain: a multi-line array of double- or
-    single-quoted strings with comments. Anything else is an error, not a guess.
+    Handles what pyproject.toml files actually contain: an array, possibly over several lines,
+    of single- or double-quoted strings (no escapes) with comments. Anything else is an error,
+    not a guess.
     """
-    in_project = False
-    collecting = False
-    buffer: list[str] = []
-    for raw in text.splitlines():
-        line = _strip_toml_comment(raw).strip()
-        if not collecting:
-            if line.startswith("["):
-                in_project = line == "[project]"
-                continue
-            if in_project and re.match(r"dependencies\s*=", line):
-                collecting = True
-                line = line.split("=", 1)[1].strip()
-                if not line.startswith("["):
-                    raise BuildFailed("pyproject.toml: [project].dependencies is not an array")
-                line = line[1:]
-            else:
-                continue
-        if "]" in line:
-            buffer.append(line[: line.index("]")])
+    start, offset, in_project = -1, 0, False
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            in_project = stripped.split("#", 1)[0].strip() == "[project]"
+        elif in_project and re.match(r"dependencies\s*=", stripped):
+            start = offset + line.index("=") + 1
             break
-        buffer.append(line)
-    else:
-        if collecting:
-            raise BuildFailed("pyproject.toml: [project].dependencies array is not closed")
+        offset += len(line)
+    if start < 0:
         return []
-    body = " ".join(buffer)
-    items = re.findall(r"\"([^\"]*)\"|'([^']*)'", body)
-    leftover = re.sub(r"\"[^\"]*\"|'[^']*'|[\s,]", "", body)
-    if leftover:
-        raise BuildFailed(f"pyproject.toml: cannot read dependencies near {leftover[:40]!r}")
-    return [double or single for double, single in items]
-
-
-def _strip_toml_comment(line: str) -> str:
-    """`line` without a trailing `# comment` (a `#` inside quotes is kept)."""
-    quote = ""
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = ""
+    i = start
+    while i < len(text) and text[i] in " \t":
+        i += 1
+    if not text.startswith("[", i):
+        raise BuildFailed("pyproject.toml: [project].dependencies is not an array")
+    items: list[str] = []
+    i += 1
+    while i < len(text):
+        ch = text[i]
+        if ch in " \t\r\n,":
+            i += 1
+        elif ch == "#":  # a comment runs to the end of the line
+            i = text.find("\n", i)
+            if i < 0:
+                break
+        elif ch == "]":
+            return items
         elif ch in "\"'":
-            quote = ch
-        elif ch == "#":
-            return line[:i]
-    return line
+            end = text.find(ch, i + 1)
+            if end < 0:
+                break
+            items.append(text[i + 1 : end])
+            i = end + 1
+        else:
+            raise BuildFailed(f"pyproject.toml: cannot read dependencies near {text[i : i + 40]!r}")
+    raise BuildFailed("pyproject.toml: [project].dependencies array is not closed")
 
 
 # --- running pip ---------------------------------------------------------------------------------
@@ -181,13 +195,66 @@ def build_pure_wheels(names: Iterable[str], wheelhouse: Path) -> None:
     env = dict(os.environ, CC="false", CXX="false")  # force the pure-Python fallback
     for name in names:
         _pip(
-            ["wheel", "--no-cache-dir", "--no-deps", f"--no-binary={name}", "-w", str(wheelhouse), name],
+            ["wheel", "--use-pep517", "--no-cache-dir", "--no-deps", f"--no-binary={name}", "-w", str(wheelhouse), name],
             env=env,
         )
         built = list(wheelhouse.glob(f"{name}-*-py3-none-any.whl"))
         if not built:
             found = sorted(p.name for p in wheelhouse.glob(f"{name}-*.whl"))
             raise BuildFailed(f"{name}: expected a pure-Python wheel, got {found}")
+
+
+def _requirement_class() -> Any:
+    """packaging's Requirement: the real package if installed, else the copy inside pip."""
+    try:
+        return importlib.import_module("packaging.requirements").Requirement
+    except ModuleNotFoundError:
+        return importlib.import_module("pip._vendor.packaging.requirements").Requirement
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def missing_for_target(layer: Path) -> list[str]:
+    """Requirements of the installed packages that SCF's Python needs but the layer lacks."""
+    requirement_cls = _requirement_class()
+    installed: set[str] = set()
+    requires: list[str] = []
+    for info in layer.glob("*.dist-info"):
+        metadata = (info / "METADATA").read_text(encoding="utf-8", errors="replace")
+        header = metadata.split("\n\n", 1)[0]  # the body (long description) may quote anything
+        for line in header.splitlines():
+            key, _, value = line.partition(":")
+            if key == "Name":
+                installed.add(_canonical(value.strip()))
+            elif key == "Requires-Dist":
+                requires.append(value.strip())
+    missing: dict[str, str] = {}
+    for spec in requires:
+        requirement = requirement_cls(spec)
+        if requirement.marker is not None and not requirement.marker.evaluate(TARGET_MARKER_ENV):
+            continue
+        name = _canonical(requirement.name)
+        if name not in installed:
+            extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+            missing[name] = f"{requirement.name}{extras}{requirement.specifier}"
+    return sorted(missing.values())
+
+
+def install_for_target(deps: Sequence[str], layer: Path, wheelhouse: Path) -> list[str]:
+    """pip install for SCF, repeated with the requirements pip skipped for the build host's
+    markers named explicitly, until nothing is missing. Returns what had to be added."""
+    added: list[str] = []
+    for _ in range(MAX_RESOLVE_ROUNDS):
+        if layer.exists():
+            shutil.rmtree(layer)
+        pip_install_for_scf([*deps, *added], layer, wheelhouse)
+        missing = missing_for_target(layer)
+        if not missing:
+            return added
+        added.extend(missing)
+    raise BuildFailed(f"requirements for {SCF_RUNTIME} still missing after {MAX_RESOLVE_ROUNDS} rounds: {missing}")
 
 
 def pip_install_for_scf(deps: Sequence[str], target: Path, wheelhouse: Path) -> None:
@@ -234,7 +301,10 @@ def strip_layer(layer: Path) -> list[str]:
         if path.is_dir() and path.name in STRIP_DIR_NAMES and ".dist-info" not in path.parent.name:
             shutil.rmtree(path)
             removed.append(str(path.relative_to(layer)) + "/")
-        elif path.is_file() and path.suffix in STRIP_SUFFIXES:
+        elif path.is_file() and (
+            path.suffix in STRIP_SUFFIXES
+            or (path.name in STRIP_DIST_INFO_FILES and path.parent.name.endswith(".dist-info"))
+        ):
             path.unlink()
             removed.append(str(path.relative_to(layer)))
     return removed
@@ -311,7 +381,7 @@ def build(out: Path, pyproject: Path = ROOT / "pyproject.toml") -> dict[str, obj
     with tempfile.TemporaryDirectory(prefix="layer-wheels-") as tmp:
         wheelhouse = Path(tmp)
         build_pure_wheels(PURE_PYTHON_SDISTS, wheelhouse)
-        pip_install_for_scf(deps, layer, wheelhouse)
+        added = install_for_target(deps, layer, wheelhouse)
     installed = tree_size(layer)
     removed = strip_layer(layer)
     files = isolated_import_check([layer], IMPORT_CHECK_MODULES)
@@ -320,6 +390,7 @@ def build(out: Path, pyproject: Path = ROOT / "pyproject.toml") -> dict[str, obj
     summary: dict[str, object] = {
         "runtime": SCF_RUNTIME,
         "dependencies": deps,
+        "added_for_target_markers": added,
         "layer_dir": str(layer),
         "zip": str(zip_path),
         "pip_installed_bytes": installed,
@@ -329,6 +400,8 @@ def build(out: Path, pyproject: Path = ROOT / "pyproject.toml") -> dict[str, obj
         "import_check": files,
     }
     print(f"layer for {SCF_RUNTIME} from {', '.join(deps)}")
+    if added:
+        print(f"  added for {SCF_RUNTIME}'s markers: {', '.join(added)}")
     print(f"  everything pip installs : {_mb(installed)}")
     print(f"  layer, unzipped         : {_mb(unzipped)}  ({layer})")
     print(f"  layer, zipped           : {_mb(zipped)}  ({zip_path})")
