@@ -195,7 +195,16 @@ def build_pure_wheels(names: Iterable[str], wheelhouse: Path) -> None:
     env = dict(os.environ, CC="false", CXX="false")  # force the pure-Python fallback
     for name in names:
         _pip(
-            ["wheel", "--use-pep517", "--no-cache-dir", "--no-deps", f"--no-binary={name}", "-w", str(wheelhouse), name],
+            [
+                "wheel",
+                "--use-pep517",
+                "--no-cache-dir",
+                "--no-deps",
+                f"--no-binary={name}",
+                "-w",
+                str(wheelhouse),
+                name,
+            ],
             env=env,
         )
         built = list(wheelhouse.glob(f"{name}-*-py3-none-any.whl"))
