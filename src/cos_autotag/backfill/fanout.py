@@ -239,9 +239,7 @@ def run_via_scf(options: Options, settings: Settings, backfill: Backfill) -> Non
         for obj in batch.objects:
             backfill.finish(
                 obj,
-                RecordResult(
-                    options.bucket, obj.key, "failed", reason=f"invoke failed: {error}", error_code=str(code)
-                ),
+                RecordResult(options.bucket, obj.key, "failed", reason=f"invoke failed: {error}", error_code=str(code)),
             )
 
     def collect(block_until: str) -> None:
@@ -307,4 +305,3 @@ def _ineligible(backfill: Backfill, obj: ListedObject, settings: Settings) -> Re
     if verdict.eligible or verdict.needs_sniff:
         return None
     return RecordResult(backfill.options.bucket, obj.key, "skipped", reason=verdict.reason)
-

@@ -61,8 +61,13 @@ class Report:
 
     @property
     def finished(self) -> int:
-        return self.labeled + self.already_labeled + self.would_label + self.sent + sum(self.skipped.values()) + len(
-            self.failed
+        return (
+            self.labeled
+            + self.already_labeled
+            + self.would_label
+            + self.sent
+            + sum(self.skipped.values())
+            + len(self.failed)
         )
 
     def stop_clock(self) -> None:
