@@ -226,3 +226,17 @@ def test_5xx_burst_recovers(stack):
     summary = stack.app().handle(stack.event("burst.jpg", rid), context())
     assert summary["labeled"] == 1
     assert stack.emulator.count(status=503, key="burst.jpg") + stack.emulator.count(status=500, key="burst.jpg") > 0
+
+
+def test_bucket_outside_the_allow_list_is_refused_with_no_call(stack):
+    rid = stack.put("allowed.jpg", jpeg(16))
+    since = time.time()
+    app = stack.app(buckets=frozenset({"other-1250000000"}))
+    with captured_logs() as logs:
+        summary = app.handle(stack.event("allowed.jpg", rid), context())
+    assert summary["ignored"] == 1 and summary["calls_total"] == 0
+    assert stack.calls("allowed.jpg", since) == {}
+    refusal = next(line for line in logs if "AUTOTAG_BUCKETS" in line["message"])
+    assert refusal["level"] == "warning" and refusal["bucket"] == "photos-1250000000"
+    allowed = stack.app(buckets=frozenset({"photos-1250000000"}))
+    assert allowed.handle(stack.event("allowed.jpg", rid), context())["labeled"] == 1
