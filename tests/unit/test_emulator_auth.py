@@ -162,5 +162,7 @@ def test_post_policy_signature_matches_tencents_worked_example() -> None:
     creds = {fields["q-ak"]: secret_key}
     assert auth.verify_post_signature(fields=fields, policy_text=policy, credentials=creds, token=None, now=1567150700)
     with pytest.raises(CosError) as err:
-        auth.verify_post_signature(fields=fields, policy_text=policy + " ", credentials=creds, token=None, now=1567150700)
+        auth.verify_post_signature(
+            fields=fields, policy_text=policy + " ", credentials=creds, token=None, now=1567150700
+        )
     assert err.value.code == "SignatureDoesNotMatch"

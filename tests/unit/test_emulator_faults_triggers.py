@@ -57,7 +57,9 @@ def test_latency_per_operation() -> None:
 
 
 def event(key: str, name: str = "cos:ObjectCreated:Put") -> ObjectEvent:
-    return ObjectEvent(name, "photos-1250000000", "ap-guangzhou", key, 3, "image/png", {}, "rid", "auth", "127.0.0.1", 1.0)
+    return ObjectEvent(
+        name, "photos-1250000000", "ap-guangzhou", key, 3, "image/png", {}, "rid", "auth", "127.0.0.1", 1.0
+    )
 
 
 def trigger(**kw: object) -> Trigger:
@@ -96,9 +98,15 @@ def test_unknown_event_names_are_rejected() -> None:
     assert validate_trigger_events("cos:ObjectCreated:Put") == ("cos:ObjectCreated:Put",)
 
 
-@pytest.mark.parametrize(("encoding", "expected"), [("raw", "/1250000000/photos/a b/中.jpg"), ("url", "/1250000000/photos/a%20b/%E4%B8%AD.jpg")])
+@pytest.mark.parametrize(
+    ("encoding", "expected"),
+    [("raw", "/1250000000/photos/a b/中.jpg"), ("url", "/1250000000/photos/a%20b/%E4%B8%AD.jpg")],
+)
 def test_record_key_encoding(encoding: str, expected: str) -> None:
     record = build_record(event("a b/中.jpg"), "1250000000", "fn", encoding)
     assert record["cos"]["cosObject"]["key"] == expected
-    assert record["cos"]["cosObject"]["url"] == "http://photos-1250000000.cos.ap-guangzhou.myqcloud.com/a%20b/%E4%B8%AD.jpg"
+    assert (
+        record["cos"]["cosObject"]["url"]
+        == "http://photos-1250000000.cos.ap-guangzhou.myqcloud.com/a%20b/%E4%B8%AD.jpg"
+    )
     assert record["event"]["eventQueue"] == "qcs:0:scf:gz:appid/1250000000:default.fn.$LATEST"

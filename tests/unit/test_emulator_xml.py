@@ -24,7 +24,12 @@ def test_detect_body_without_scenes_has_top_level_labels() -> None:
     body = xml_bodies.detect_label_body({"camera": [LABEL, {**LABEL, "Name": "pet"}]}, None)
     parsed = xml_to_dict(body)
     assert [label["Name"] for label in parsed["Labels"]] == ["cat", "pet"]
-    assert parsed["Labels"][0] == {"Confidence": "87", "Name": "cat", "FirstCategory": "Animal", "SecondCategory": "Pet"}
+    assert parsed["Labels"][0] == {
+        "Confidence": "87",
+        "Name": "cat",
+        "FirstCategory": "Animal",
+        "SecondCategory": "Pet",
+    }
 
 
 def test_detect_body_with_scenes_has_one_element_per_scene() -> None:
@@ -73,7 +78,9 @@ def test_bad_tagging_xml_is_malformed(body: bytes) -> None:
 
 
 def test_parse_complete_multipart() -> None:
-    body = b'<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>"e1"</ETag></Part></CompleteMultipartUpload>'
+    body = (
+        b'<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>"e1"</ETag></Part></CompleteMultipartUpload>'
+    )
     assert xml_bodies.parse_complete_multipart(body) == [(1, '"e1"')]
     with pytest.raises(CosError, match="not a number"):
         xml_bodies.parse_complete_multipart(body.replace(b">1<", b">one<"))

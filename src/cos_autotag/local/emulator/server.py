@@ -162,7 +162,7 @@ class ServerThread:
 
     def __init__(self, server: CosHTTPServer) -> None:
         self.server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def port(self) -> int:
