@@ -160,6 +160,9 @@ class RedisConnection:
                     # Every command the store sends is safe to repeat (see RedisStore.claim).
                     if attempt == 2 or not reused or isinstance(error, socket.timeout):
                         raise self._unavailable(error) from None
+                except BaseException:
+                    self._close()  # interrupted half-way: the next reply on this socket would not be ours
+                    raise
             raise AssertionError("unreachable: the second attempt returns or raises")
 
     def close(self) -> None:
@@ -256,8 +259,15 @@ class RedisConnection:
                 return None
             if not 0 <= count <= 1024:
                 raise _ProtocolError(f"array of {count} items")
-            return [self._read_reply() for _ in range(count)]
+            return [self._read_item() for _ in range(count)]
         raise _ProtocolError(f"unknown reply type {bytes(line[:16])!r}")
+
+    def _read_item(self) -> Reply:
+        """An array item: an error inside an array is a value, so the rest of the array is still read."""
+        try:
+            return self._read_reply()
+        except _ErrorReply as error:
+            return error
 
     def _read_line(self) -> bytes:
         while True:

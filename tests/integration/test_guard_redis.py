@@ -430,6 +430,15 @@ def test_a_key_of_another_type_is_store_unavailable(store: RedisStore, redis_ser
     assert store.claim(upload(), 30) is Claim.NEW
 
 
+@pytest.mark.redis
+@pytest.mark.integration
+def test_replies_of_every_resp2_type_keep_the_connection_in_sync(store: RedisStore) -> None:
+    reply = store.connection.command("EVAL", "return {1, redis.error_reply('inner'), 'text', false}", 0)
+    assert reply[0] == 1 and "inner" in str(reply[1]) and reply[2] == b"text" and reply[3] is None
+    assert store.connection.command("GET", "autotag:test:missing") is None
+    assert store.connection.command("PING") == "PONG"
+
+
 # --- the URL -------------------------------------------------------------------------------------
 
 
