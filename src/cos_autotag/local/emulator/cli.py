@@ -63,10 +63,10 @@ def _load_handler(spec: str) -> Callable[[dict[str, Any], dict[str, Any]], Any]:
     module_name, sep, name = spec.partition(":")
     if not sep:
         raise ValueError(f"--trigger {spec!r} must be MODULE:FUNCTION")
-    handler = getattr(importlib.import_module(module_name), name)
+    handler: Callable[[dict[str, Any], dict[str, Any]], Any] = getattr(importlib.import_module(module_name), name)
     if not callable(handler):
         raise ValueError(f"--trigger {spec} is not callable")
-    return handler  # type: ignore[no-any-return]
+    return handler
 
 
 def _snippet(emu: Emulator, region: str, bucket: str) -> str:
