@@ -366,10 +366,16 @@ def _set(path: tuple[Any, ...], value: Any) -> Any:
         (_set(("statement", 0, "action", 0), "*"), "not one named API"),
         (_set(("statement", 0, "action", 0), "name/cos:Get*"), "not one named API"),
         (_set(("statement", 0, "resource", 0), "*"), "is not 'qcs::cos:"),
-        (_set(("statement", 0, "resource", 0), "qcs::cos:ap-guangzhou:uid/1250000000:otherbucket-1250000000/*"),
-         "is not 'qcs::cos:"),
-        (_set(("statement", 0, "resource", 0), "qcs::cos:ap-guangzhou:uid/1250000000:examplebucket-1250000000/"
-              "*/../*"), "is not 'qcs::cos:"),
+        (
+            _set(("statement", 0, "resource", 0), "qcs::cos:ap-guangzhou:uid/1250000000:otherbucket-1250000000/*"),
+            "is not 'qcs::cos:",
+        ),
+        (
+            _set(
+                ("statement", 0, "resource", 0), "qcs::cos:ap-guangzhou:uid/1250000000:examplebucket-1250000000/*/../*"
+            ),
+            "is not 'qcs::cos:",
+        ),
         (_set(("statement", 1, "resource", 0), "qcs::ci:ap-guangzhou:uid/1250000000:bucket/*"), "is not 'qcs::ci:"),
         (_set(("statement", 0, "action", 0), "name/ci:CreateDetectLabelJob"), "mixes services"),
         (_set(("statement", 0, "condition"), {"ip_equal": {"qcs:ip": "10.0.0.0/8"}}), "unexpected keys"),
@@ -421,9 +427,7 @@ def test_scan_follows_imports_and_string_dispatch(tmp_path: Path) -> None:
             "index.py": "from cos_autotag.handler import main_handler\n",
             "cos_autotag/__init__.py": "",
             "cos_autotag/handler.py": (
-                "from .adapter import Gateway\n"
-                "def main_handler(event, context):\n"
-                "    Gateway().label()\n"
+                "from .adapter import Gateway\ndef main_handler(event, context):\n    Gateway().label()\n"
             ),
             "cos_autotag/adapter.py": (
                 "class Gateway:\n"
@@ -450,14 +454,10 @@ def test_scan_sees_a_wrapper_once_live_code_calls_it(tmp_path: Path) -> None:
             "index.py": "from cos_autotag import handler\nmain_handler = handler.main_handler\n",
             "cos_autotag/__init__.py": "",
             "cos_autotag/handler.py": (
-                "from . import adapter\n"
-                "def main_handler(event, context):\n"
-                "    adapter.Gateway().list_everything()\n"
+                "from . import adapter\ndef main_handler(event, context):\n    adapter.Gateway().list_everything()\n"
             ),
             "cos_autotag/adapter.py": (
-                "class Gateway:\n"
-                "    def list_everything(self):\n"
-                "        return self.client.list_objects(Bucket='b')\n"
+                "class Gateway:\n    def list_everything(self):\n        return self.client.list_objects(Bucket='b')\n"
             ),
         },
     )
