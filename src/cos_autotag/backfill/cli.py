@@ -24,7 +24,14 @@ from ..cos_adapter import ConfigurationError
 from ..events import MAX_RECORDS_PER_EVENT
 from ..settings import Settings, SettingsError
 from .checkpoint import CheckpointError, CheckpointWriter, ResumeState, load
-from .options import DEFAULT_BATCH, DEFAULT_CONCURRENCY, DEFAULT_QPS, MAX_CONCURRENCY, Options
+from .options import (
+    DEFAULT_BATCH,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_QPS,
+    MAX_CONCURRENCY,
+    OBJECT_DEADLINE_S,
+    Options,
+)
 from .progress import Progress
 from .report import Report
 from .runner import Backfill, CountingGateway, run_local
@@ -72,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         type=Path,
         help="checkpoint file: record progress there, and continue from it if it exists",
+    )
+    parser.add_argument(
+        "--object-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=OBJECT_DEADLINE_S,
+        help=f"give up on an object after this long, retries included (default {OBJECT_DEADLINE_S:g})",
     )
     parser.add_argument("--report", metavar="FILE", type=Path, help="also write the final report there, as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none anyway if not a terminal)")
@@ -135,6 +149,8 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Optio
         raise UsageError(f"--qps must be above 0 (and at most 10000), not {args.qps:g}")
     if args.burst < 1:
         raise UsageError(f"--burst must be at least 1, not {args.burst:g}")
+    if not 1 <= args.object_timeout <= 900:
+        raise UsageError(f"--object-timeout must be 1 to 900 seconds, not {args.object_timeout:g}")
     if not 1 <= args.batch <= MAX_RECORDS_PER_EVENT:
         raise UsageError(f"--batch must be 1 to {MAX_RECORDS_PER_EVENT}, not {args.batch}")
     if args.via_scf is not None and not args.via_scf.strip():
@@ -150,6 +166,7 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Optio
         resume=args.resume,
         progress=not (args.no_progress or args.quiet) and sys.stderr.isatty(),
         report_path=args.report,
+        object_deadline_s=args.object_timeout,
         via_scf=args.via_scf.strip() if args.via_scf and not args.dry_run else None,
         scf_region=_region(args.scf_region, "--scf-region") if args.scf_region else region,
         scf_namespace=args.scf_namespace,

@@ -1,0 +1,259 @@
+"""`cos-autotag backfill` end to end: the real SDK over HTTP against the local emulator.
+
+Every object goes through the function's own pipeline and guard; the emulator's request log
+is the ground truth for what was called and what was paid for.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cos_autotag import cos_facts
+from cos_autotag.backfill import run_backfill
+from cos_autotag.local.emulator import DigestLabelEngine, Emulator, Faults
+from cos_autotag.writeback import LABEL_TAG_PREFIX, MARKER_TAG, marker_in_tags, marker_value
+from tests.conftest import APPID, REGION, SECRET_ID, SECRET_KEY, image_bytes
+
+pytestmark = pytest.mark.integration
+
+BUCKET = f"archive-{APPID}"
+IMAGES = [f"photos/{i:03d}.jpg" for i in range(24)]
+OTHERS = {"photos/readme.txt": b"not an image", "photos/empty.png": b""}
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    emulator = Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID, label_engine=DigestLabelEngine())
+    emulator.start()
+    try:
+        emulator.create_bucket(BUCKET, REGION)
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+def seed(emu: Emulator, keys: list[str] = IMAGES, others: dict[str, bytes] = OTHERS) -> None:
+    for i, key in enumerate(keys):
+        emu.seed_object(BUCKET, key, image_bytes(seed=i), content_type="image/jpeg")
+    for key, body in others.items():
+        emu.seed_object(BUCKET, key, body)
+
+
+def env_for(emu: Emulator) -> dict[str, str]:
+    return {
+        "TENCENTCLOUD_SECRETID": SECRET_ID,
+        "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
+        "AUTOTAG_COS_ENDPOINT": f"http://127.0.0.1:{emu.port}",
+    }
+
+
+def backfill(emu: Emulator, *extra: str, report: Path | None = None) -> tuple[int, dict[str, object]]:
+    out = report or Path(f"/tmp/backfill-report-{time.monotonic_ns()}.json")
+    code = run_backfill(
+        ["--bucket", BUCKET, "--region", REGION, "--no-progress", "--quiet", "--report", str(out), *extra],
+        env=env_for(emu),
+    )
+    data = json.loads(out.read_text())
+    if report is None:
+        out.unlink()
+    return code, data
+
+
+def ops(emu: Emulator, since: float = 0.0) -> Counter[str]:
+    return Counter(r.op for r in emu.requests if r.timestamp >= since)
+
+
+def per_key(emu: Emulator, op: str) -> Counter[str]:
+    return Counter(r.key for r in emu.requests if r.op == op and r.status == 200)
+
+
+def labels_of(emu: Emulator, key: str) -> dict[str, str]:
+    state = emu.get_object_state(BUCKET, key)
+    assert state is not None
+    return dict(state.tags)
+
+
+def test_every_image_is_labeled_once_and_the_rest_skipped_by_reason(emu: Emulator) -> None:
+    seed(emu)
+    code, report = backfill(emu, "--qps", "50")
+    assert code == 0
+    assert report["labeled"] == len(IMAGES)
+    assert report["skipped"] == {"not a JPEG or PNG": 1, "empty object": 1}
+    assert report["failed"] == []
+    assert per_key(emu, "DetectLabel") == Counter(IMAGES)
+    assert per_key(emu, "PutObjectTagging") == Counter(IMAGES)
+    for key in IMAGES:
+        tags = labels_of(emu, key)
+        assert marker_in_tags(tags.items()) is not None  # the marker the trigger path writes too
+        assert any(k.startswith(LABEL_TAG_PREFIX + "label-") for k in tags), tags
+    # Nothing was done to what is not an image.
+    assert not labels_of(emu, "photos/readme.txt")
+
+
+def test_the_report_counts_exactly_the_requests_the_service_saw(emu: Emulator) -> None:
+    seed(emu)
+    _, report = backfill(emu)
+    assert report["calls"] == dict(ops(emu))
+    assert report["cost"] == {
+        "detect_label_calls": len(IMAGES),
+        "usd": cos_facts.detect_cost_usd(len(IMAGES)),
+        "basis": "detect-label calls answered",
+    }
+    assert report["listed"] == report["finished"] == len(IMAGES) + len(OTHERS)
+    assert report["objects_per_s"] > 0
+
+
+def test_a_second_run_costs_one_read_per_labeled_object_and_no_detect_label(emu: Emulator) -> None:
+    seed(emu)
+    backfill(emu, "--qps", "50")
+    before = {key: labels_of(emu, key) for key in IMAGES}
+    since = time.time()
+    code, report = backfill(emu)
+    assert code == 0
+    assert report["labeled"] == 0 and report["already_labeled"] == len(IMAGES)
+    assert ops(emu, since) == Counter({"GetObjectTagging": len(IMAGES), "ListObjects": 1})
+    assert report["cost"]["usd"] == 0  # type: ignore[index]
+    assert {key: labels_of(emu, key) for key in IMAGES} == before
+
+
+def test_the_user_s_own_tags_are_kept(emu: Emulator) -> None:
+    emu.seed_object(BUCKET, "mine.jpg", image_bytes(seed=5), tags={"owner": "alice"})
+    backfill(emu)
+    tags = labels_of(emu, "mine.jpg")
+    assert tags["owner"] == "alice" and MARKER_TAG in tags
+
+
+def test_prefix_limits_the_run(emu: Emulator) -> None:
+    seed(emu)
+    emu.seed_object(BUCKET, "elsewhere/x.jpg", image_bytes(seed=99))
+    _, report = backfill(emu, "--prefix", "elsewhere/")
+    assert report["labeled"] == 1 and report["listed"] == 1
+    assert per_key(emu, "DetectLabel") == Counter(["elsewhere/x.jpg"])
+
+
+def test_listing_spans_many_pages(emu: Emulator) -> None:
+    keys = [f"many/{i:04d}.jpg" for i in range(2150)]
+    body = image_bytes(seed=1)
+    for key in keys:
+        emu.seed_object(BUCKET, key, body, tags={MARKER_TAG: marker_value("")})  # already labeled: reads only
+    code, report = backfill(emu, "--concurrency", "32")
+    assert code == 0
+    assert report["already_labeled"] == len(keys)
+    assert ops(emu)["ListObjects"] == 3  # 1000 + 1000 + 150
+    assert per_key(emu, "GetObjectTagging") == Counter(keys)
+
+
+def test_an_extensionless_image_is_recognised_by_its_bytes(emu: Emulator) -> None:
+    emu.seed_object(BUCKET, "scans/0001", image_bytes(seed=3, size=(80, 80)))
+    emu.seed_object(BUCKET, "scans/0002", b"%PDF-1.7 not an image")
+    _, report = backfill(emu)
+    assert report["labeled"] == 1 and report["skipped"] == {"not a JPEG or PNG": 1}
+    assert per_key(emu, "DetectLabel") == Counter(["scans/0001"])
+
+
+def test_archived_objects_are_skipped_without_a_call(emu: Emulator) -> None:
+    emu.seed_object(BUCKET, "cold.jpg", image_bytes(seed=1), storage_class="ARCHIVE")
+    _, report = backfill(emu)
+    assert report["skipped"] == {"archived (restore it first)": 1}
+    assert ops(emu) == Counter({"ListObjects": 1})
+
+
+# --- dry run ---------------------------------------------------------------------------------------
+
+
+def test_a_dry_run_makes_no_paid_call_and_tells_what_it_would_cost(emu: Emulator) -> None:
+    seed(emu)
+    for key in IMAGES[:4]:  # four are labeled already
+        emu.seed_object(
+            BUCKET, key, image_bytes(seed=0), tags={MARKER_TAG: marker_value(""), LABEL_TAG_PREFIX + "cat": "90"}
+        )
+    code, report = backfill(emu, "--dry-run")
+    assert code == 0
+    would = len(IMAGES) - 4
+    assert report["would_label"] == would and report["already_labeled"] == 4
+    assert report["skipped"] == {"not a JPEG or PNG": 1, "empty object": 1}
+    assert report["cost"]["usd"] == cos_facts.detect_cost_usd(would)  # type: ignore[index]
+    seen = ops(emu)
+    assert seen["DetectLabel"] == 0 and seen["PutObjectTagging"] == 0
+    assert seen["GetObjectTagging"] == len(IMAGES)  # the free-ish read that tells labeled from not
+    assert marker_in_tags(labels_of(emu, IMAGES[10]).items()) is None
+
+
+# --- throttling and pacing ---------------------------------------------------------------------------
+
+
+def test_throttling_backs_off_and_no_object_fails(emu: Emulator) -> None:
+    seed(emu, [f"t/{i:03d}.jpg" for i in range(30)], {})
+    emu.set_faults(detect_qps=8.0)  # the real quota is lower than the user said
+    code, report = backfill(emu, "--qps", "30", "--concurrency", "16")
+    assert code == 0
+    assert report["labeled"] == 30 and report["failed"] == []
+    rate = report["rate"]
+    assert rate["throttles"] > 0 and rate["lowest_qps"] < 30  # type: ignore[index]
+    # Throttled attempts are not billed: the cost counts the answered calls only.
+    assert report["cost"]["detect_label_calls"] == 30  # type: ignore[index]
+    assert report["calls"]["DetectLabel"] > 30  # type: ignore[index]
+
+
+def test_detect_label_calls_go_out_near_the_quota_and_not_above_it(emu: Emulator) -> None:
+    keys = [f"q/{i:03d}.jpg" for i in range(60)]
+    seed(emu, keys, {})
+    emu.set_faults(latency_s=0.02, detect_qps=20.0)
+    code, report = backfill(emu, "--qps", "20", "--concurrency", "16")
+    assert code == 0 and report["labeled"] == 60
+    times = sorted(r.timestamp for r in emu.requests if r.op == "DetectLabel")
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert 0.8 * 20 <= rate <= 20 * 1.1, rate
+    assert report["rate"]["throttles"] == 0  # type: ignore[index]
+
+
+# --- failures and --resume --------------------------------------------------------------------------------
+
+
+def test_failed_objects_are_reported_and_retried_by_resume(emu: Emulator, tmp_path: Path) -> None:
+    seed(emu, IMAGES[:6], {})
+    checkpoint = tmp_path / "cp.jsonl"
+    emu.set_faults(error_5xx_rate=1.0, error_5xx_ops=frozenset({"PutObjectTagging"}))
+    code, report = backfill(emu, "--resume", str(checkpoint), "--object-timeout", "2")
+    assert code == 1
+    assert sorted(f["key"] for f in report["failed"]) == IMAGES[:6]  # type: ignore[union-attr]
+    assert all(f["retryable"] for f in report["failed"])  # type: ignore[union-attr]
+
+    emu.set_faults(Faults())
+    since = time.time()
+    code, report = backfill(emu, "--resume", str(checkpoint))
+    assert code == 0
+    assert report["retried"] == 6 and report["labeled"] == 6 and report["failed"] == []
+    assert per_key(emu, "PutObjectTagging") == Counter(IMAGES[:6])
+    # The retry relisted nothing it had already finished: one (empty) listing page after the mark.
+    assert ops(emu, since)["ListObjects"] == 1
+
+
+def test_resume_after_a_finished_run_does_nothing_but_new_objects(emu: Emulator, tmp_path: Path) -> None:
+    seed(emu, IMAGES[:5], {})
+    checkpoint = tmp_path / "cp.jsonl"
+    assert backfill(emu, "--resume", str(checkpoint))[0] == 0
+    emu.seed_object(BUCKET, "photos/999.jpg", image_bytes(seed=42))  # uploaded since
+    since = time.time()
+    code, report = backfill(emu, "--resume", str(checkpoint))
+    assert code == 0 and report["labeled"] == 1 and report["listed"] == 1
+    assert ops(emu, since) == Counter(
+        {"ListObjects": 1, "GetObjectTagging": 1, "DetectLabel": 1, "PutObjectTagging": 1}
+    )
+
+
+def test_a_dry_run_reads_the_checkpoint_but_never_writes_it(emu: Emulator, tmp_path: Path) -> None:
+    seed(emu, IMAGES[:5], {})
+    checkpoint = tmp_path / "cp.jsonl"
+    backfill(emu, "--resume", str(checkpoint))
+    before = checkpoint.read_bytes()
+    emu.seed_object(BUCKET, "photos/999.jpg", image_bytes(seed=42))
+    _, report = backfill(emu, "--resume", str(checkpoint), "--dry-run")
+    assert report["would_label"] == 1 and report["listed"] == 1
+    assert checkpoint.read_bytes() == before
