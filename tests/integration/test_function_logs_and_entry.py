@@ -37,6 +37,9 @@ def stack():
 @pytest.fixture
 def function_env(stack, monkeypatch):
     """The environment SCF gives the function, pointed at the emulator; a fresh container."""
+    for name in list(os.environ):
+        if name.startswith(("AUTOTAG_", "TENCENTCLOUD_")):
+            monkeypatch.delenv(name)
     for name, value in stack.env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AUTOTAG_COS_ENDPOINT", stack.emulator.endpoint)

@@ -99,11 +99,12 @@ def run_demo(argv: list[str] | None = None) -> int:
         label_engine=engine,
     )
     emu.start()
+    saved_env: dict[str, str | None] = {}
     try:
         emu.create_bucket(BUCKET, REGION)
         print(f"Local COS + Cloud Infinite emulator on {emu.endpoint}, bucket {BUCKET} ({REGION})", flush=True)
         # The function reads its settings and role credentials from the environment, as on SCF.
-        os.environ.update(
+        function_env = dict(
             TENCENTCLOUD_SECRETID=FUNCTION_ID,
             TENCENTCLOUD_SECRETKEY=function_key,
             AUTOTAG_COS_ENDPOINT=emu.endpoint,
@@ -111,6 +112,8 @@ def run_demo(argv: list[str] | None = None) -> int:
             AUTOTAG_MIN_CONFIDENCE=os.environ.get("AUTOTAG_MIN_CONFIDENCE", DEMO_MIN_CONFIDENCE),
             AUTOTAG_LOG_LEVEL="INFO" if args.verbose else "WARNING",
         )
+        saved_env.update({name: os.environ.get(name) for name in function_env})
+        os.environ.update(function_env)
         handler_module._app = None  # a fresh container
         emu.add_trigger(BUCKET, handler_module.main_handler, time_limit_ms=30000)
 
@@ -168,6 +171,11 @@ def run_demo(argv: list[str] | None = None) -> int:
     finally:
         emu.stop()
         handler_module._app = None
+        for name, value in saved_env.items():  # leave the caller's environment as it was
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 if __name__ == "__main__":
