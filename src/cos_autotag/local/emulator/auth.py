@@ -210,7 +210,8 @@ def verify(
         raise _mismatch("The request signature we calculated does not match the signature you provided.")
 
     if token is not None:
-        sent = headers.get(TOKEN_HEADER)
+        # CI-domain requests carry the token as x-ci-security-token; COS requests as x-cos-...
+        sent = headers.get(TOKEN_HEADER, headers.get("x-ci-security-token"))
         if sent is None:
             sent = next((v for n, v in query if n == TOKEN_HEADER), None)
         if sent != token:

@@ -95,17 +95,24 @@ def _policy_conditions(policy: dict[str, object]) -> list[tuple[str, str, object
     return out
 
 
+_ISO_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
+
+
+def _expiration_timestamp(text: str) -> float:
+    """The policy's ISO 8601 expiration ("2019-08-30T09:38:12.414Z"; fractions of any length)."""
+    match = _ISO_RE.match(text.strip())
+    if not match:
+        raise CosError("InvalidPolicyDocument", f"policy expiration {text!r} is not ISO 8601")
+    zone = match.group(2) or "Z"
+    stamp = datetime.fromisoformat(match.group(1) + ("+00:00" if zone == "Z" else zone))
+    return stamp.replace(tzinfo=stamp.tzinfo or timezone.utc).timestamp()
+
+
 def _check_policy(policy: dict[str, object], values: dict[str, str], size: int, now: float) -> None:
     expiration = policy.get("expiration")
     if not isinstance(expiration, str):
         raise CosError("InvalidPolicyDocument", "policy expiration is missing")
-    try:
-        expires = datetime.fromisoformat(expiration.replace("Z", "+00:00"))
-    except ValueError:
-        raise CosError("InvalidPolicyDocument", f"policy expiration {expiration!r} is not ISO 8601") from None
-    if expires.tzinfo is None:
-        expires = expires.replace(tzinfo=timezone.utc)
-    if expires.timestamp() < now:
+    if _expiration_timestamp(expiration) < now:
         raise CosError("AccessDenied", "Invalid according to Policy: Policy expired.")
     for op, name, expected in _policy_conditions(policy):
         if op == "content-length-range":

@@ -66,8 +66,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except (ValueError, OSError):
+            # An unreadable body (bad Content-Length or chunking): answer and drop the connection.
             self.close_connection = True
-            self._write(Response(400), head_only=False)
+            self._write(Response(400, {"x-cos-request-id": self.server.new_request_id()}), head_only=False)
             return
         target = self.path
         if "://" in target.split("?", 1)[0]:  # absolute-form request target
