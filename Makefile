@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
-test: setup lint
+test: setup lint layer
 	$(BIN)/python -m pytest -q
 
 bench: setup

@@ -30,6 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "layers" / "build"
+SUMMARY_NAME = "summary.json"
 
 # SCF's newest Python runtime; serverless.yml and layers/serverless.yml must name the same one.
 PYTHON_VERSION = "3.10"
@@ -432,6 +433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BuildFailed as exc:
         print(f"layer build failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    # Tests and the benchmark read this instead of building again (a build needs the package index).
+    (args.out.resolve() / SUMMARY_NAME).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     if args.json:
         print(json.dumps(summary))
     return EXIT_OK
