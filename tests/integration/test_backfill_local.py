@@ -6,6 +6,7 @@ is the ground truth for what was called and what was paid for.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections import Counter
@@ -16,7 +17,13 @@ import pytest
 
 from cos_autotag import cos_facts
 from cos_autotag.backfill import run_backfill
+from cos_autotag.backfill.checkpoint import ResumeState
+from cos_autotag.backfill.options import Options
+from cos_autotag.backfill.progress import Progress
+from cos_autotag.backfill.report import Report
+from cos_autotag.backfill.runner import Backfill, CountingGateway, run_local
 from cos_autotag.local.emulator import DigestLabelEngine, Emulator, Faults
+from cos_autotag.settings import Settings
 from cos_autotag.writeback import LABEL_TAG_PREFIX, MARKER_TAG, marker_in_tags, marker_value
 from tests.conftest import APPID, REGION, SECRET_ID, SECRET_KEY, image_bytes
 
@@ -257,3 +264,47 @@ def test_a_dry_run_reads_the_checkpoint_but_never_writes_it(emu: Emulator, tmp_p
     _, report = backfill(emu, "--resume", str(checkpoint), "--dry-run")
     assert report["would_label"] == 1 and report["listed"] == 1
     assert checkpoint.read_bytes() == before
+
+
+# --- what the user sees ----------------------------------------------------------------------------------
+
+
+def test_a_bucket_that_does_not_exist_stops_the_run_with_a_clear_report(
+    emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run_backfill(["--bucket", f"nope-{APPID}", "--region", REGION, "--quiet"], env=env_for(emu))
+    assert code == 1
+    assert f"stopped early: listing failed: ListObjects: NoSuchBucket (404): The specified bucket nope-{APPID}" in (
+        capsys.readouterr().err
+    )
+
+
+def test_log_lines_are_json_on_stdout_and_end_with_the_report(
+    emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(emu, IMAGES[:3], {"x.txt": b"text"})
+    assert run_backfill(["--bucket", BUCKET, "--region", REGION, "--no-progress"], env=env_for(emu)) == 0
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert Counter(line["message"] for line in lines if line["message"].startswith("record ")) == {
+        "record labeled": 3,
+        "record skipped": 1,
+    }
+    assert lines[0]["message"] == "backfill started" and lines[-1]["message"] == "backfill report"
+    assert lines[-1]["labeled"] == 3
+    assert SECRET_KEY not in out + err
+    assert "labeled             3" in err  # the report for a person, on stderr
+
+
+def test_the_progress_bar_counts_up_to_the_listed_total(emu: Emulator) -> None:
+    seed(emu)
+    settings = Settings.from_env(env_for(emu))
+    options = Options(bucket=BUCKET, region=REGION, qps=50)
+    stream = io.StringIO()
+    progress = Progress(True, "label", stream=stream)
+    report = Report(BUCKET, REGION, "", "label")
+    gateway = CountingGateway(settings, env_for(emu))
+    run_local(options, settings, Backfill(options, settings, gateway, report, progress, ResumeState(), None))
+    total = len(IMAGES) + len(OTHERS)
+    assert f"{total}/{total}" in stream.getvalue()
+    assert report.labeled == len(IMAGES)
