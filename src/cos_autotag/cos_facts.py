@@ -274,3 +274,13 @@ SCF_TRIGGERS_PER_TYPE_MAX = 10
 SCF_CODE_UNZIPPED_MAX_BYTES = 500 * 1024 * 1024  # function code plus all its layers
 SCF_ZIP_UPLOAD_MAX_BYTES = 50 * 1024 * 1024
 SCF_LAYER_ROOT = "/opt"  # layers unzip here; SCF's PYTHONPATH includes it
+
+# --- SCF's cloud API (Tencent Cloud API 3.0), used by `backfill --via-scf` -------------------------
+# From tencentcloud-sdk-python-scf (scf_client.py, models.py) and API 3.0's signature page.
+
+SCF_API_SERVICE = "scf"  # the service in the TC3 credential scope <date>/scf/tc3_request
+SCF_API_VERSION = "2018-04-16"  # X-TC-Version
+TC3_MAX_CLOCK_SKEW_S = 300  # X-TC-Timestamp more than 5 minutes off: AuthFailure.SignatureExpire
+SCF_SYNC_EVENT_MAX_BYTES = 6 * 1024 * 1024  # InvokeRequest.ClientContext, synchronous (async: above)
+# API 3.0 answers this (and codes under it) when calls come too fast: worth a later retry.
+API_THROTTLE_CODE = "RequestLimitExceeded"
