@@ -133,7 +133,7 @@ def test_an_event_over_the_async_limit_is_refused(echo_api: Any) -> None:
     assert seen == []
 
 
-def _signed_post(api: ScfApi, body: bytes, signed_body: bytes) -> dict[str, Any]:
+def _signed_post(api: ScfApi, body: bytes, signed_body: bytes, **header_changes: str) -> dict[str, Any]:
     """A request signed by hand as the API 3.0 docs describe, with the SDK's own HMAC chain."""
     timestamp = int(time.time())
     date = datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d")
@@ -162,6 +162,7 @@ def _signed_post(api: ScfApi, body: bytes, signed_body: bytes) -> dict[str, Any]
         "Authorization": f"TC3-HMAC-SHA256 Credential={SECRET_ID}/{date}/scf/tc3_request, "
         f"SignedHeaders=content-type;host, Signature={signature}",
     }
+    headers.update({name.replace("_", "-"): value for name, value in header_changes.items()})
     answer: dict[str, Any] = requests.post(api.endpoint + "/", data=body, headers=headers, timeout=10).json()
     return answer
 
@@ -176,6 +177,23 @@ def test_the_signature_covers_the_body(echo_api: Any) -> None:
     assert answer["Response"]["Error"]["Code"] == "AuthFailure.SignatureFailure"
     api.wait_idle(5)
     assert [event for event, _ in seen] == [{"a": 1}]
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "code"),
+    [
+        ("X-TC-Version", "2017-03-12", "NoSuchVersion"),
+        ("X-TC-Action", "DeleteFunction", "InvalidAction"),
+        ("X-TC-Region", "", "MissingParameter"),
+    ],
+)
+def test_only_invoke_of_this_api_version_is_served(echo_api: Any, header: str, value: str, code: str) -> None:
+    api, seen = echo_api
+    body = json.dumps({"FunctionName": FUNCTION, "InvocationType": "Event", "ClientContext": "{}"}).encode()
+    answer = _signed_post(api, body, body, **{header.replace("-", "_"): value})
+    assert answer["Response"]["Error"]["Code"] == code
+    api.wait_idle(5)
+    assert seen == []
 
 
 @pytest.mark.parametrize(("failures", "runs", "final"), [(1, 2, "ok"), (5, 3, "error")])

@@ -35,7 +35,7 @@ INVOKE_TIMEOUT_S = 30
 INVOKE_DEADLINE_S = 120.0
 NOTIFICATION_ID = "cos-autotag-backfill"
 # Codes of the SCF API (and the SDK's own) that a later attempt may get past.
-RETRYABLE_PREFIXES = ("RequestLimitExceeded", "ResourceUnavailable", "InternalError", "FailedOperation.Invoke")
+RETRYABLE_PREFIXES = (cos_facts.API_THROTTLE_CODE, "ResourceUnavailable", "InternalError", "FailedOperation.Invoke")
 NETWORK_CODES = frozenset({"ClientNetworkError", "ServerNetworkError"})
 
 
@@ -48,7 +48,7 @@ class InvokeError(Exception):
         super().__init__(f"Invoke: {code}: {message}" + (f" (request {request_id})" if request_id else ""))
         self.code, self.message, self.request_id = code, message, request_id
         self.retryable = code in NETWORK_CODES or code.startswith(RETRYABLE_PREFIXES)
-        self.throttled = code.startswith("RequestLimitExceeded")
+        self.throttled = code.startswith(cos_facts.API_THROTTLE_CODE)
 
 
 def synthetic_record(

@@ -31,13 +31,12 @@ from cos_autotag import cos_facts
 
 HOST = "127.0.0.1"
 ALGORITHM = "TC3-HMAC-SHA256"
-SERVICE = "scf"
-API_VERSION = "2018-04-16"
-MAX_CLOCK_SKEW_S = 300  # API 3.0: a timestamp more than 5 minutes off is an expired signature
+SERVICE = cos_facts.SCF_API_SERVICE
+API_VERSION = cos_facts.SCF_API_VERSION
+MAX_CLOCK_SKEW_S = cos_facts.TC3_MAX_CLOCK_SKEW_S
 JSON_CONTENT_TYPE = "application/json"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 INVOCATION_TYPES = ("Event", "RequestResponse")
-MAX_SYNC_EVENT_BYTES = 6 * 1024 * 1024  # the InvokeRequest docstring: 6 MB synchronous, 128 KB async
 DEFAULT_APPID = "1250000000"
 DEFAULT_UIN = "100000000001"
 
@@ -255,7 +254,9 @@ class ScfApi:
         with self._lock:
             return list(self._invocations)
 
-    def reject_next(self, count: int, code: str = "RequestLimitExceeded", message: str = "too many requests") -> None:
+    def reject_next(
+        self, count: int, code: str = cos_facts.API_THROTTLE_CODE, message: str = "too many requests"
+    ) -> None:
         """Answer the next `count` Invoke calls (after their signature checks) with this error."""
         with self._lock:
             self._reject.extend([(code, message)] * count)
@@ -283,7 +284,7 @@ class ScfApi:
         try:
             secret_id = self._authenticate(method, target, lowered, body)
             params = self._params(method, target, lowered, body)
-            result = self._dispatch(action, params, lowered.get("x-tc-region", ""))
+            result = self._dispatch(action, lowered.get("x-tc-version", ""), params, lowered.get("x-tc-region", ""))
             answer: dict[str, Any] = {"Response": {**result, "RequestId": request_id}}
             error_code = ""
         except ApiError as error:
@@ -349,9 +350,13 @@ class ScfApi:
             raise ApiError("InvalidParameter", "the request body is not a JSON object")
         return params
 
-    def _dispatch(self, action: str, params: dict[str, Any], region: str) -> dict[str, Any]:
+    def _dispatch(self, action: str, version: str, params: dict[str, Any], region: str) -> dict[str, Any]:
         if not action:
             raise ApiError("MissingParameter", "the X-TC-Action header is missing")
+        if not version:
+            raise ApiError("MissingParameter", "the X-TC-Version header is missing")
+        if version != API_VERSION:
+            raise ApiError("NoSuchVersion", f"SCF has no API version {version} (it is {API_VERSION})")
         if action != "Invoke":
             raise ApiError("InvalidAction", f"the action {action} is not served here (only Invoke)")
         if not region:
@@ -372,7 +377,9 @@ class ScfApi:
         if invocation_type not in INVOCATION_TYPES:
             raise ApiError("InvalidParameterValue.InvocationType", f"InvocationType {invocation_type!r}")
         raw = params.get("ClientContext") or "{}"
-        limit = cos_facts.SCF_ASYNC_EVENT_MAX_BYTES if invocation_type == "Event" else MAX_SYNC_EVENT_BYTES
+        limit = (
+            cos_facts.SCF_ASYNC_EVENT_MAX_BYTES if invocation_type == "Event" else cos_facts.SCF_SYNC_EVENT_MAX_BYTES
+        )
         if not isinstance(raw, str) or len(raw.encode("utf-8")) > limit:
             raise ApiError(
                 "InvalidParameterValue.ClientContext", f"ClientContext must be JSON of at most {limit} bytes"
