@@ -191,12 +191,17 @@ class CosGateway:
         show for private objects; COS checks only the parameters the signature lists.
         """
         client = self.client(region)
-        sign = client.get_auth(Method="GET", Bucket=bucket, Key=key, Expired=PRESIGN_EXPIRES_S)
-        query = urlencode(dict(item.split("=", 1) for item in sign.split("&")))
-        token = self.credentials().token
-        if token:
-            query += "&" + urlencode({"x-cos-security-token": token})
         host = cos_facts.cos_host(bucket, region)
+        # Temporary keys need their token in the URL, signed with it, as COS's presign docs show.
+        token = self.credentials().token
+        params = {"x-cos-security-token": token} if token else {}
+        # Sign the bucket's own host, the one CI fetches from (not a local endpoint's address).
+        sign = client.get_auth(
+            Method="GET", Bucket=bucket, Key=key, Expired=PRESIGN_EXPIRES_S, Headers={"Host": host}, Params=params
+        )
+        query = urlencode(dict(item.split("=", 1) for item in sign.split("&")))
+        if params:
+            query += "&" + urlencode(params)
         return f"https://{host}/{quote(key, safe='/')}?{query}&{rule}"
 
     def list_objects(

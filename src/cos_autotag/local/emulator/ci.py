@@ -109,15 +109,28 @@ def fetch_detect_url(backend: Backend, url: str) -> bytes:
     return data
 
 
+_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG"}
+
+
 def apply_processing(data: bytes, rule: str) -> bytes:
-    """Apply `imageMogr2/thumbnail/<W>x<H>` (fit within W x H keeping the aspect ratio; `<W>x`
-    and `x<H>` fix one side; a trailing `>` only shrinks, `<` only enlarges)."""
+    """Apply `imageMogr2/thumbnail/<W>x<H>[/format/<jpg|png>][/quality/<1-100>]`.
+
+    The thumbnail fits within W x H keeping the aspect ratio (`<W>x` and `x<H>` fix one side;
+    a trailing `>` only shrinks, `<` only enlarges); `format` converts, `quality` sets JPEG quality.
+    """
     steps = rule.split("/")
-    if len(steps) != 3 or steps[0] != "imageMogr2" or steps[1] != "thumbnail":
-        raise CosError("InvalidArgument", f"the emulator supports only imageMogr2/thumbnail/<W>x<H>, not {rule!r}")
+    if len(steps) < 3 or len(steps) % 2 == 0 or steps[0] != "imageMogr2" or steps[1] != "thumbnail":
+        raise CosError(
+            "InvalidArgument",
+            f"the emulator supports only imageMogr2/thumbnail/<W>x<H>[/format/<f>][/quality/<q>], not {rule!r}",
+        )
     match = _THUMBNAIL_RE.match(steps[2])
     if not match or not (match.group(1) or match.group(2)):
         raise CosError("InvalidArgument", f"thumbnail size {steps[2]!r} is not <W>x<H>, <W>x or x<H>")
+    options = dict(zip(steps[3::2], steps[4::2], strict=True))
+    unknown = set(options) - {"format", "quality"}
+    if unknown or options.get("format", "jpg") not in _FORMATS or not options.get("quality", "90").isdigit():
+        raise CosError("InvalidArgument", f"unsupported processing options in {rule!r}")
     from PIL import Image  # local extra; imported here so the emulator loads without it
 
     image = _open_image(data)
@@ -128,13 +141,15 @@ def apply_processing(data: bytes, rule: str) -> bytes:
     if match.group(2):
         scales.append(int(match.group(2)) / height)
     scale = min(scales)
-    if (match.group(3) == ">" and scale >= 1) or (match.group(3) == "<" and scale <= 1):
+    fmt = _FORMATS[options["format"]] if "format" in options else (image.format or "PNG")
+    keep_size = (match.group(3) == ">" and scale >= 1) or (match.group(3) == "<" and scale <= 1)
+    if keep_size and fmt == image.format and "quality" not in options:
         return data
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    size = (width, height) if keep_size else (max(1, round(width * scale)), max(1, round(height * scale)))
     out = io.BytesIO()
-    fmt = image.format or "PNG"
     resized = image.convert("RGB" if fmt == "JPEG" else image.mode).resize(size, Image.Resampling.BILINEAR)
-    resized.save(out, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    quality = max(1, min(100, int(options.get("quality", "90"))))
+    resized.save(out, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
     return out.getvalue()
 
 
