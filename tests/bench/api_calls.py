@@ -1,0 +1,89 @@
+"""API calls per record, counted in the emulator's request log per key (not timed).
+
+New object: the upload's event. Duplicate: the same event delivered again. Own Copy echo: in
+metadata mode the function writes by copying the object onto itself, which fires
+cos:ObjectCreated:Copy; the emulator's trigger delivers that event to the function like SCF.
+In tags mode the write is PutObjectTagging, which fires no event: the echo count there is the
+number of extra invocations the trigger made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from .common import Figure
+
+GOALS = {"tags": (3, 1), "metadata": (3, 1, 0)}
+
+
+def _calls(stack: Any, key: str, since: float, until: float = float("inf")) -> int:
+    return sum(
+        1 for r in stack.emulator.requests if r.key == key and since <= r.timestamp < until and r.op != "PutObject"
+    )
+
+
+def _mode(mode: str) -> dict[str, Any]:
+    from tests.function_stack import BUCKET, context, jpeg, running_stack
+
+    # The function's JSON logs go to stdout, from the trigger's threads too: keep the report readable.
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), running_stack() as stack:
+        app = stack.app(mode=mode)
+        trigger = stack.emulator.add_trigger(BUCKET, app.handle, retry_delay_s=0.01)
+        key = f"calls/{mode}.jpg"
+        stack.put(key, jpeg(7 if mode == "tags" else 8))
+        stack.emulator.wait_idle(30)
+        stack.emulator.wait_idle(30)  # an echo is delivered after the first run ends
+        stack.emulator.remove_trigger(trigger)
+        runs = sorted(stack.emulator.invocations, key=lambda run: run.started_at)
+        first = runs[0]
+        echoes = runs[1:]
+        new = _calls(stack, key, first.started_at, echoes[0].started_at if echoes else float("inf"))
+        echo = sum(_calls(stack, key, run.started_at) for run in echoes[:1])
+        # The duplicate: SCF delivers the first event again (at-least-once), after the work is done.
+        since = stack.emulator.requests[-1].timestamp + 1e-6
+        summary = app.handle(first.event, context())
+        duplicate = _calls(stack, key, since)
+        labeled = first.result["labeled"] if isinstance(first.result, dict) else 0
+    return {
+        "new": new,
+        "duplicate": duplicate,
+        "echo": echo,
+        "echo_invocations": len(echoes),
+        "echo_events": [run.event["Records"][0]["event"]["eventName"] for run in echoes],
+        "labeled": labeled,
+        "duplicate_outcome": summary["duplicates"],
+    }
+
+
+def measure() -> Figure:
+    tags, metadata = _mode("tags"), _mode("metadata")
+    measured = {
+        "tags": (tags["new"], tags["duplicate"]),
+        "metadata": (metadata["new"], metadata["duplicate"], metadata["echo"]),
+    }
+    met = (
+        measured == GOALS
+        and tags["labeled"] == metadata["labeled"] == 1
+        and tags["duplicate_outcome"] == metadata["duplicate_outcome"] == 1
+        and tags["echo_invocations"] == 0
+        and metadata["echo_events"] == ["cos:ObjectCreated:Copy"]
+    )
+    figure = Figure(
+        name="API calls per record: new object / duplicate / own Copy echo",
+        value="tags {} / {}; metadata {} / {} / {}".format(*measured["tags"], *measured["metadata"]),
+        baseline="-",
+        ratio="-",
+        goal="tags 3 / 1; metadata 3 / 1 / 0",
+        met=met,
+        raw={"tags": tags, "metadata": metadata},
+    )
+    figure.notes.append(
+        "counted per key in the emulator's request log (the upload itself not counted); events delivered by the "
+        f"emulator's SCF trigger; tags mode's write fired {tags['echo_invocations']} further invocation(s), "
+        f"metadata mode's copy fired {metadata['echo_events']}, answered with {metadata['echo']} calls"
+    )
+    if not met:
+        figure.miss = f"measured {measured} against {GOALS}; see .bench/results.json for the runs."
+    return figure

@@ -1,0 +1,240 @@
+"""Backfill throughput against a detect-label quota, and a resume after kill -9.
+
+The emulator (own process) answers every request after 200 ms and allows 20 detect-label
+calls a second. `cos-autotag backfill` runs as a subprocess, as a user runs it. Throughput is
+objects finished over the command's wall time (interpreter start-up included), against the
+quota and against a sequential raw-SDK loop making the same three calls per object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .common import BUCKET, REGION, ROOT, SRC, WORK, Figure, child_env, ratio_text
+from .emulator_proc import EmulatorProcess
+from .throughput import _raw_loop
+
+LATENCY_S = 0.2
+QUOTA_QPS = 20.0
+GOAL_OF_QUOTA = 0.9
+CONCURRENCY = 16
+THROUGHPUT_OBJECTS = 300
+SEQUENTIAL_OBJECTS = 20
+RESUME_OBJECTS = 200
+KILL_AT = 0.5  # of the objects' detect-label calls answered
+
+
+def _command(emu: EmulatorProcess, prefix: str, *extra: str) -> tuple[list[str], dict[str, str]]:
+    argv = [
+        sys.executable,
+        "-m",
+        "cos_autotag.cli",
+        "backfill",
+        "--bucket",
+        BUCKET,
+        "--region",
+        REGION,
+        "--prefix",
+        prefix,
+        "--concurrency",
+        str(CONCURRENCY),
+        "--qps",
+        f"{QUOTA_QPS:g}",
+        "--quiet",
+        *extra,
+    ]
+    env = child_env({**emu.function_env(AUTOTAG_MIN_CONFIDENCE="10"), "PYTHONPATH": str(SRC)})
+    return argv, env
+
+
+def _run(emu: EmulatorProcess, prefix: str, report: Path, *extra: str) -> tuple[int, float, dict[str, Any]]:
+    argv, env = _command(emu, prefix, "--report", str(report), *extra)
+    started = time.perf_counter()
+    with open(WORK / "backfill.log", "a", encoding="utf-8") as log:
+        code = subprocess.run(argv, env=env, cwd=ROOT, stdout=log, stderr=log, timeout=600, check=False).returncode
+    wall = time.perf_counter() - started
+    summary: dict[str, Any] = json.loads(report.read_text(encoding="utf-8")) if report.exists() else {}
+    return code, wall, summary
+
+
+def _objects(prefix: str, count: int) -> dict[str, bytes]:
+    from tests.function_stack import jpeg
+
+    return {f"{prefix}{i:04d}.jpg": jpeg(i) for i in range(count)}
+
+
+def measure_throughput() -> Figure:
+    WORK.mkdir(exist_ok=True)
+    with EmulatorProcess() as emu:
+        emu.put_many(_objects("bf/", THROUGHPUT_OBJECTS))
+        emu.put_many(_objects("seq/", SEQUENTIAL_OBJECTS))  # the same content as bf/'s first objects
+        emu.set_faults(latency_s=LATENCY_S, detect_qps=QUOTA_QPS)
+        emu.clear()
+
+        report = WORK / "backfill-report.json"
+        report.unlink(missing_ok=True)
+        code, wall, summary = _run(emu, "bf/", report)
+        detect = emu.requests("DetectLabel", key_prefix="bf/")
+
+        keys = sorted(_objects("seq/", SEQUENTIAL_OBJECTS))
+        started = time.perf_counter()
+        _raw_loop(emu.client(), keys, "camera", 5)
+        sequential = len(keys) / (time.perf_counter() - started)
+
+    answered = [r for r in detect if r["status"] == 200]
+    throttled = len(detect) - len(answered)
+    finished = int(summary.get("finished", 0))
+    failed = int(summary.get("failed_count", -1)) if summary else -1
+    rate = finished / wall
+    detect_span = max(r["timestamp"] for r in answered) - min(r["timestamp"] for r in answered) if answered else 0
+    met = (
+        code == 0
+        and failed == 0
+        and finished == THROUGHPUT_OBJECTS
+        and summary.get("labeled") == THROUGHPUT_OBJECTS
+        and rate >= GOAL_OF_QUOTA * QUOTA_QPS
+    )
+    figure = Figure(
+        name=f"backfill throughput, {LATENCY_S * 1000:.0f} ms latency, {QUOTA_QPS:g} QPS detect-label quota",
+        value=f"{rate:.1f} objects/s, {failed} failed",
+        baseline=f"quota {QUOTA_QPS:g}/s; sequential loop {sequential:.2f} objects/s",
+        ratio=f"{ratio_text(rate / QUOTA_QPS)} quota; {ratio_text(rate / sequential)} sequential",
+        goal=f"≥ {GOAL_OF_QUOTA:.1f}× the quota, zero failed",
+        met=met,
+        raw={
+            "objects": THROUGHPUT_OBJECTS,
+            "exit_code": code,
+            "wall_s": wall,
+            "report": summary,
+            "detect_answered": len(answered),
+            "detect_throttled": throttled,
+            "detect_span_s": detect_span,
+            "sequential_objects_per_s": sequential,
+        },
+    )
+    figure.notes.append(
+        f"`cos-autotag backfill --concurrency {CONCURRENCY} --qps {QUOTA_QPS:g}` over {THROUGHPUT_OBJECTS} objects: "
+        f"exit {code}, {wall:.1f} s wall (start-up and listing included; the tool's own report says "
+        f"{summary.get('objects_per_s', '?')} objects/s), {len(answered)} detect-label calls answered and "
+        f"{throttled} throttled; answered calls spread over {detect_span:.1f} s "
+        f"({(len(answered) - 1) / detect_span if detect_span else 0:.1f}/s)"
+    )
+    figure.notes.append(
+        f"the sequential loop makes the same three calls per object at {LATENCY_S * 1000:.0f} ms each, so it is "
+        f"bounded by 1 / (3 × {LATENCY_S:g} s) ≈ {1 / (3 * LATENCY_S):.2f} objects/s, not the ≈ 5/s of a loop "
+        "making only the detect-label call"
+    )
+    if not met:
+        problems = []
+        if rate < GOAL_OF_QUOTA * QUOTA_QPS:
+            problems.append(
+                f"{rate:.1f} objects/s is {GOAL_OF_QUOTA * QUOTA_QPS - rate:.1f}/s under {GOAL_OF_QUOTA:.1f}× the "
+                f"quota; of the {wall:.1f} s, the detect-label calls took {detect_span:.1f} s, the rest is start-up, "
+                "listing and the first and last objects' other calls"
+            )
+        if failed != 0 or finished != THROUGHPUT_OBJECTS:
+            problems.append(f"{failed} failed, {finished} of {THROUGHPUT_OBJECTS} finished (exit {code})")
+        figure.miss = "; ".join(problems) + "."
+    return figure
+
+
+def measure_resume() -> Figure:
+    WORK.mkdir(exist_ok=True)
+    checkpoint, report = WORK / "resume-checkpoint.jsonl", WORK / "resume-report.json"
+    checkpoint.unlink(missing_ok=True)
+    report.unlink(missing_ok=True)
+    prefix = "resume/"
+    keys = sorted(_objects(prefix, RESUME_OBJECTS))
+    with EmulatorProcess() as emu:
+        emu.put_many(_objects(prefix, RESUME_OBJECTS))
+        emu.set_faults(latency_s=LATENCY_S, detect_qps=QUOTA_QPS)
+        emu.clear()
+
+        argv, env = _command(emu, prefix, "--resume", str(checkpoint))
+        with open(WORK / "backfill.log", "a", encoding="utf-8") as log:
+            proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=log)
+            deadline = time.monotonic() + 120
+            answered_at_kill = 0
+            while time.monotonic() < deadline and proc.poll() is None:
+                answered_at_kill = emu.count("DetectLabel", status=200, key_prefix=prefix)
+                if answered_at_kill >= KILL_AT * RESUME_OBJECTS:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    break
+                time.sleep(0.02)
+            first_exit = proc.wait(30)
+        time.sleep(LATENCY_S * 2)  # requests the dead process left in flight still finish on the server
+        before_resume = emu.count("DetectLabel", status=200, key_prefix=prefix)
+        checkpoint_lines = sum(1 for _ in checkpoint.open(encoding="utf-8")) if checkpoint.exists() else 0
+        code, wall, summary = _run(emu, prefix, report, "--resume", str(checkpoint))
+
+        detect = Counter(r["key"] for r in emu.requests("DetectLabel", key_prefix=prefix) if r["status"] == 200)
+        writes = Counter(r["key"] for r in emu.requests("PutObjectTagging", key_prefix=prefix) if r["status"] == 200)
+        unlabeled = [key for key in keys if "autotag" not in emu.tags(key)]
+
+    detected_twice = sorted(key for key, n in detect.items() if n > 1)
+    written_twice = sorted(key for key, n in writes.items() if n > 1)
+    killed = first_exit == -signal.SIGKILL
+    met = killed and code == 0 and not detected_twice and not written_twice and not unlabeled
+    figure = Figure(
+        name=f"backfill resume after kill -9 at {KILL_AT:.0%}",
+        value=(
+            f"{len(written_twice)} labeled twice; {len(detected_twice)} detect-label calls paid twice; "
+            f"{len(unlabeled)} left unlabeled"
+        ),
+        baseline="-",
+        ratio="-",
+        goal="no object labeled twice (tags written, or detect-label paid, twice)",
+        met=met,
+        raw={
+            "objects": RESUME_OBJECTS,
+            "killed": killed,
+            "first_exit": first_exit,
+            "answered_at_kill": answered_at_kill,
+            "answered_before_resume": before_resume,
+            "checkpoint_lines_at_kill": checkpoint_lines,
+            "resume_exit": code,
+            "resume_wall_s": wall,
+            "resume_report": summary,
+            "detected_twice": detected_twice,
+            "written_twice": written_twice,
+            "unlabeled": unlabeled,
+        },
+    )
+    figure.notes.append(
+        f"{RESUME_OBJECTS} objects, `--resume FILE`; killed with SIGKILL once {answered_at_kill} detect-label calls "
+        f"were answered ({before_resume} once the calls in flight had landed); the resumed run (exit {code}, "
+        f"{wall:.1f} s) listed the {summary.get('listed', '?')} objects after the checkpoint's mark "
+        f"({summary.get('resumed_skipped', '?')} of them done by the checkpoint, "
+        f"{summary.get('already_labeled', '?')} by the marker on the object) and labeled "
+        f"{summary.get('labeled', '?')}; "
+        "counted per key in the emulator's log: answered DetectLabel and PutObjectTagging"
+    )
+    if not met:
+        why = []
+        if not killed:
+            why.append(f"the first run was not killed (exit {first_exit})")
+        if detected_twice:
+            why.append(
+                f"missed by {len(detected_twice)} object(s) whose detect-label call was in flight at the kill: Cloud "
+                "Infinite answered it (a billed call) but the answer died with the process, so neither a tag nor a "
+                "checkpoint line recorded it and the resumed run had to ask again to label them. No record kept by "
+                "the client can save an answer it never received; the loss is bounded by the calls in flight "
+                f"(≈ quota × latency = {QUOTA_QPS * LATENCY_S:.0f}). Stopping with Ctrl-C or SIGTERM instead lets "
+                "the objects in progress finish and be recorded (the CLI's design; not measured here)"
+            )
+        if written_twice:
+            why.append(f"{len(written_twice)} object(s) got their tags written twice: {written_twice[:5]}")
+        if unlabeled:
+            why.append(f"{len(unlabeled)} objects left unlabeled after the resume")
+        if code != 0:
+            why.append(f"the resumed run exited {code}")
+        figure.miss = "; ".join(why) + "."
+    return figure
