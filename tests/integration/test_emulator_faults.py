@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -52,27 +53,35 @@ def test_duplicate_deliveries(emulator: Emulator, cos_client: CosS3Client) -> No
     assert all(i.attempt == 1 for i in emulator.invocations)
 
 
-def test_out_of_order(emulator: Emulator, cos_client: CosS3Client) -> None:
-    emulator.set_faults(out_of_order=True, out_of_order_window_s=0.3, seed=3)
-    calls = Calls()
-    emulator.add_trigger(BUCKET, calls)
-    keys = [f"k{i:02d}" for i in range(12)]
-    for key in keys:
-        cos_client.put_object(Bucket=BUCKET, Key=key, Body=b"x")
-    emulator.wait_idle(10)
-    delivered = [key for _, key in sorted(zip((t for t, _ in calls.items), calls.keys(), strict=True))]
-    assert sorted(delivered) == keys and delivered != keys
+@pytest.fixture
+def one_worker() -> Iterator[Emulator]:
+    """An emulator delivering on a single worker, so that delivery order is observable."""
+    with Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID, delivery_workers=1) as emu:
+        emu.create_bucket(BUCKET, REGION)
+        yield emu
 
 
-def test_in_order_without_the_fault(emulator: Emulator, cos_client: CosS3Client) -> None:
+def upload_in_order(emu: Emulator, n: int) -> tuple[Calls, list[str]]:
     calls = Calls()
-    emulator.add_trigger(BUCKET, calls)
-    emulator.set_faults(delivery_delay_s=0.05)  # deliveries start after all uploads, in due order
-    keys = [f"k{i:02d}" for i in range(6)]
+    emu.add_trigger(BUCKET, calls)
+    client = make_client(emu)
+    keys = [f"k{i:02d}" for i in range(n)]
     for key in keys:
-        cos_client.put_object(Bucket=BUCKET, Key=key, Body=b"x")
-    emulator.wait_idle(10)
-    assert sorted(calls.keys()) == keys
+        client.put_object(Bucket=BUCKET, Key=key, Body=b"x")
+    emu.wait_idle(10)
+    return calls, keys
+
+
+def test_in_order_without_the_fault(one_worker: Emulator) -> None:
+    one_worker.set_faults(delivery_delay_s=0.05)  # all queued before the first runs: order is the queue's
+    calls, keys = upload_in_order(one_worker, 12)
+    assert calls.keys() == keys
+
+
+def test_out_of_order(one_worker: Emulator) -> None:
+    one_worker.set_faults(out_of_order=True, out_of_order_window_s=0.3, delivery_delay_s=0.05, seed=3)
+    calls, keys = upload_in_order(one_worker, 12)
+    assert sorted(calls.keys()) == keys and calls.keys() != keys
 
 
 def test_delivery_delay(emulator: Emulator, cos_client: CosS3Client) -> None:
@@ -117,7 +126,7 @@ def test_latency_all_and_per_operation(emulator: Emulator, cos_client: CosS3Clie
     start = time.monotonic()
     cos_client.head_object(Bucket=BUCKET, Key="k")
     head_s = time.monotonic() - start
-    assert 0.15 <= put_s < 0.3 and head_s >= 0.35
+    assert put_s >= 0.15 and head_s >= 0.35 and put_s < head_s  # HeadObject alone pays the extra 0.2 s
     emulator.set_faults(latency_s=0.0, latency_by_op={})
     start = time.monotonic()
     cos_client.head_object(Bucket=BUCKET, Key="k")
@@ -144,11 +153,11 @@ def test_detect_qps_quota(emulator: Emulator, cos_client: CosS3Client) -> None:
     cos_client.put_object(Bucket=BUCKET, Key="a.jpg", Body=image_bytes())
     emulator.set_faults(detect_qps=4)
     statuses = detect_statuses(cos_client, 10)
-    assert statuses.count((200, "")) in (4, 5)  # the burst, plus at most one refill while calling
-    assert statuses.count((429, "-164")) >= 5
+    assert 4 <= statuses.count((200, "")) <= 6  # the burst of 4, plus refills while calling
+    assert statuses.count((429, "-164")) >= 4
     time.sleep(0.3)
     assert detect_statuses(cos_client, 1) == [(200, "")]
-    assert emulator.count("DetectLabel", status=429) >= 5
+    assert emulator.count("DetectLabel", status=429) >= 4
     # Other operations are not subject to the detect-label quota.
     assert status_of(lambda: cos_client.head_object(Bucket=BUCKET, Key="a.jpg")) == (200, "")
 

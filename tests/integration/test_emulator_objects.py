@@ -202,20 +202,25 @@ def test_list_prefix_delimiter_and_paging(cos_client: CosS3Client) -> None:
     assert [c["Key"] for c in under_a["Contents"]] == ["a/1.jpg", "a/2.jpg"]
     assert [p["Prefix"] for p in under_a["CommonPrefixes"]] == ["a/b/"]
     seen, marker = [], ""
-    while True:
+    for _page in range(20):  # bounded: a paging bug must fail, not hang
         page = cos_client.list_objects(Bucket=BUCKET, MaxKeys=2, Marker=marker)
         seen += [c["Key"] for c in page.get("Contents", [])]
         if page["IsTruncated"] == "false":
             break
         marker = page["NextMarker"]
+    else:
+        pytest.fail("listing never stopped being truncated")
     assert seen == sorted(keys)
     pages, marker = [], ""
-    while True:  # with a delimiter, a common prefix counts once and paging skips what it covers
+    # With a delimiter, a common prefix counts once and paging skips what it covers.
+    for _page in range(20):
         page = cos_client.list_objects(Bucket=BUCKET, MaxKeys=1, Marker=marker, Delimiter="/")
         pages += [c["Key"] for c in page.get("Contents", [])] + [p["Prefix"] for p in page.get("CommonPrefixes", [])]
         if page["IsTruncated"] == "false":
             break
         marker = page["NextMarker"]
+    else:
+        pytest.fail("listing never stopped being truncated")
     assert pages == ["a/", "b/", "c.jpg", "d 5.jpg", "中/"]
 
 

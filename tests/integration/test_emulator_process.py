@@ -114,8 +114,10 @@ def test_hard_crash_mid_upload_leaves_no_corrupt_object(tmp_path: Path) -> None:
         threads = [threading.Thread(target=upload, args=(n,)) for n in range(6)]
         for t in threads:
             t.start()
-        while len(done) < 12:
+        deadline = time.monotonic() + 20
+        while len(done) < 12 and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert len(done) >= 12, "uploads did not get going"
         proc.send_signal(signal.SIGKILL)  # no cleanup, mid-write for some uploads
         proc.wait(10)
         stop.set()

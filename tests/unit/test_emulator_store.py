@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -138,3 +139,24 @@ def test_concurrent_puts_and_reads_stay_consistent(store: Store) -> None:
         t.join()
     assert not errors
     assert store.object_count(B) == 3
+
+
+def test_a_crash_before_the_commit_keeps_the_previous_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path)
+    store.create_bucket(B, R)
+    put(store, "k", b"old", tags={"v": "1"})
+    real_replace = os.replace
+
+    def crash_on_sidecar(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if str(dst).endswith(".json"):
+            raise OSError("simulated crash before the sidecar is renamed into place")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_sidecar)
+    with pytest.raises(OSError, match="simulated crash"):
+        put(store, "k", b"new")
+    monkeypatch.setattr(os, "replace", real_replace)
+    reloaded = Store(tmp_path).get(B, "k")
+    assert reloaded is not None and (reloaded.body, reloaded.tags) == (b"old", {"v": "1"})
+    assert reloaded.etag == md5_etag(b"old")
+    assert not [p for p in (tmp_path / B / "objects").iterdir() if p.name.endswith(".tmp")]
