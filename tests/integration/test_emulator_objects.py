@@ -361,3 +361,15 @@ def test_copy_conditions_and_missing_source(cos_client: CosS3Client) -> None:
         assert (err.get_status_code(), err.get_error_code()) == (412, "PreconditionFailed"), kwargs
     err = service_error(lambda: cos_client.copy_object(Bucket=BUCKET, Key="d", CopySource=copy_source("none")))
     assert (err.get_status_code(), err.get_error_code()) == (404, "NoSuchCopySource")
+
+
+def test_operations_not_emulated_answer_501_not_a_wrong_success(emulator: Emulator, cos_client: CosS3Client) -> None:
+    cos_client.put_object(Bucket=BUCKET, Key="k", Body=b"x")
+    for call in (
+        lambda: cos_client.get_object_acl(Bucket=BUCKET, Key="k"),
+        lambda: cos_client.get_bucket_cors(Bucket=BUCKET),
+        lambda: cos_client.get_bucket_versioning(Bucket=BUCKET),
+    ):
+        err = service_error(call)
+        assert (err.get_status_code(), err.get_error_code()) == (501, "NotImplemented")
+    assert emulator.get_object_state(BUCKET, "k").body == b"x"  # type: ignore[union-attr]

@@ -53,9 +53,23 @@ def new_request_id() -> str:
     return base64.b64encode(raw.encode()).decode()
 
 
+# Sub-resources of operations the emulator does not implement: answered 501 instead of being
+# mistaken for a plain GET/PUT of the bucket or object.
+_UNSUPPORTED_SUBRESOURCES = frozenset(
+    {
+        "acl", "accelerate", "append", "cors", "delete", "domain", "encryption", "intelligenttiering",
+        "inventory", "lifecycle", "location", "logging", "object-lock", "origin", "policy", "referer",
+        "replication", "restore", "select", "symlink", "versioning", "versions", "website",
+    }
+)  # fmt: skip
+
+
 def route(req: Request) -> str:
     """The COS operation name of a request (an unknown one is answered 501 NotImplemented)."""
     method = req.method
+    unsupported = next((name for name, _ in req.query if name in _UNSUPPORTED_SUBRESOURCES), None)
+    if unsupported is not None:
+        return f"{method}:{unsupported}"
     ci_process = req.param("ci-process")
     if req.key is None:  # bucket-level
         if method == "GET":
