@@ -4,11 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup demo test lint unit bench layer clean
+.PHONY: setup demo test test-py310 lint bench layer clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[local,dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[local,dev,backfill]'
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 setup: $(STAMP)
@@ -24,6 +24,15 @@ lint: $(STAMP)
 test: setup lint layer
 	$(BIN)/python -m pytest -q
 
+# The function's own tests on SCF's runtime version, when this machine has a CPython 3.10.
+PY310 ?= $(shell (command -v pyenv >/dev/null && PYENV_VERSION=$$(pyenv latest 3.10 2>/dev/null) pyenv which python3.10 2>/dev/null) || command -v python3.10 || echo python3.10)
+test-py310: setup layer
+	@if $(PY310) -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then \
+	  test -x .venv310/bin/python || $(PY310) -m venv .venv310; \
+	  .venv310/bin/python -m pip install -q --disable-pip-version-check -e '.[local,dev,backfill]' && \
+	  .venv310/bin/python -m pytest -q tests/unit tests/integration -k 'not emulator and not backfill and not deploy_config'; \
+	else echo "no CPython 3.10 here ($(PY310)): skipping the 3.10 run"; fi
+
 bench: setup
 	$(BIN)/python -m tests.bench.run
 
@@ -31,4 +40,4 @@ layer: $(STAMP)
 	$(BIN)/python layers/build.py
 
 clean:
-	rm -rf $(VENV) layers/build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv310 layers/build .pytest_cache .mypy_cache .ruff_cache
