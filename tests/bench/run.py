@@ -98,7 +98,8 @@ def render(figures: list[Figure], context: str, full: bool) -> str:
                 lines.append(f"- **{f.name}**: " + "; ".join(f.notes) + ".")
     else:
         lines += ["", "How each figure was measured: [tests/bench/RESULTS.md](tests/bench/RESULTS.md)."]
-    return "\n".join(lines) + "\n"
+    # Never a machine-specific path in a committed file: paths inside the repository become relative.
+    return "\n".join(lines).replace(str(ROOT) + os.sep, "") + "\n"
 
 
 def write_results(figures: list[Figure], context: str) -> list[Path]:
