@@ -35,7 +35,7 @@ def _figures(quick: bool) -> dict[str, Callable[[], Figure]]:
     return {
         "cold": lambda: cold_start.measure(repeats=5 if quick else 15),
         "memory": lambda: memory.measure(repeats=1 if quick else 3),
-        "rps": lambda: throughput.measure(records=40 if quick else 120, rounds=3 if quick else 5),
+        "rps": lambda: throughput.measure(records=40 if quick else 120, rounds=3 if quick else 7),
         "calls": api_calls.measure,
         "backfill": backfill.measure_throughput,
         "resume": backfill.measure_resume,
