@@ -139,9 +139,16 @@ def captured_logs() -> Iterator[list[dict[str, Any]]]:
 
 
 @contextmanager
-def running_stack(faults: Faults | None = None, token: str | None = None) -> Iterator[Stack]:
+def running_stack(faults: Faults | None = None, token: str | None = None, delivery_workers: int = 4) -> Iterator[Stack]:
+    """`delivery_workers`: how many invocations the trigger runs at once (SCF's concurrency)."""
     engine = DeterministicEngine(require_image_signature=True)
-    emulator = Emulator(credentials={SECRET_ID: SECRET_KEY}, token=token, label_engine=engine, faults=faults)
+    emulator = Emulator(
+        credentials={SECRET_ID: SECRET_KEY},
+        token=token,
+        label_engine=engine,
+        faults=faults,
+        delivery_workers=delivery_workers,
+    )
     emulator.start()
     try:
         emulator.create_bucket(BUCKET, REGION)
