@@ -26,6 +26,7 @@ from .writeback import (
     label_room_in_tags,
     marker_in_metadata,
     marker_in_tags,
+    marker_value,
     metadata_room,
     plan_metadata,
     plan_tags,
@@ -264,6 +265,24 @@ class Pipeline:
             raise _Done("skipped", "no room for tags")
         verdict = self._sniff(record, key, verdict, deadline, result, log)
         labels = self._detect(record, key, verdict, deadline, result, log)
+        # A tag PUT replaces the whole set and takes no condition. Read the set again right before
+        # writing, so that tags changed during detect-label (by the user, or by a new upload of the
+        # key) are merged from the fresh set and never overwritten with what was read before.
+        fresh = self._call(
+            "GetObjectTagging",
+            lambda: self.gateway.get_tags(record.bucket, record.region, key),
+            deadline,
+            result,
+            log,
+        )
+        fresh_marker = marker_in_tags(fresh)
+        if fresh_marker not in (marker_in_tags(tags), marker_value(record.upload_token)):
+            # Cleared: a new upload replaced the object (its own event labels it). Another marker:
+            # a newer upload's delivery has labeled it already. Either way these labels are stale.
+            raise _Done("skipped", "object changed during processing")
+        if label_room_in_tags(fresh) < 1:
+            raise _Done("skipped", "no room for tags")
+        tags = fresh
         plan = plan_tags(tags, labels, record.upload_token)
         try:
             self._put_tags(record, key, plan.tags, deadline, result, log)

@@ -28,14 +28,15 @@ def register(stack, body, *names_conf, scene="camera"):
     )
 
 
-def test_new_object_gets_labels_as_tags_in_three_calls(stack):
+def test_new_object_gets_labels_as_tags_in_four_calls(stack):
     body = jpeg(1)
     register(stack, body, ("cat", 91), ("sofa", 70), ("blurry thing", 5))
     rid = stack.put("pets/cat.jpg", body, Tagging="owner=alice&project=x")
     since = time.time()
     summary = stack.app().handle(stack.event("pets/cat.jpg", rid), context())
-    assert summary["labeled"] == 1 and summary["calls_total"] == 3
-    assert stack.calls("pets/cat.jpg", since) == {"GetObjectTagging": 1, "DetectLabel": 1, "PutObjectTagging": 1}
+    assert summary["labeled"] == 1 and summary["calls_total"] == 4
+    # Read the tag set (guard + merge), detect, read it again just before the write, write.
+    assert stack.calls("pets/cat.jpg", since) == {"GetObjectTagging": 2, "DetectLabel": 1, "PutObjectTagging": 1}
     tags = stack.tags("pets/cat.jpg")
     assert tags["owner"] == "alice" and tags["project"] == "x"
     assert tags["autotag:cat"] == "91" and tags["autotag:sofa"] == "70"
@@ -125,7 +126,7 @@ def test_unknown_type_is_decided_from_the_first_bytes(stack):
     summary = stack.app().handle(stack.event("testfile", rid, content_type=""), context())
     assert summary["labeled"] == 1
     assert stack.calls("testfile", since) == {
-        "GetObjectTagging": 1,
+        "GetObjectTagging": 2,
         "GetObject": 1,
         "DetectLabel": 1,
         "PutObjectTagging": 1,
@@ -240,3 +241,71 @@ def test_bucket_outside_the_allow_list_is_refused_with_no_call(stack):
     assert refusal["level"] == "warning" and refusal["bucket"] == "photos-1250000000"
     allowed = stack.app(buckets=frozenset({"photos-1250000000"}))
     assert allowed.handle(stack.event("allowed.jpg", rid), context())["labeled"] == 1
+
+
+def _during_detect(stack, action):
+    """Run `action` while the function waits on a slow detect-label call."""
+    import threading
+
+    stack.emulator.set_faults(Faults(latency_by_op={"DetectLabel": 0.6}))
+    timer = threading.Timer(0.3, action)
+    timer.start()
+    return timer
+
+
+def test_tags_the_user_sets_during_detect_are_kept(stack):
+    rid = stack.put("tagged-later.jpg", jpeg(17))
+    app = stack.app()
+
+    def user_tags():
+        stack.client.put_object_tagging(
+            Bucket="photos-1250000000",
+            Key="tagged-later.jpg",
+            Tagging={"TagSet": {"Tag": [{"Key": "reviewed", "Value": "yes"}]}},
+        )
+
+    timer = _during_detect(stack, user_tags)
+    summary = app.handle(stack.event("tagged-later.jpg", rid), context())
+    timer.join()
+    assert summary["labeled"] == 1
+    tags = stack.tags("tagged-later.jpg")
+    assert tags["reviewed"] == "yes" and "autotag" in tags
+
+
+def test_an_overwrite_during_detect_keeps_the_new_uploads_tags_and_ends_with_its_labels(stack):
+    old, new = jpeg(18), jpeg(19)
+    stack.engine.register(
+        old, {"camera": [{"Name": "old", "Confidence": 90, "FirstCategory": "x", "SecondCategory": "y"}]}
+    )
+    stack.engine.register(
+        new, {"camera": [{"Name": "new", "Confidence": 90, "FirstCategory": "x", "SecondCategory": "y"}]}
+    )
+    rid = stack.put("swap.jpg", old, Tagging="version=old")
+    app = stack.app()
+    new_rid: list[str] = []
+    timer = _during_detect(stack, lambda: new_rid.append(stack.put("swap.jpg", new, Tagging="version=new")))
+    app.handle(stack.event("swap.jpg", rid), context())
+    timer.join()
+    assert stack.tags("swap.jpg")["version"] == "new"  # never the old upload's tags
+    stack.emulator.set_faults(Faults())
+    app.handle(stack.event("swap.jpg", new_rid[0]), context())  # the new upload's own event
+    tags = stack.tags("swap.jpg")
+    assert tags["version"] == "new" and tags["autotag:new"] == "90" and "autotag:old" not in tags
+
+
+def test_a_newer_delivery_that_labeled_first_is_not_overwritten(stack):
+    old, new = jpeg(20), jpeg(21)
+    rid = stack.put("swap2.jpg", old)
+    app = stack.app()
+
+    def overwrite_and_label():
+        new_rid = stack.put("swap2.jpg", new, Tagging="version=new")
+        stack.emulator.set_faults(Faults())
+        stack.app().handle(stack.event("swap2.jpg", new_rid), context())
+
+    timer = _during_detect(stack, overwrite_and_label)
+    summary = app.handle(stack.event("swap2.jpg", rid), context())
+    timer.join()
+    assert summary["skipped"] == {"object changed during processing": 1}
+    tags = stack.tags("swap2.jpg")
+    assert tags["version"] == "new" and any(k.startswith("autotag:label-") for k in tags)
