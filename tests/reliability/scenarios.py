@@ -346,6 +346,15 @@ CATALOGUE: list[Scenario] = [
         )
         for mode in ("tags", "metadata")
     ],
+    *[
+        Scenario(
+            f"overwritten-slow-labeling-{mode}-marker",
+            "overwritten during processing (CI labels the image it fetched)",
+            Setup(mode=mode, labeling_s=0.8, faults_text="0.8 s to label a fetched image; overwrite mid-flight"),
+            drive_overwrite_mid_flight,
+        )
+        for mode in ("tags", "metadata")
+    ],
     Scenario(
         "overwritten-during-write-tags-marker",
         "overwritten while the old labels' write is in flight",
