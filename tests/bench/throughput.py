@@ -1,7 +1,7 @@
 """Records per second through the function, tags mode, against an emulator with no latency.
 
 The function side is `App.handle(event, context)` once per record, one thread; the baseline is
-the least code that makes the same three calls with the raw SDK (get tags, detect-label, put a
+the least code that labels an object with the raw SDK in three calls (get tags, detect-label, put a
 hand-built tag set). Both run in this process, one after the other, on distinct objects with
 identical content; the emulator runs in its own process, so on a 2-core machine the measured
 side has one core and the emulator the other. Rounds alternate the sides; medians are compared.
