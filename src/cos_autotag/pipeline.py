@@ -26,7 +26,6 @@ from .writeback import (
     label_room_in_tags,
     marker_in_metadata,
     marker_in_tags,
-    marker_value,
     metadata_room,
     plan_metadata,
     plan_tags,
@@ -64,6 +63,12 @@ class RecordResult:
             out["error_code"], out["request_id"] = self.error_code, self.request_id
         out["duration_ms"] = self.duration_ms
         return out
+
+
+class ObjectKeptChanging(RuntimeError):
+    """The object changed twice while being labeled; SCF's retry, a minute later, will find it settled."""
+
+    retryable = True
 
 
 class _Done(Exception):
@@ -124,7 +129,8 @@ class Pipeline:
                 result.outcome, result.reason = "skipped", f"rejected by detect-label ({error.code})"
             else:
                 result.outcome, result.reason, result.retryable = "failed", str(error), error.retryable
-        except AlreadyInProgress as error:
+        except (AlreadyInProgress, ObjectKeptChanging) as error:
+            self._release(record, claimed, log)
             result.outcome, result.reason, result.retryable = "failed", str(error), True
         except BaseException:
             self._release(record, claimed, log)
@@ -230,6 +236,7 @@ class Pipeline:
             if record.size is not None and record.size > cos_facts.CI_PROCESS_MAX_BYTES:
                 raise _Done("skipped", "too large")
             detect_url = self.gateway.thumbnail_url(record.bucket, record.region, key, THUMBNAIL_RULE)
+
         def detect() -> Any:
             if self.detect_gate is not None:
                 self.detect_gate.acquire()
@@ -265,23 +272,18 @@ class Pipeline:
             raise _Done("skipped", "no room for tags")
         verdict = self._sniff(record, key, verdict, deadline, result, log)
         labels = self._detect(record, key, verdict, deadline, result, log)
-        # A tag PUT replaces the whole set and takes no condition. Read the set again right before
-        # writing, so that tags changed during detect-label (by the user, or by a new upload of the
-        # key) are merged from the fresh set and never overwritten with what was read before.
-        fresh = self._call(
-            "GetObjectTagging",
-            lambda: self.gateway.get_tags(record.bucket, record.region, key),
-            deadline,
-            result,
-            log,
-        )
-        fresh_marker = marker_in_tags(fresh)
-        if fresh_marker not in (marker_in_tags(tags), marker_value(record.upload_token)):
-            # Cleared: a new upload replaced the object (its own event labels it). Another marker:
-            # a newer upload's delivery has labeled it already. Either way these labels are stale.
-            raise _Done("skipped", "object changed during processing")
-        if label_room_in_tags(fresh) < 1:
-            raise _Done("skipped", "no room for tags")
+        # A tag PUT replaces the whole set and takes no condition, so read the set again right
+        # before writing and merge into that: tags set meanwhile are never overwritten.
+        fresh = self._get_tags(record, key, deadline, result, log)
+        if sorted(fresh) != sorted(tags):
+            # The object changed while CI was labeling it: the user tagged it, or a new upload
+            # replaced it (whose labels may already be on it). Label it once more as it is now.
+            self._recheck_tags(record, fresh, log)
+            tags = fresh
+            labels = self._detect(record, key, verdict, deadline, result, log)
+            fresh = self._get_tags(record, key, deadline, result, log)
+            if sorted(fresh) != sorted(tags):
+                raise ObjectKeptChanging(f"{record.key}: the object kept changing while it was being labeled")
         tags = fresh
         plan = plan_tags(tags, labels, record.upload_token)
         try:
@@ -301,6 +303,24 @@ class Pipeline:
         if plan.left_out_invalid:
             log.info("labels COS would reject were left out", left_out=plan.left_out_invalid)
         result.labels = [{"name": lb.name, "confidence": lb.confidence} for lb in plan.written]
+
+    def _get_tags(
+        self, record: CosRecord, key: str, deadline: Deadline, result: RecordResult, log: Any
+    ) -> list[tuple[str, str]]:
+        return self._call(
+            "GetObjectTagging",
+            lambda: self.gateway.get_tags(record.bucket, record.region, key),
+            deadline,
+            result,
+            log,
+        )
+
+    def _recheck_tags(self, record: CosRecord, fresh: list[tuple[str, str]], log: Any) -> None:
+        if marker_says_done(marker_in_tags(fresh), record):
+            raise _Done("duplicate", "labeled by another delivery of this upload meanwhile")
+        if label_room_in_tags(fresh) < 1:
+            raise _Done("skipped", "no room for tags")
+        log.info("the tag set changed during detect-label: labeling the object as it is now")
 
     def _put_tags(
         self,

@@ -577,7 +577,9 @@ def test_without_the_store_two_deliveries_at_once_both_pay(emulator: Emulator, c
     event = _uploaded(cos_client, key)
     emulator.set_faults(latency_by_op={"DetectLabel": DETECT_LATENCY_S})
     outcomes = _deliver_together([_app(emulator, None), _app(emulator, None)], event)
-    assert all(isinstance(o, dict) and o["labeled"] == 1 for o in outcomes), outcomes
+    # Both pay. Whether the later one still writes depends on whether the earlier one's marker
+    # landed before its second tag read; the labels are the same either way.
+    assert all(isinstance(o, dict) and o["labeled"] + o["duplicates"] == 1 for o in outcomes), outcomes
     assert emulator.count(op="DetectLabel", key=key) == 2
 
 
