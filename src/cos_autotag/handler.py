@@ -47,7 +47,8 @@ class App:
             from .guard_redis import RedisStore  # only when configured: redis is an optional import
 
             strict_store = RedisStore.from_url(settings.redis_url, ttl_s=settings.idempotency_ttl_s)
-        self.pipeline = Pipeline(settings, self.gateway, strict_store, observability.get_logger())
+        self.log = observability.get_logger()
+        self.pipeline = Pipeline(settings, self.gateway, strict_store, self.log)
         self._cold = True
         self._cold_lock = threading.Lock()
 
@@ -66,7 +67,7 @@ class App:
         time_limit_s = _time_limit_s(context)
         deadline = Deadline(max(0.5, time_limit_s - min(SAFETY_MARGIN_S, time_limit_s * 0.2)))
         observability.bind_invocation(context, self._take_cold_start(), _correlation_id(event))
-        log = observability.get_logger()
+        log = self.log
         self._register_secrets()
         if self.settings.log_event:
             log.info("event received", cos_event=event)
