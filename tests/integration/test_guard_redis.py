@@ -368,7 +368,8 @@ def test_server_stopped_mid_way_is_store_unavailable_fast_then_recovers(
     started = time.monotonic()
     with pytest.raises(StoreUnavailable, match="unreachable"):
         store.complete(record)
-    assert time.monotonic() - started < 1.0
+    # Refused at once rather than hanging: generous bound, this is not a speed test.
+    assert time.monotonic() - started < 3.0
     # The same port comes back (empty: no persistence): the store reconnects by itself.
     redis_server.start()
     assert store.claim(record, 30) is Claim.NEW
@@ -385,7 +386,8 @@ def test_a_hung_server_is_store_unavailable_after_the_read_timeout(
         started = time.monotonic()
         with pytest.raises(StoreUnavailable, match="timed out"):
             store.claim(upload(), 30)
-        assert time.monotonic() - started < 1.5
+        # Bounded by the store's 1 s read timeout, not by the hung server: generous bound.
+        assert time.monotonic() - started < 4.0
     finally:
         redis_server.resume()
     assert store.claim(upload(), 30) is Claim.NEW
