@@ -76,6 +76,14 @@ STRIP_DIR_NAMES = frozenset({"__pycache__", "tests", "test"})
 STRIP_SUFFIXES = (".pyc", ".pyo")
 # pip's marker of "asked for by name": differs by build host (see TARGET_MARKER_ENV), means nothing at run time.
 STRIP_DIST_INFO_FILES = frozenset({"REQUESTED"})
+# Of each *.dist-info, only the licence texts stay: the terms travel with the code. Nothing the
+# function runs reads package metadata (METADATA alone is most of a dist-info: the long README).
+LICENCE_PREFIXES = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
+
+
+def is_licence_file(path: Path) -> bool:
+    """A licence text inside a *.dist-info (its `licenses/` folder, or LICENSE*-like files)."""
+    return "licenses" in path.parts or path.name.upper().startswith(LICENCE_PREFIXES)
 
 # What must import from the layer alone, and what must stay unloaded.
 IMPORT_CHECK_MODULES = ("qcloud_cos", "requests", "structlog", "xmltodict", "crcmod", "six")
@@ -317,6 +325,14 @@ def strip_layer(layer: Path) -> list[str]:
         ):
             path.unlink()
             removed.append(str(path.relative_to(layer)))
+    for info in layer.glob("*.dist-info"):
+        for path in sorted(info.rglob("*"), reverse=True):
+            if path.is_file() and not is_licence_file(path.relative_to(info)):
+                path.unlink()
+                removed.append(str(path.relative_to(layer)))
+        if not any(info.iterdir()):
+            info.rmdir()
+            removed.append(info.name + "/")
     return removed
 
 
