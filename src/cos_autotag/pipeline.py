@@ -87,6 +87,15 @@ class DetectGate(Protocol):
     def throttled(self) -> None: ...
 
 
+class DetectCache(Protocol):
+    """Answers kept outside the process (a backfill's checkpoint), so a crash between detect-label
+    and the write-back does not pay for the same object twice."""
+
+    def lookup(self, record: CosRecord) -> Any | None: ...
+
+    def store(self, record: CosRecord, response: Any) -> None: ...
+
+
 class Pipeline:
     def __init__(
         self,
@@ -95,9 +104,10 @@ class Pipeline:
         strict_store: StrictStore | None,
         log: Any,
         detect_gate: DetectGate | None = None,
+        detect_cache: DetectCache | None = None,
     ) -> None:
         self.settings, self.gateway, self.store, self.log = settings, gateway, strict_store, log
-        self.detect_gate = detect_gate
+        self.detect_gate, self.detect_cache = detect_gate, detect_cache
 
     def process(self, record: CosRecord, deadline: Deadline) -> RecordResult:
         started = time.monotonic()
@@ -229,7 +239,14 @@ class Pipeline:
         return sniffed
 
     def _detect(
-        self, record: CosRecord, key: str, verdict: Verdict, deadline: Deadline, result: RecordResult, log: Any
+        self,
+        record: CosRecord,
+        key: str,
+        verdict: Verdict,
+        deadline: Deadline,
+        result: RecordResult,
+        log: Any,
+        reuse: bool = True,
     ) -> list[Label]:
         detect_url = None
         if verdict.large:
@@ -249,7 +266,13 @@ class Pipeline:
                     self.detect_gate.throttled()
                 raise
 
-        response = self._call("DetectLabel", detect, deadline, result, log)
+        response = self.detect_cache.lookup(record) if self.detect_cache is not None and reuse else None
+        if response is None:
+            response = self._call("DetectLabel", detect, deadline, result, log)
+            if self.detect_cache is not None:
+                self.detect_cache.store(record, response)
+        else:
+            log.info("detect-label answer reused from the checkpoint")
         return select_labels(parse_detect_response(response), self.settings.min_confidence, self.settings.max_labels)
 
     # --- the two write-back modes ---------------------------------------------------------------
@@ -280,7 +303,7 @@ class Pipeline:
             # replaced it (whose labels may already be on it). Label it once more as it is now.
             self._recheck_tags(record, fresh, log)
             tags = fresh
-            labels = self._detect(record, key, verdict, deadline, result, log)
+            labels = self._detect(record, key, verdict, deadline, result, log, reuse=False)
             fresh = self._get_tags(record, key, deadline, result, log)
             if sorted(fresh) != sorted(tags):
                 raise ObjectKeptChanging(f"{record.key}: the object kept changing while it was being labeled")
