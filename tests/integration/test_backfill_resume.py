@@ -3,6 +3,11 @@
 The backfill runs as a real `cos-autotag backfill` process against the emulator in this
 process; the emulator's request log tells, per key, how often detect-label was paid for and
 how often labels were written.
+
+The kill -9 tests hold the tag writes from half-way on, so that the kill finds every worker
+with a detect-label answer in hand and its tags not written: the case the checkpoint's answer
+lines are for. (An answer still on its way to the process at a crash is lost with it; no
+record the client keeps can save that.)
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import pytest
 import cos_autotag
 from cos_autotag.local.emulator import DigestLabelEngine, Emulator
 from cos_autotag.local.emulator.requestlog import RequestRecord
+from cos_autotag.writeback import LABEL_TAG_PREFIX, MARKER_TAG
 from tests.conftest import APPID, REGION, SECRET_ID, SECRET_KEY, image_bytes
 
 pytestmark = pytest.mark.integration
@@ -30,6 +36,10 @@ pytestmark = pytest.mark.integration
 BUCKET = f"resume-{APPID}"
 KEYS = [f"r/{i:03d}.jpg" for i in range(40)]
 CONCURRENCY = 4
+# A request held this long is not answered while the test runs: the server never gets to it.
+HOLD_S = 3600.0
+REUSED = "detect-label answer reused from the checkpoint"
+CHANGED = "the object changed since its detect-label answer was kept: labeling it afresh"
 SRC = str(Path(cos_autotag.__file__).resolve().parents[1])
 
 
@@ -71,7 +81,7 @@ def start(emu: Emulator, checkpoint: Path, logs: Path, *extra: str) -> subproces
         str(CONCURRENCY),
         "--resume",
         str(checkpoint),
-        "--quiet",
+        "--no-progress",  # info log lines on: they tell which answers were reused
         *extra,
     ]
     with (logs.with_suffix(".out")).open("wb") as out, (logs.with_suffix(".err")).open("wb") as err:
@@ -104,39 +114,118 @@ def finish(emu: Emulator, checkpoint: Path, logs: Path) -> tuple[int, dict[str, 
     return code, json.loads(report.read_text())
 
 
-def test_kill_9_at_half_way_then_resume_labels_every_object_exactly_once(emu: Emulator, tmp_path: Path) -> None:
+def answer_keys(checkpoint: Path) -> set[str]:
+    """Keys with a detect-label answer line in the checkpoint."""
+    keys = set()
+    for line in checkpoint.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # the line being written
+        if entry.get("kind") == "answer":
+            keys.add(entry["key"])
+    return keys
+
+
+def kill_with_answers_in_hand(emu: Emulator, proc: subprocess.Popen[bytes], checkpoint: Path) -> set[str]:
+    """Half-way, hold every tag write; once each worker waits on one with its answer on disk,
+    kill -9. Returns the keys answered whose tag write was held."""
+    wait_for_detects(emu, proc, len(KEYS) // 2)
+    emu.set_faults(latency_by_op={"PutObjectTagging": HOLD_S})
+    end = time.monotonic() + 60
+    while True:
+        requests = emu.requests
+        held = set(count(requests, "DetectLabel")) - set(count(requests, "PutObjectTagging"))
+        if len(held) == CONCURRENCY and held <= answer_keys(checkpoint):
+            break
+        assert proc.poll() is None, "the backfill ended before it could be stopped"
+        assert time.monotonic() < end, "the workers never all waited on a tag write with their answer on disk"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)  # no handler, no cleanup: a crash
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    emu.set_faults(latency_by_op={})
+    return held
+
+
+def log_keys(logs: Path, message: str) -> Counter[str]:
+    """Per key, how many of the backfill's JSON log lines say this."""
+    found: Counter[str] = Counter()
+    for line in logs.with_suffix(".out").read_text(encoding="utf-8").splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("message") == message:
+                found[entry["key"]] += 1
+    return found
+
+
+def labels_on(emu: Emulator, key: str) -> dict[str, str]:
+    state = emu.get_object_state(BUCKET, key)
+    assert state is not None
+    return dict(state.tags)
+
+
+def test_kill_9_at_half_way_then_resume_pays_and_labels_every_object_exactly_once(
+    emu: Emulator, tmp_path: Path
+) -> None:
     checkpoint = tmp_path / "cp.jsonl"
     first = start(emu, checkpoint, tmp_path / "first")
-    wait_for_detects(emu, first, len(KEYS) // 2)
-    first.send_signal(signal.SIGKILL)  # no handler, no cleanup: a crash
-    assert first.wait(timeout=30) == -signal.SIGKILL
-    time.sleep(0.5)  # whatever the dead process had already sent is answered and logged by now
+    held = kill_with_answers_in_hand(emu, first, checkpoint)
+    moment = time.time()  # every request of the dead process arrived before this
+
+    code, report = finish(emu, checkpoint, tmp_path / "second")
+    assert code == 0, report
+    before, after = split_at(emu, moment)
+
+    # Paid once and labeled once: one answered detect-label call and one tag write per object,
+    # across both runs, and every object carries the marker.
+    assert count(before, "DetectLabel") + count(after, "DetectLabel") == Counter(KEYS)
+    assert count(before, "PutObjectTagging") + count(after, "PutObjectTagging") == Counter(KEYS)
+    assert all(MARKER_TAG in labels_on(emu, key) for key in KEYS)
+    # The objects answered in the killed run but not written by it were labeled from the answers
+    # it had kept: those whose tag write was held at least, each reused once.
+    labeled_first = set(count(before, "PutObjectTagging"))
+    answered_only = set(count(before, "DetectLabel")) - labeled_first
+    assert held and answered_only <= held
+    assert log_keys(tmp_path / "second", REUSED) == Counter(answered_only)
+    assert report["detect_reused"] == len(answered_only)
+    assert report["cost"]["detect_label_calls"] == len(KEYS) - len(count(before, "DetectLabel"))
+    # The guard comes first: an object the killed run labeled but had not recorded costs one
+    # read in the resumed run (no answer reused, no detect-label call).
+    relabeled_reads = labeled_first & set(count(after, "GetObjectTagging"))
+    assert report["already_labeled"] == len(relabeled_reads)
+    assert count(after, "GetObjectTagging").keys() & relabeled_reads == relabeled_reads
+    assert report["labeled"] == len(KEYS) - len(labeled_first)
+    # The checkpoint spared the second run the objects the first had recorded.
+    assert report["listed"] <= len(KEYS) - len(labeled_first) + 2 * CONCURRENCY
+    # Finished: the checkpoint keeps no answers.
+    assert answer_keys(checkpoint) == set()
+
+
+def test_an_object_changed_after_the_kill_is_detected_again(emu: Emulator, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "cp.jsonl"
+    first = start(emu, checkpoint, tmp_path / "first")
+    held = kill_with_answers_in_hand(emu, first, checkpoint)
+    # Re-uploaded with other bytes (a new ETag) between the kill and the resume.
+    changed = sorted(held)[0]
+    new_body = image_bytes(seed=1000)
+    emu.seed_object(BUCKET, changed, new_body, content_type="image/jpeg")
     moment = time.time()
 
     code, report = finish(emu, checkpoint, tmp_path / "second")
     assert code == 0, report
     before, after = split_at(emu, moment)
 
-    # Labeled exactly once: one tag write per object across both runs.
-    assert count(before, "PutObjectTagging") + count(after, "PutObjectTagging") == Counter(KEYS)
-    labeled_first = set(count(before, "PutObjectTagging"))
-    assert 0 < len(labeled_first) < len(KEYS)
-    # No object labeled by the first run cost a detect-label call in the second.
-    assert not labeled_first & set(count(after, "DetectLabel"))
-    # Only a call in flight at the kill (answered, its labels never written) is paid twice:
-    # at most one per worker.
     detects = count(before, "DetectLabel") + count(after, "DetectLabel")
-    paid_twice = {key for key, n in detects.items() if n > 1}
-    in_flight = set(count(before, "DetectLabel")) - labeled_first
-    assert paid_twice <= in_flight
-    assert len(in_flight) <= CONCURRENCY
-    assert max(detects.values()) <= 2
-    # The checkpoint spared the second run the objects the first had recorded; one labeled but
-    # not yet recorded (at most the workers' results not yet collected) costs one read.
-    assert report["listed"] <= len(KEYS) - len(labeled_first) + 2 * CONCURRENCY
-    relabeled_reads = labeled_first & set(count(after, "GetObjectTagging"))
-    assert report["already_labeled"] == len(relabeled_reads)
-    assert report["labeled"] == len(KEYS) - len(labeled_first)
+    assert detects == Counter({**Counter(KEYS), changed: 2})
+    assert count(after, "DetectLabel")[changed] == 1
+    assert log_keys(tmp_path / "second", CHANGED) == Counter([changed])
+    assert changed not in log_keys(tmp_path / "second", REUSED)
+    assert log_keys(tmp_path / "second", REUSED).keys() == held - {changed}
+    # Labeled from the new content's answer, not the one kept for the old.
+    tags = labels_on(emu, changed)
+    assert LABEL_TAG_PREFIX + DigestLabelEngine.expected_first_name(new_body) in tags
+    assert LABEL_TAG_PREFIX + DigestLabelEngine.expected_first_name(image_bytes(seed=KEYS.index(changed))) not in tags
+    assert all(MARKER_TAG in labels_on(emu, key) for key in KEYS)
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])

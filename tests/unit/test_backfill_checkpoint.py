@@ -1,13 +1,26 @@
-"""The --resume checkpoint: what a resumed run skips, retries and lists again."""
+"""The --resume checkpoint: what a resumed run skips, retries, lists again and reuses."""
 
 from __future__ import annotations
 
 import json
+import os
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cos_autotag.backfill.checkpoint import CheckpointError, CheckpointWriter, Watermark, load
+from cos_autotag import cos_facts
+from cos_autotag.backfill.checkpoint import (
+    Answer,
+    AnswerCache,
+    CheckpointError,
+    CheckpointWriter,
+    Watermark,
+    load,
+)
+from cos_autotag.backfill.listing import ListedObject
+from cos_autotag.events import CosRecord
 
 SCOPE = {"bucket": "photos-1250000000", "region": "ap-guangzhou", "prefix": "img/", "mode": "tags", "via": "local"}
 
@@ -116,3 +129,210 @@ def test_watermark_advances_only_over_a_finished_prefix() -> None:
     assert marks.finished("x") is None  # not from the listing (a retried key)
     assert marks.finished("d") == "d"
     assert marks.in_flight == 0
+
+
+# --- detect-label answers -----------------------------------------------------------------------
+
+RESPONSE = {"RecognitionResult": {"Labels": [{"Name": "cat", "Confidence": "91"}]}}
+
+
+class Log:
+    """Collects what the cache logs (a stand-in for the structlog logger)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, Any]]] = []
+
+    def info(self, message: str, **fields: Any) -> None:
+        self.lines.append(("info", message, fields))
+
+    def warning(self, message: str, **fields: Any) -> None:
+        self.lines.append(("warning", message, fields))
+
+
+def record(key: str) -> CosRecord:
+    return CosRecord(SCOPE["bucket"], SCOPE["region"], key, cos_facts.EVENT_PUT)
+
+
+def kept_answer(path: Path, key: str = "img/a.jpg", etag: str = '"e1"') -> None:
+    """A run that stored an answer for `key` and died before finishing it."""
+    writer = CheckpointWriter(path, SCOPE)
+    cache = AnswerCache(writer, {}, Log())
+    cache.begin(ListedObject(key, 10, "STANDARD", etag))
+    cache.store(record(key), RESPONSE)
+    writer.close()
+
+
+def test_an_answer_is_on_disk_before_store_returns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "cp.jsonl"
+    synced: list[str] = []  # the file's contents at each fsync of it
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        synced.append(path.read_text(encoding="utf-8") if path.exists() else "")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    # Batching that would never fsync on its own during the test.
+    writer = CheckpointWriter(path, SCOPE, sync_every=1_000_000, sync_interval_s=3600.0)
+    cache = AnswerCache(writer, {}, Log())
+    writer.done("img/0.jpg", "labeled")
+    assert '"img/0.jpg"' not in synced[-1]  # a done line waits for its batch...
+    cache.begin(ListedObject("img/a.jpg", 10, "STANDARD", '"e1"'))
+    cache.store(record("img/a.jpg"), RESPONSE)
+    # ...an answer line does not: it is fsynced before the tag write may start.
+    last = [json.loads(line) for line in synced[-1].splitlines()][-1]
+    assert last == {"kind": "answer", "key": "img/a.jpg", "etag": '"e1"', "response": RESPONSE}
+    writer.close()
+
+
+def test_a_kept_answer_is_reused_only_while_the_etag_is_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "cp.jsonl"
+    kept_answer(path, "img/a.jpg", '"e1"')
+    kept_answer(path, "img/b.jpg", '"e1"')
+
+    state = load(path, SCOPE)
+    assert state.answers == {"img/a.jpg": Answer('"e1"', RESPONSE), "img/b.jpg": Answer('"e1"', RESPONSE)}
+    log = Log()
+    writer = CheckpointWriter(path, SCOPE)
+    cache = AnswerCache(writer, state.answers, log)
+    cache.begin(ListedObject("img/a.jpg", 10, "STANDARD", '"e1"'))
+    cache.begin(ListedObject("img/b.jpg", 10, "STANDARD", '"e2"'))  # re-uploaded since
+    assert cache.lookup(record("img/a.jpg")) == RESPONSE
+    assert cache.lookup(record("img/b.jpg")) is None
+    assert cache.reused == 1
+    assert [(level, fields["key"]) for level, _, fields in log.lines] == [("info", "img/b.jpg")]
+    # The fresh answer for the changed object is kept under its new ETag.
+    cache.store(record("img/b.jpg"), {"RecognitionResult": {"Labels": []}})
+    writer.close()
+    assert load(path, SCOPE).answers["img/b.jpg"] == Answer('"e2"', {"RecognitionResult": {"Labels": []}})
+
+
+def test_an_answer_is_not_reused_without_a_listed_etag(tmp_path: Path) -> None:
+    path = tmp_path / "cp.jsonl"
+    kept_answer(path)
+    writer = CheckpointWriter(path, SCOPE)
+    cache = AnswerCache(writer, load(path, SCOPE).answers, Log())
+    cache.begin(ListedObject("img/a.jpg", 10))  # a key retried from the checkpoint: no ETag
+    assert cache.lookup(record("img/a.jpg")) is None
+    cache.store(record("img/a.jpg"), RESPONSE)  # nothing to check it against later: not kept
+    writer.close()
+    assert '"etag":""' not in path.read_text(encoding="utf-8")
+
+
+def test_answers_of_finished_keys_are_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "cp.jsonl"
+    writer = CheckpointWriter(path, SCOPE)
+    cache = AnswerCache(writer, {}, Log())
+    for key in ("img/a.jpg", "img/b.jpg", "img/c.jpg", "img/d.jpg"):
+        cache.begin(ListedObject(key, 10, "STANDARD", '"e"'))
+        cache.store(record(key), RESPONSE)
+    writer.done("img/a.jpg", "labeled")  # done
+    writer.failed("img/b.jpg", 10, "PutObjectTagging: InternalError")  # retried, with no ETag to check
+    writer.mark("img/c.jpg")  # c is before the mark
+    writer.close()  # d: answered, then the run died
+    state = load(path, SCOPE)
+    assert set(state.answers) == {"img/d.jpg"}
+
+    # In memory: an answer handed to a run is dropped once its key is finished there.
+    writer = CheckpointWriter(path, SCOPE)
+    cache = AnswerCache(writer, state.answers, Log())
+    cache.begin(ListedObject("img/d.jpg", 10, "STANDARD", '"e"'))
+    cache.finished("img/d.jpg")  # e.g. the marker was on the object after all
+    assert cache.lookup(record("img/d.jpg")) is None
+    writer.close()
+
+
+def test_a_response_json_cannot_hold_is_not_kept_and_labeling_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "cp.jsonl"
+    log = Log()
+    writer = CheckpointWriter(path, SCOPE)
+    cache = AnswerCache(writer, {}, log)
+    cache.begin(ListedObject("img/a.jpg", 10, "STANDARD", '"e"'))
+    cache.store(record("img/a.jpg"), {"labels": {1, 2}})  # a set: not JSON
+    writer.close()
+    assert [level for level, _, _ in log.lines] == ["warning"]
+    assert load(path, SCOPE).answers == {}
+
+
+# --- compaction ---------------------------------------------------------------------------------
+
+
+def test_a_finished_checkpoint_keeps_no_answers_and_no_lines_before_its_mark(tmp_path: Path) -> None:
+    path = tmp_path / "cp.jsonl"
+    writer = CheckpointWriter(path, SCOPE)
+    cache = AnswerCache(writer, {}, Log())
+    keys = [f"img/{i:03d}.jpg" for i in range(50)]
+    for key in keys:
+        cache.begin(ListedObject(key, 10, "STANDARD", '"e"'))
+        cache.store(record(key), RESPONSE)
+        writer.done(key, "labeled")
+        writer.mark(key)
+    writer.failed("img/x.jpg", 3, "network")
+    writer.end()
+    writer.close()
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [entry["kind"] for entry in lines] == ["start", "mark", "failed", "end"]
+    state = load(path, SCOPE)
+    assert (state.after, state.done, state.retry, state.answers, state.finished) == (
+        keys[-1],
+        set(),
+        {"img/x.jpg": 3},
+        {},
+        True,
+    )
+
+
+def test_a_running_checkpoint_is_compacted_and_reads_back_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "cp.jsonl"
+    writer = CheckpointWriter(path, SCOPE, compact_min_bytes=4096)
+    cache = AnswerCache(writer, {}, Log())
+    cache.begin(ListedObject("img/zz.jpg", 10, "STANDARD", '"z"'))
+    cache.store(record("img/zz.jpg"), RESPONSE)  # in progress all along
+    largest = 0
+    for i in range(400):
+        key = f"img/{i:03d}.jpg"
+        cache.begin(ListedObject(key, 10, "STANDARD", '"e"'))
+        cache.store(record(key), RESPONSE)
+        writer.done(key, "labeled")
+        if i % 2:  # the mark lags a key behind, as objects finish out of order
+            writer.mark(key)
+        largest = max(largest, path.stat().st_size)
+    writer.close()  # killed here: no end line
+
+    # Bounded by the compaction threshold, not by the 400 objects (~40 kB written).
+    assert largest < 2 * 4096 + 1024
+    state = load(path, SCOPE)
+    assert state.after == "img/399.jpg"
+    assert state.answers == {"img/zz.jpg": Answer('"z"', RESPONSE)}
+    assert not path.with_name(path.name + ".compacting").exists()
+
+
+def test_a_checkpoint_is_compacted_when_a_run_starts_on_it(tmp_path: Path) -> None:
+    path = tmp_path / "cp.jsonl"
+    writer = CheckpointWriter(path, SCOPE)
+    for i in range(100):
+        writer.done(f"img/{i:03d}.jpg", "labeled")
+    writer.mark("img/049.jpg")
+    writer.failed("img/007.jpg", 5, "network")
+    writer.close()
+    before = load(path, SCOPE)
+
+    CheckpointWriter(path, SCOPE).close()
+    after = load(path, SCOPE)
+    assert (after.after, after.done, after.retry) == (before.after, before.done, before.retry)
+    # The done lines up to the mark are gone: the listing will not hand those keys out again.
+    kinds = [json.loads(line)["kind"] for line in path.read_text(encoding="utf-8").splitlines()]
+    assert kinds[:2] == ["start", "mark"] and kinds[-1] == "start"
+    assert Counter(kinds[2:-1]) == {"done": 50, "failed": 1}
+
+
+def test_a_version_1_checkpoint_still_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "cp.jsonl"
+    start_line = {"kind": "start", "version": 1, **SCOPE}
+    path.write_text(
+        json.dumps(start_line) + "\n" + json.dumps({"kind": "done", "key": "img/a.jpg", "outcome": "labeled"}) + "\n"
+    )
+    assert load(path, SCOPE).done == {"img/a.jpg"}
+    path.write_text(json.dumps({**start_line, "version": 99}) + "\n")
+    with pytest.raises(CheckpointError, match="another checkpoint version"):
+        load(path, SCOPE)

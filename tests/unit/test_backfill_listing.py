@@ -91,3 +91,9 @@ def test_a_listing_that_does_not_advance_stops_instead_of_looping() -> None:
 def test_a_bad_size_is_unknown_not_an_error() -> None:
     objects, _ = parse_page({"Contents": [{"Key": "a.jpg", "Size": "n/a"}], "IsTruncated": "false"})
     assert objects == [ListedObject("a.jpg", None)]
+
+
+def test_each_object_keeps_its_etag_as_listed() -> None:
+    page = {"Contents": [{"Key": "a.jpg", "Size": "3", "ETag": '"9a0364b9e99bb480dd25e1f0284c8555"'}]}
+    objects, _ = parse_page({**page, "IsTruncated": "false"})
+    assert objects == [ListedObject("a.jpg", 3, "", '"9a0364b9e99bb480dd25e1f0284c8555"')]

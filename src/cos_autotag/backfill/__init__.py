@@ -2,7 +2,7 @@
 
 listing.py     paginated ListObjects, in key order
 rate.py        the token bucket pacing detect-label near the quota (AIMD)
-checkpoint.py  --resume: an append-only record of finished keys
+checkpoint.py  --resume: an append-only record of finished keys and detect-label answers
 report.py      counts, failures, API calls and the detect-label cost
 progress.py    the progress bar (tqdm, optional)
 runner.py      labeling here, through the function's pipeline and guard

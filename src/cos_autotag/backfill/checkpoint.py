@@ -1,7 +1,8 @@
 """The --resume checkpoint: an append-only JSON Lines file, so a crash loses at most a line.
 
 Lines, in order of writing:
-    {"kind": "start", "version": 1, "bucket": ..., "region": ..., "prefix": ..., "mode": ..., "via": ...}
+    {"kind": "start", "version": 2, "bucket": ..., "region": ..., "prefix": ..., "mode": ..., "via": ...}
+    {"kind": "answer", "key": ..., "etag": ..., "response": {...}}  a detect-label answer, before its tags
     {"kind": "done", "key": ..., "outcome": ...}             one per finished object
     {"kind": "failed", "key": ..., "size": ..., "reason": ...} a failure, retried on the next run
     {"kind": "mark", "after": KEY}                            every listed key up to KEY is finished
@@ -11,6 +12,12 @@ The listing is in key order, so a resumed run lists again after the last mark an
 keys finished after it (objects finish out of order across threads). Failed keys are retried
 first. An object labeled but not yet written here is listed again, and then the marker on
 the object makes it cost one read and no detect-label call.
+
+An answer line is fsynced before the pipeline may write the object's tags, so an object whose
+answer reached a run that then crashed is not paid for again: the resumed run reuses the answer
+if the object's ETag in its listing is still the one the answer was given for. Only answers of
+keys not finished are kept; the file is compacted (rewritten with only the lines a resume
+needs) when a run starts on it, when it has doubled since, and when the listing is exhausted.
 """
 
 from __future__ import annotations
@@ -20,17 +27,36 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-VERSION = 1
+if TYPE_CHECKING:
+    from ..events import CosRecord
+    from .listing import ListedObject
+
+VERSION = 2
+# Version 1 had no answer lines; its lines mean the same, so its checkpoints resume as they are.
+READABLE_VERSIONS = (1, 2)
 # The scope a checkpoint belongs to: resuming it against anything else would skip wrong keys.
 SCOPE_FIELDS = ("bucket", "region", "prefix", "mode", "via")
+# A running checkpoint is compacted once it is this big and twice its size after the last compaction:
+# a few rewrites over a run, however many objects it labels.
+COMPACT_MIN_BYTES = 8 * 1024 * 1024
 
 
 class CheckpointError(ValueError):
     """The checkpoint file cannot be used for this run (unreadable, or another bucket/prefix)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A detect-label answer an earlier run paid for and had no time to write as tags."""
+
+    etag: str  # the object's ETag in the listing of the run that asked
+    response: Any  # the response, as the gateway returned it (JSON)
 
 
 @dataclass
@@ -42,6 +68,10 @@ class ResumeState:
     retry: dict[str, int | None] = field(default_factory=dict)  # failed last time: key -> size
     finished: bool = False  # the earlier run listed everything
     lines: int = 0
+    # Answered but not finished (and after `after`): reusable while the object's ETag is unchanged.
+    answers: dict[str, Answer] = field(default_factory=dict)
+    # The last done/failed line of each key in `done` or `retry`: what a compacted file keeps.
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def skip(self, key: str) -> bool:
         """True when the listing should not hand this key out again."""
@@ -64,6 +94,7 @@ def load(path: Path, scope: dict[str, str]) -> ResumeState:
         raise CheckpointError(f"cannot read the checkpoint {path}: {error}") from error
     lines = [line for line in text.split("\n") if line.strip()]
     last: dict[str, dict[str, Any]] = {}
+    answers: dict[str, Answer] = {}
     for number, line in enumerate(lines, start=1):
         try:
             entry = json.loads(line)
@@ -81,6 +112,8 @@ def load(path: Path, scope: dict[str, str]) -> ResumeState:
             state.finished = False  # a later run started on the same file
         elif kind in ("done", "failed") and isinstance(entry.get("key"), str):
             last[entry["key"]] = entry
+        elif kind == "answer" and isinstance(entry.get("key"), str) and isinstance(entry.get("etag"), str):
+            answers[entry["key"]] = Answer(entry["etag"], entry.get("response"))
         elif kind == "mark" and isinstance(entry.get("after"), str):
             state.after = entry["after"]
         elif kind == "end":
@@ -91,13 +124,45 @@ def load(path: Path, scope: dict[str, str]) -> ResumeState:
         if entry["kind"] == "failed":
             size = entry.get("size")
             state.retry[key] = size if isinstance(size, int) else None
+            state.records[key] = entry
         elif not state.after or _after(key, state.after):
             state.done.add(key)
+            state.records[key] = entry
+    # An answer is worth keeping only for a key the listing will hand out again: not finished (a
+    # failed key is retried from here, with no fresh ETag to check the answer against) and after the mark.
+    state.answers = {
+        key: answer
+        for key, answer in answers.items()
+        if key not in last and (not state.after or _after(key, state.after))
+    }
     return state
 
 
+def compacted(state: ResumeState, scope: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The fewest lines that `load` reads back as `state`."""
+    entries: list[dict[str, Any]] = [_start_entry(scope)]
+    if state.after:
+        entries.append({"kind": "mark", "after": state.after})
+    entries.extend(state.records.values())
+    entries.extend(
+        {"kind": "answer", "key": key, "etag": answer.etag, "response": answer.response}
+        for key, answer in state.answers.items()
+    )
+    if state.finished:
+        entries.append({"kind": "end"})
+    return entries
+
+
+def _start_entry(scope: Mapping[str, str]) -> dict[str, Any]:
+    return {"kind": "start", "version": VERSION, **{k: scope.get(k, "") for k in SCOPE_FIELDS}}
+
+
+def _line(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
 def _check_scope(path: Path, entry: dict[str, Any], scope: dict[str, str]) -> None:
-    if entry.get("version") != VERSION:
+    if entry.get("version") not in READABLE_VERSIONS:
         raise CheckpointError(f"{path} was written by another checkpoint version ({entry.get('version')!r})")
     for name in SCOPE_FIELDS:
         if entry.get(name, "") != scope.get(name, ""):
@@ -109,24 +174,38 @@ def _check_scope(path: Path, entry: dict[str, Any], scope: dict[str, str]) -> No
 
 class CheckpointWriter:
     """Appends lines; flushes each one to the OS and fsyncs in batches (a kill -9 loses nothing
-    the OS has; a power cut loses at most the last batch, which the object markers cover)."""
+    the OS has; a power cut loses at most the last batch, which the object markers cover).
+    Answer lines are fsynced at once: the tag write waits for them."""
 
     def __init__(
-        self, path: Path, scope: dict[str, str], *, sync_every: int = 50, sync_interval_s: float = 1.0
+        self,
+        path: Path,
+        scope: Mapping[str, str],
+        *,
+        sync_every: int = 50,
+        sync_interval_s: float = 1.0,
+        compact_min_bytes: int = COMPACT_MIN_BYTES,
     ) -> None:
         self.path = path
+        self.scope = {k: scope.get(k, "") for k in SCOPE_FIELDS}
         self._lock = threading.Lock()
         self._sync_every, self._sync_interval_s = sync_every, sync_interval_s
+        self._compact_min_bytes = compact_min_bytes
         self._unsynced = 0
         self._last_sync = time.monotonic()
         try:
             if path.parent and not path.parent.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() and path.stat().st_size > 0:
+                with suppress(OSError):  # only saves space: appending to the file as it is works too
+                    self._compact_file()
             self._file: IO[str] = path.open("a", encoding="utf-8")
+            self._size = path.stat().st_size
         except OSError as error:
             raise CheckpointError(f"cannot write the checkpoint {path}: {error}") from error
+        self._compact_at = max(self._compact_min_bytes, 2 * self._size)
         self._terminate_partial_line()
-        self._write({"kind": "start", "version": VERSION, **{k: scope.get(k, "") for k in SCOPE_FIELDS}}, sync=True)
+        self._write(_start_entry(self.scope), sync=True)
 
     def _terminate_partial_line(self) -> None:
         # A line cut short by a crash must not swallow the first line this run appends.
@@ -136,6 +215,13 @@ class CheckpointWriter:
             reader.seek(-1, os.SEEK_END)
             if reader.read(1) != b"\n":
                 self._file.write("\n")
+                self._size += 1
+
+    def answer(self, key: str, etag: str, response: Any) -> None:
+        """Keep a detect-label answer: on disk (flushed and fsynced) when this returns.
+
+        Raises TypeError/ValueError for a response JSON cannot hold, OSError if it cannot be written."""
+        self._write({"kind": "answer", "key": key, "etag": etag, "response": response}, sync=True)
 
     def done(self, key: str, outcome: str) -> None:
         self._write({"kind": "done", "key": key, "outcome": outcome})
@@ -148,6 +234,9 @@ class CheckpointWriter:
 
     def end(self) -> None:
         self._write({"kind": "end"}, sync=True)
+        with self._lock:
+            # Every listed key is finished: no answer is needed any more.
+            self._compact()
 
     def close(self) -> None:
         with self._lock:
@@ -156,20 +245,126 @@ class CheckpointWriter:
                 self._file.close()
 
     def _write(self, entry: dict[str, Any], sync: bool = False) -> None:
-        line = json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
+        line = _line(entry)
         with self._lock:
             self._file.write(line)
             self._file.flush()  # in the OS now: survives the process being killed
+            self._size += len(line.encode("utf-8"))
             self._unsynced += 1
             now = time.monotonic()
             if sync or self._unsynced >= self._sync_every or now - self._last_sync >= self._sync_interval_s:
                 self._sync()
+            if self._size >= self._compact_at:
+                self._compact()
 
     def _sync(self) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._unsynced = 0
         self._last_sync = time.monotonic()
+
+    # --- compaction ---------------------------------------------------------------------------
+
+    def _compact(self) -> None:
+        """Rewrite the file with only what a resume needs (the lock is held)."""
+        try:
+            self._sync()
+            self._compact_file()
+            self._file.close()
+            self._file = self.path.open("a", encoding="utf-8")
+            self._size = self.path.stat().st_size
+        except (OSError, CheckpointError):
+            # Compaction only saves space: if it cannot be done, keep appending to the file as it is.
+            if self._file.closed:
+                self._file = self.path.open("a", encoding="utf-8")
+        self._compact_at = max(self._compact_min_bytes, 2 * self._size)
+
+    def _compact_file(self) -> None:
+        """Replace the file, atomically, by the compacted lines of what `load` reads from it."""
+        try:
+            state = load(self.path, self.scope)
+        except CheckpointError:
+            return  # not ours to rewrite (another run's, or damaged): `load` reports it where it matters
+        text = "".join(_line(entry) for entry in compacted(state, self.scope))
+        if len(text.encode("utf-8")) >= self.path.stat().st_size:
+            return
+        temporary = self.path.with_name(self.path.name + ".compacting")
+        try:
+            with temporary.open("w", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, self.path)
+        except OSError:
+            with suppress(OSError):
+                temporary.unlink()
+            raise
+        # The rename itself must survive a power cut, or the old file (still valid) comes back.
+        with suppress(OSError):
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+
+
+class AnswerCache:
+    """The pipeline's DetectCache, kept in the checkpoint (a run with --resume, not a dry run).
+
+    `store` appends an answer line and returns once it is on disk, so the tag write that follows
+    starts only after that; `lookup` hands back an answer an earlier run kept, if this run's
+    listing gives the object the ETag the answer was given for (a changed object is labeled afresh).
+    Answers of earlier runs stay in memory until their key is finished.
+    """
+
+    def __init__(self, writer: CheckpointWriter, answers: Mapping[str, Answer], log: Any) -> None:
+        self._writer, self._log = writer, log
+        self._lock = threading.Lock()
+        self._answers = dict(answers)
+        self._etags: dict[str, str] = {}  # key -> ETag in this run's listing, while it is in progress
+        self.reused = 0
+
+    def begin(self, obj: ListedObject) -> None:
+        """`obj` is about to go through the pipeline."""
+        if obj.etag:
+            with self._lock:
+                self._etags[obj.key] = obj.etag
+
+    def finished(self, key: str) -> None:
+        with self._lock:
+            self._etags.pop(key, None)
+            self._answers.pop(key, None)
+
+    def lookup(self, record: CosRecord) -> Any | None:
+        with self._lock:
+            answer = self._answers.pop(record.key, None)
+            etag = self._etags.get(record.key, "")
+            if answer is not None and etag and answer.etag == etag:
+                self.reused += 1
+                return answer.response
+        if answer is not None:
+            self._log.info(
+                "the object changed since its detect-label answer was kept: labeling it afresh",
+                bucket=record.bucket,
+                key=record.key,
+            )
+        return None
+
+    def store(self, record: CosRecord, response: Any) -> None:
+        with self._lock:
+            etag = self._etags.get(record.key, "")
+        if not etag:
+            return  # a key retried from the checkpoint: no listed ETag to check the answer against later
+        try:
+            self._writer.answer(record.key, etag, response)
+        except (OSError, TypeError, ValueError) as error:
+            # The labels are still written; only a crash before that would pay for them again.
+            self._log.warning(
+                "could not keep the detect-label answer in the checkpoint",
+                bucket=record.bucket,
+                key=record.key,
+                error=str(error),
+            )
 
 
 class Watermark:

@@ -23,6 +23,9 @@ class ListedObject:
     key: str
     size: int | None
     storage_class: str = ""
+    # As ListObjects gives it ("" when unknown, e.g. a key retried from the checkpoint): it tells
+    # whether a detect-label answer kept in the checkpoint is still the object's.
+    etag: str = ""
 
 
 def _size(value: Any) -> int | None:
@@ -39,7 +42,12 @@ def parse_page(page: dict[str, Any]) -> tuple[list[ListedObject], str | None]:
     if isinstance(contents, dict):  # one object: the XML parser gives a dict, not a list
         contents = [contents]
     objects = [
-        ListedObject(str(item["Key"]), _size(item.get("Size")), str(item.get("StorageClass") or ""))
+        ListedObject(
+            str(item["Key"]),
+            _size(item.get("Size")),
+            str(item.get("StorageClass") or ""),
+            str(item.get("ETag") or ""),
+        )
         for item in contents
         if isinstance(item, dict) and item.get("Key")
     ]

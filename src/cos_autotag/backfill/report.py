@@ -36,6 +36,7 @@ class Report:
     failed: list[dict[str, Any]] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)  # API requests by operation, retries included
     detect_answered: int = 0  # detect-label calls Cloud Infinite answered: what it bills
+    detect_reused: int = 0  # answers an interrupted run paid for, reused from the checkpoint
     events_sent: int = 0
     rate: BucketStats | None = None
     interrupted: bool = False
@@ -106,6 +107,7 @@ class Report:
             "calls": dict(self.calls),
             "calls_total": sum(self.calls.values()),
             "cost": self.cost(),
+            "detect_reused": self.detect_reused,
             "elapsed_s": elapsed,
             "objects_per_s": round(self.finished / elapsed, 2) if elapsed > 0 else 0.0,
             "interrupted": self.interrupted,
@@ -157,6 +159,9 @@ class Report:
         if "usd_if_billed_per_scene" in cost:
             per_scene = cost["usd_if_billed_per_scene"]
             lines.append(f"    USD {per_scene:.4f} if each of {len(self.scenes)} scenes is billed")
+        if self.detect_reused:
+            reused = self.detect_reused
+            lines.append(f"  answers reused      {reused} (paid by an interrupted run, kept in the checkpoint)")
         if self.rate is not None and self.rate.throttles:
             lines.append(
                 f"  throttled           {self.rate.throttles} times; rate cut to {self.rate.lowest_qps} "

@@ -21,7 +21,7 @@ from ..events import CosRecord
 from ..pipeline import DetectGate, Pipeline, RecordResult
 from ..retry import Deadline
 from ..settings import Settings
-from .checkpoint import CheckpointWriter, ResumeState, Watermark
+from .checkpoint import AnswerCache, CheckpointWriter, ResumeState, Watermark
 from .listing import ListedObject, list_objects
 from .options import Options
 from .progress import Progress
@@ -94,6 +94,8 @@ class Backfill:
         self.options, self.settings, self.gateway = options, settings, gateway
         self.report, self.progress, self.resume, self.checkpoint = report, progress, resume, checkpoint
         self.watermark = Watermark()
+        # Detect-label answers kept in the checkpoint (set by run_local when there is one).
+        self.answers: AnswerCache | None = None
         self.log = observability.get_logger()
         self._stop_counting = threading.Event()
 
@@ -163,6 +165,8 @@ class Backfill:
                 self.checkpoint.failed(obj.key, obj.size, result.reason)
             else:
                 self.checkpoint.done(obj.key, result.outcome)
+        if self.answers is not None:
+            self.answers.finished(obj.key)
         mark = self.watermark.finished(obj.key)
         if mark is not None and self.checkpoint is not None:
             self.checkpoint.mark(mark)
@@ -174,6 +178,8 @@ class Backfill:
         self.stop_counting()
         self.report.calls.update(self.gateway.calls)
         self.report.detect_answered = self.gateway.detect_answered
+        if self.answers is not None:
+            self.report.detect_reused = self.answers.reused
         if self.checkpoint is not None:
             if completed:
                 self.checkpoint.end()
@@ -242,11 +248,18 @@ def run_local(options: Options, settings: Settings, backfill: Backfill) -> None:
     else:
         bucket = TokenBucket(options.qps, options.burst)
         gate = bucket
-    pipeline = Pipeline(settings, backfill.gateway, None, backfill.log, detect_gate=gate)
+    if backfill.checkpoint is not None and not options.dry_run:
+        # --resume: an answer is on disk before the object's tags are written, and a resumed run
+        # reuses it, so a crash in between does not pay for the object twice.
+        backfill.answers = AnswerCache(backfill.checkpoint, backfill.resume.answers, backfill.log)
+    answers = backfill.answers
+    pipeline = Pipeline(settings, backfill.gateway, None, backfill.log, detect_gate=gate, detect_cache=answers)
     run_id = uuid.uuid4().hex[:12]
 
     def work(obj: ListedObject) -> RecordResult:
         record = backfill.record_for(obj)
+        if answers is not None:
+            answers.begin(obj)
         with observability.bound(backfill_run=run_id):
             try:
                 return pipeline.process(record, Deadline(options.object_deadline_s))
