@@ -128,22 +128,26 @@ def answer_keys(checkpoint: Path) -> set[str]:
 
 
 def kill_with_answers_in_hand(emu: Emulator, proc: subprocess.Popen[bytes], checkpoint: Path) -> set[str]:
-    """Half-way, hold every tag write; once each worker waits on one with its answer on disk,
-    kill -9. Returns the keys answered whose tag write was held."""
+    """Half-way, hold every tag write; once each worker waits on one, kill -9. Returns the keys
+    answered whose tag write was held: each has had its second tag read (the one right before
+    the write), so the worker is past storing its answer."""
     wait_for_detects(emu, proc, len(KEYS) // 2)
     emu.set_faults(latency_by_op={"PutObjectTagging": HOLD_S})
     end = time.monotonic() + 60
     while True:
         requests = emu.requests
         held = set(count(requests, "DetectLabel")) - set(count(requests, "PutObjectTagging"))
-        if len(held) == CONCURRENCY and held <= answer_keys(checkpoint):
+        reads = count(requests, "GetObjectTagging")
+        if len(held) == CONCURRENCY and all(reads[key] >= 2 for key in held):
             break
         assert proc.poll() is None, "the backfill ended before it could be stopped"
-        assert time.monotonic() < end, "the workers never all waited on a tag write with their answer on disk"
+        assert time.monotonic() < end, "the workers never all waited on a tag write"
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)  # no handler, no cleanup: a crash
     assert proc.wait(timeout=30) == -signal.SIGKILL
     emu.set_faults(latency_by_op={})
+    # Durable before the tag write: every answer the workers were about to write is on disk.
+    assert held <= answer_keys(checkpoint)
     return held
 
 

@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
         "--resume",
         metavar="FILE",
         type=Path,
-        help="checkpoint file: record progress there, and continue from it if it exists",
+        help="checkpoint file: record progress there (and each detect-label answer until its tags are written, "
+        "so a crash does not pay for it twice), and continue from it if it exists",
     )
     parser.add_argument(
         "--object-timeout",
