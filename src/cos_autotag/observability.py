@@ -8,6 +8,7 @@ event carries the uploader's Authorization header and the SDK's own debug lines 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -44,19 +45,34 @@ def register_secret(value: str | None) -> None:
             _extra_secrets.add(value)
 
 
+# One cheap search decides whether a string needs the substitutions at all (most never do).
+_MAYBE_SECRET_TEXT = re.compile(r"q-signature=|q-ak=|x-cos-security-token|rediss?://", re.I)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_secret_field(name: str) -> bool:
+    return bool(_SECRET_FIELDS.search(name))
+
+
+def _redact_text(value: str) -> str:
+    if _MAYBE_SECRET_TEXT.search(value):
+        for pattern, replacement in _SECRET_IN_TEXT:
+            value = pattern.sub(replacement, value)
+    for secret in _extra_secrets:
+        if secret in value:
+            value = value.replace(secret, REDACTED)
+    return value
+
+
 def redact(value: Any, field_name: str = "") -> Any:
-    if field_name and _SECRET_FIELDS.search(field_name):
+    if field_name and _is_secret_field(field_name):
         return REDACTED if value not in (None, "") else value
+    if isinstance(value, str):
+        return _redact_text(value)
     if isinstance(value, Mapping):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
-    if isinstance(value, str):
-        for pattern, replacement in _SECRET_IN_TEXT:
-            value = pattern.sub(replacement, value)
-        for secret in _extra_secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
     return value
 
 
