@@ -247,8 +247,9 @@ def _during_detect(stack, action):
     """Run `action` while the function waits on a slow detect-label call."""
     import threading
 
-    stack.emulator.set_faults(Faults(latency_by_op={"DetectLabel": 0.6}))
-    timer = threading.Timer(0.3, action)
+    # The action lands well inside the slow call, even on a busy machine.
+    stack.emulator.set_faults(Faults(latency_by_op={"DetectLabel": 1.2}))
+    timer = threading.Timer(0.5, action)
     timer.start()
     return timer
 
