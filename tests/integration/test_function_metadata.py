@@ -108,12 +108,12 @@ def test_overwritten_between_head_and_copy_is_not_clobbered(stack):
 
     app = stack.app(mode="metadata")
     rid = stack.put("race.jpg", jpeg(26), Metadata={"x-cos-meta-v": "1"})
-    stack.emulator.set_faults(Faults(latency_by_op={"DetectLabel": 0.5}))
+    stack.emulator.set_faults(Faults(latency_by_op={"DetectLabel": 1.2}))
     import threading
 
     worker = threading.Thread(target=lambda: app.handle(stack.event("race.jpg", rid), context()))
     worker.start()
-    time.sleep(0.25)
+    time.sleep(0.5)  # well inside the slow detect-label call
     stack.put("race.jpg", jpeg(27), Metadata={"x-cos-meta-v": "2"})
     worker.join(10)
     state = stack.emulator.get_object_state(BUCKET, "race.jpg")
