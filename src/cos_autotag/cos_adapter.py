@@ -150,8 +150,9 @@ class CosGateway:
         self._call("PutObjectTagging", region, "put_object_tagging", Bucket=bucket, Key=key, Tagging=tagging)
 
     def head(self, bucket: str, region: str, key: str) -> dict[str, str]:
+        """The object's headers, names lower-cased (HTTP names are case-insensitive)."""
         response = self._call("HeadObject", region, "head_object", Bucket=bucket, Key=key)
-        return {str(k): str(v) for k, v in (response or {}).items()}
+        return {str(k).lower(): str(v) for k, v in (response or {}).items()}
 
     def read_first_bytes(self, bucket: str, region: str, key: str, count: int) -> bytes:
         response = self._call("GetObject", region, "get_object", Bucket=bucket, Key=key, Range=f"bytes=0-{count - 1}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from . import cos_facts
@@ -382,19 +382,22 @@ class Pipeline:
             raise _Done("skipped", "no room for metadata")
         if verdict.needs_sniff:
             # HEAD is authoritative for the type and size: decide from it if it tells.
-            lowered = {k.lower(): v for k, v in head.items()}
-            size = int(lowered["content-length"]) if lowered.get("content-length", "").isdigit() else record.size
-            reread = check_record(
-                CosRecord(record.bucket, record.region, key, record.event_name, size, lowered.get("content-type", "")),
-                self.settings,
+            length = head.get("content-length", "")
+            from_head = replace(
+                record,
+                key=key,
+                size=int(length) if length.isdigit() else record.size,
+                content_type=head.get("content-type", ""),
             )
-            verdict = reread if not reread.needs_sniff else verdict
-            if not verdict.eligible and not verdict.needs_sniff:
-                raise _Done("skipped", verdict.reason)
+            reread = check_record(from_head, self.settings)
+            if not reread.needs_sniff:
+                verdict = reread
+                if not verdict.eligible:
+                    raise _Done("skipped", verdict.reason)
         verdict = self._sniff(record, key, verdict, deadline, result, log)
         labels = self._detect(record, key, verdict, deadline, result, log)
         plan = plan_metadata(head, labels, record.upload_token)
-        etag = next((v for k, v in head.items() if k.lower() == "etag"), "")
+        etag = head.get("etag", "")
         try:
             self._call(
                 "CopyObject",
