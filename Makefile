@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/cos-autotag demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tools tests
 	$(BIN)/mypy
 
 test: setup lint layer

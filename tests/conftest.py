@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from qcloud_cos import CosConfig, CosS3Client
 
-from cos_autotag.local.emulator import Emulator
+from cos_autotag_tools.emulator import Emulator
 
 APPID = "1250000000"
 BUCKET = f"photos-{APPID}"

@@ -19,9 +19,9 @@ from urllib.parse import quote
 from qcloud_cos import CosConfig, CosS3Client
 
 from cos_autotag.handler import App
-from cos_autotag.local.emulator import Emulator, Faults
-from cos_autotag.local.labels import DeterministicEngine
 from cos_autotag.settings import Settings
+from cos_autotag_tools.emulator import Emulator, Faults
+from cos_autotag_tools.labels import DeterministicEngine
 
 BUCKET = "photos-1250000000"
 REGION = "ap-guangzhou"

@@ -20,6 +20,7 @@ from qcloud_cos import CosConfig, CosS3Client
 from qcloud_cos.cos_exception import CosClientError, CosServiceError
 
 from . import cos_facts
+from .errors import ConfigurationError, CosCallError
 from .settings import Settings
 from .writeback import MetadataPlan
 
@@ -32,23 +33,8 @@ PRESIGN_EXPIRES_S = 600
 CREDENTIAL_VARS = ("TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY", "TENCENTCLOUD_SESSIONTOKEN")
 
 
-class ConfigurationError(RuntimeError):
-    """The function cannot call COS at all (no credentials): every record would fail."""
 
 
-class CosCallError(Exception):
-    """A COS or CI call failed; `retryable` says whether trying again could help."""
-
-    def __init__(
-        self, operation: str, code: str, message: str, status: int | None, request_id: str, retryable: bool
-    ) -> None:
-        super().__init__(f"{operation}: {code} ({status}): {message}")
-        self.operation, self.code, self.message = operation, code, message
-        self.status, self.request_id, self.retryable = status, request_id, retryable
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404 or self.code in ("NoSuchKey", "NoSuchResource")
 
 
 @dataclass(frozen=True)

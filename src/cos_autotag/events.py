@@ -13,13 +13,12 @@ from typing import Any
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 from . import cos_facts
+from .errors import EventError
 
 # Refuse absurd input before doing any work on it.
 MAX_RECORDS_PER_EVENT = 1000
 
 
-class EventError(ValueError):
-    """The event as a whole is not a COS trigger event."""
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,8 @@ class Claim(enum.Enum):
     IN_PROGRESS = "in_progress"  # another delivery is labeling it right now
 
 
-class StoreUnavailable(RuntimeError):
-    """The strict store could not be reached; the object marker still guards."""
 
 
-class AlreadyInProgress(RuntimeError):
-    """Another delivery holds the upload; SCF's retry will find it completed."""
-
-    retryable = True
 
 
 class StrictStore(Protocol):

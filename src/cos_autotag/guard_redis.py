@@ -36,8 +36,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import cos_facts
+from .errors import StoreUnavailable
 from .events import CosRecord
-from .guard import Claim, StoreUnavailable, idempotency_key
+from .guard import Claim, idempotency_key
 
 KEY_PREFIX = "autotag:idem:"
 DEFAULT_PORT = 6379

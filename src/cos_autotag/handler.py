@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import observability
-from .cos_adapter import ConfigurationError, CosGateway
-from .events import CosRecord, EventError, MalformedRecord, parse_event
+from .cos_adapter import CosGateway
+from .errors import ConfigurationError, EventError, RetryableFailure
+from .events import CosRecord, MalformedRecord, parse_event
 from .guard import StrictStore
 from .pipeline import Pipeline, RecordResult
 from .retry import Deadline
@@ -26,8 +27,6 @@ DEFAULT_TIME_LIMIT_MS = 3000  # SCF's default timeout, if the context does not s
 SAFETY_MARGIN_S = 1.5
 
 
-class RetryableFailure(RuntimeError):
-    """Raised at the end of an invocation so that SCF retries it: some records may succeed then."""
 
 
 class App:

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from . import cos_facts
-from .cos_adapter import CosCallError, CosGateway
+from .cos_adapter import CosGateway
 from .detect import Label, parse_detect_response
 from .eligibility import SNIFF_BYTES, Verdict, check_bytes, check_record
+from .errors import AlreadyInProgress, CosCallError, ObjectKeptChanging, StoreUnavailable
 from .events import CosRecord
-from .guard import AlreadyInProgress, Claim, StoreUnavailable, StrictStore, marker_says_done
+from .guard import Claim, StrictStore, marker_says_done
 from .retry import Deadline, call_with_retry
 from .selection import select_labels
 from .settings import Settings
@@ -65,10 +66,6 @@ class RecordResult:
         return out
 
 
-class ObjectKeptChanging(RuntimeError):
-    """The object changed twice while being labeled; SCF's retry, a minute later, will find it settled."""
-
-    retryable = True
 
 
 class _Done(Exception):

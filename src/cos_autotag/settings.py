@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from . import cos_facts
+from .errors import SettingsError
 
 MODES = ("tags", "metadata")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -40,12 +41,6 @@ ENV_VARS = (
 MAX_LABELS_LIMIT = cos_facts.TAGS_MAX_PER_OBJECT - 1
 
 
-class SettingsError(ValueError):
-    """A setting has a value the function cannot run with."""
-
-    def __init__(self, var: str, value: str, allowed: str) -> None:
-        super().__init__(f"{var}={value!r} is not valid: expected {allowed}")
-        self.var, self.value, self.allowed = var, value, allowed
 
 
 @dataclass(frozen=True)

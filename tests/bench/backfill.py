@@ -42,7 +42,7 @@ def _command(emu: EmulatorProcess, prefix: str, *extra: str) -> tuple[list[str],
     argv = [
         sys.executable,
         "-m",
-        "cos_autotag.cli",
+        "cos_autotag_tools.cli",
         "backfill",
         "--bucket",
         BUCKET,

@@ -137,8 +137,8 @@ class EmulatorProcess:
 
 
 def _serve(config: dict[str, Any], commands: Iterator[str], out: IO[str]) -> None:
-    from cos_autotag.local.emulator import Emulator, Faults
-    from cos_autotag.local.labels import DeterministicEngine
+    from cos_autotag_tools.emulator import Emulator, Faults
+    from cos_autotag_tools.labels import DeterministicEngine
 
     emu = Emulator(
         credentials={SECRET_ID: SECRET_KEY},

@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 
 from cos_autotag import cos_facts
-from cos_autotag.backfill import run_backfill
-from cos_autotag.backfill.checkpoint import ResumeState
-from cos_autotag.backfill.options import Options
-from cos_autotag.backfill.progress import Progress
-from cos_autotag.backfill.report import Report
-from cos_autotag.backfill.runner import Backfill, CountingGateway, run_local
-from cos_autotag.local.emulator import DigestLabelEngine, Emulator, Faults
 from cos_autotag.settings import Settings
 from cos_autotag.writeback import LABEL_TAG_PREFIX, MARKER_TAG, marker_in_tags, marker_value
+from cos_autotag_tools.backfill import run_backfill
+from cos_autotag_tools.backfill.checkpoint import ResumeState
+from cos_autotag_tools.backfill.options import Options
+from cos_autotag_tools.backfill.progress import Progress
+from cos_autotag_tools.backfill.report import Report
+from cos_autotag_tools.backfill.runner import Backfill, CountingGateway, run_local
+from cos_autotag_tools.emulator import DigestLabelEngine, Emulator, Faults
 from tests.conftest import APPID, REGION, SECRET_ID, SECRET_KEY, image_bytes
 
 pytestmark = pytest.mark.integration

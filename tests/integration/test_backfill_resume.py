@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 
 import cos_autotag
-from cos_autotag.local.emulator import DigestLabelEngine, Emulator
-from cos_autotag.local.emulator.requestlog import RequestRecord
 from cos_autotag.writeback import LABEL_TAG_PREFIX, MARKER_TAG
+from cos_autotag_tools.emulator import DigestLabelEngine, Emulator
+from cos_autotag_tools.emulator.requestlog import RequestRecord
 from tests.conftest import APPID, REGION, SECRET_ID, SECRET_KEY, image_bytes
 
 pytestmark = pytest.mark.integration
@@ -69,7 +69,7 @@ def start(emu: Emulator, checkpoint: Path, logs: Path, *extra: str) -> subproces
     argv = [
         sys.executable,
         "-m",
-        "cos_autotag.cli",
+        "cos_autotag_tools.cli",
         "backfill",
         "--bucket",
         BUCKET,

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from cos_autotag.local.demo import run_demo
+from cos_autotag_tools.demo import run_demo
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from qcloud_cos import CosConfig, CosS3Client
 from qcloud_cos.cos_exception import CosServiceError
 
 from cos_autotag import cos_facts
-from cos_autotag.local.emulator import DigestLabelEngine, Emulator
+from cos_autotag_tools.emulator import DigestLabelEngine, Emulator
 from tests.conftest import BUCKET, REGION, SECRET_ID, SECRET_KEY, image_bytes
 
 pytestmark = pytest.mark.integration

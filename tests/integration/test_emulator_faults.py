@@ -12,7 +12,7 @@ import pytest
 from qcloud_cos import CosS3Client
 from qcloud_cos.cos_exception import CosServiceError
 
-from cos_autotag.local.emulator import DigestLabelEngine, Emulator, Faults
+from cos_autotag_tools.emulator import DigestLabelEngine, Emulator, Faults
 from tests.conftest import APPID, BUCKET, REGION, SECRET_ID, SECRET_KEY, image_bytes, make_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]

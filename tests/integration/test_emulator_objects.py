@@ -12,7 +12,7 @@ from qcloud_cos import CosS3Client
 from qcloud_cos.cos_exception import CosServiceError
 
 from cos_autotag import cos_facts
-from cos_autotag.local.emulator import Emulator
+from cos_autotag_tools.emulator import Emulator
 from tests.conftest import BUCKET, REGION, make_client
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,9 @@ import pytest
 from qcloud_cos import CosConfig, CosS3Client
 from qcloud_cos.cos_exception import CosClientError, CosServiceError
 
-from cos_autotag.local.emulator import Emulator
-from cos_autotag.local.emulator.cli import run_local
-from cos_autotag.local.emulator.store import Store
+from cos_autotag_tools.emulator import Emulator
+from cos_autotag_tools.emulator.cli import run_local
+from cos_autotag_tools.emulator.store import Store
 from tests.conftest import APPID, BUCKET, REGION, SECRET_ID, SECRET_KEY, free_port, make_client
 
 pytestmark = pytest.mark.integration
@@ -77,7 +77,7 @@ def wait_for_endpoint(proc: subprocess.Popen[str], timeout_s: float = 20) -> tup
 def spawn(args: list[str]) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen(
-        [sys.executable, "-m", "cos_autotag.local.emulator", *args],
+        [sys.executable, "-m", "cos_autotag_tools.emulator", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

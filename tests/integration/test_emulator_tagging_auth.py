@@ -15,7 +15,7 @@ from qcloud_cos import CosConfig, CosS3Client
 from qcloud_cos.cos_exception import CosServiceError
 
 from cos_autotag import cos_facts
-from cos_autotag.local.emulator import Emulator, auth
+from cos_autotag_tools.emulator import Emulator, auth
 from tests.conftest import BUCKET, REGION, SECRET_ID, SECRET_KEY, make_client
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import pytest
 
 import index
 from cos_autotag import handler as handler_module
-from cos_autotag.settings import SettingsError
+from cos_autotag.errors import SettingsError
 from tests.function_stack import SECRET_KEY, TOKEN, captured_logs, context, jpeg, running_stack
 
 pytestmark = pytest.mark.integration
@@ -98,7 +98,7 @@ def test_missing_credentials_raise_a_clear_error(function_env, monkeypatch):
     stack = function_env
     monkeypatch.delenv("TENCENTCLOUD_SECRETID")
     rid = stack.put("nocreds.jpg", jpeg(33))
-    from cos_autotag.cos_adapter import ConfigurationError
+    from cos_autotag.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="TENCENTCLOUD_SECRETID"):
         index.main_handler(stack.event("nocreds.jpg", rid), context())
@@ -112,7 +112,7 @@ def test_cli_invoke_runs_the_handler_on_an_event_file(function_env, tmp_path):
     src = Path(__file__).resolve().parents[2] / "src"
     env = {**os.environ, "AUTOTAG_LOG_LEVEL": "WARNING", "PYTHONPATH": str(src)}
     out = subprocess.run(
-        [sys.executable, "-m", "cos_autotag.cli", "invoke", str(event_file)],
+        [sys.executable, "-m", "cos_autotag_tools.cli", "invoke", str(event_file)],
         env=env,
         capture_output=True,
         text=True,
@@ -128,6 +128,6 @@ def test_cli_invoke_reports_a_bad_event_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json", encoding="utf-8")
     out = subprocess.run(
-        [sys.executable, "-m", "cos_autotag.cli", "invoke", str(bad)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "cos_autotag_tools.cli", "invoke", str(bad)], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 2 and "cannot read" in out.stderr

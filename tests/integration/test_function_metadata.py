@@ -104,7 +104,7 @@ def test_full_user_metadata_leaves_no_room_and_costs_no_detect(stack):
 
 def test_overwritten_between_head_and_copy_is_not_clobbered(stack):
     """The copy is conditional on the ETag read by HEAD: newer content and metadata survive."""
-    from cos_autotag.local.emulator import Faults
+    from cos_autotag_tools.emulator import Faults
 
     app = stack.app(mode="metadata")
     rid = stack.put("race.jpg", jpeg(26), Metadata={"x-cos-meta-v": "1"})

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from cos_autotag.handler import RetryableFailure
-from cos_autotag.local.emulator import Faults
+from cos_autotag.errors import RetryableFailure
+from cos_autotag_tools.emulator import Faults
 from tests.function_stack import captured_logs, context, jpeg, running_stack
 
 pytestmark = pytest.mark.integration
@@ -322,7 +322,7 @@ def test_a_newer_upload_labeled_first_still_ends_with_its_own_labels(stack):
 def test_an_object_that_keeps_changing_is_left_for_scfs_retry(stack):
     import threading
 
-    from cos_autotag.handler import RetryableFailure
+    from cos_autotag.errors import RetryableFailure
 
     rid = stack.put("busy-key.jpg", jpeg(22))
     stack.emulator.set_faults(Faults(latency_by_op={"DetectLabel": 0.4}))

@@ -21,13 +21,14 @@ from typing import Any
 import pytest
 from qcloud_cos import CosS3Client
 
+from cos_autotag.errors import RetryableFailure, StoreUnavailable
 from cos_autotag.events import CosRecord
-from cos_autotag.guard import Claim, StoreUnavailable
+from cos_autotag.guard import Claim
 from cos_autotag.guard_redis import KEY_PREFIX, RedisAddress, RedisStore
-from cos_autotag.handler import App, RetryableFailure
-from cos_autotag.local.emulator import Emulator
+from cos_autotag.handler import App
 from cos_autotag.settings import Settings
 from cos_autotag.writeback import MARKER_TAG
+from cos_autotag_tools.emulator import Emulator
 from tests.conftest import BUCKET, REGION, SECRET_ID, SECRET_KEY, image_bytes
 from tests.helpers import load_event, scf_context
 from tests.redis_server import RedisServer, RedisServerFactory

@@ -19,9 +19,6 @@ from typing import Any
 
 from cos_autotag import cos_facts
 from cos_autotag.detect import Label
-from cos_autotag.local.emulator import ci
-from cos_autotag.local.emulator.errors import CosError
-from cos_autotag.local.emulator.store import ObjectState
 from cos_autotag.pipeline import THUMBNAIL_RULE
 from cos_autotag.selection import select_labels
 from cos_autotag.settings import Settings
@@ -34,6 +31,9 @@ from cos_autotag.writeback import (
     encode_labels_meta,
     marker_token,
 )
+from cos_autotag_tools.emulator import ci
+from cos_autotag_tools.emulator.errors import CosError
+from cos_autotag_tools.emulator.store import ObjectState
 
 # What COS serves for an object stored without a Content-Type.
 DEFAULT_CONTENT_TYPE = "application/octet-stream"

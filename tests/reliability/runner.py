@@ -27,7 +27,7 @@ from qcloud_cos import CosConfig, CosS3Client
 
 from cos_autotag import cos_facts
 from cos_autotag.handler import App
-from cos_autotag.local.emulator import Faults
+from cos_autotag_tools.emulator import Faults
 from tests.function_stack import BUCKET, REGION, SECRET_ID, SECRET_KEY, TOKEN, Stack, running_stack
 from tests.reliability import invariants
 from tests.reliability.invariants import Expected

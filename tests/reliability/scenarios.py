@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from cos_autotag import cos_facts
-from cos_autotag.local.emulator import Faults
+from cos_autotag_tools.emulator import Faults
 from tests.function_stack import jpeg
 from tests.reliability.runner import Run, Setup, Upload
 

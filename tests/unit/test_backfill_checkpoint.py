@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from cos_autotag import cos_facts
-from cos_autotag.backfill.checkpoint import (
+from cos_autotag.events import CosRecord
+from cos_autotag_tools.backfill.checkpoint import (
     Answer,
     AnswerCache,
     CheckpointError,
@@ -19,8 +20,7 @@ from cos_autotag.backfill.checkpoint import (
     Watermark,
     load,
 )
-from cos_autotag.backfill.listing import ListedObject
-from cos_autotag.events import CosRecord
+from cos_autotag_tools.backfill.listing import ListedObject
 
 SCOPE = {"bucket": "photos-1250000000", "region": "ap-guangzhou", "prefix": "img/", "mode": "tags", "via": "local"}
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cos_autotag.backfill import run_backfill
-from cos_autotag.backfill.checkpoint import CheckpointWriter
-from cos_autotag.backfill.cli import parse_options
+from cos_autotag_tools.backfill import run_backfill
+from cos_autotag_tools.backfill.checkpoint import CheckpointWriter
+from cos_autotag_tools.backfill.cli import parse_options
 
 CREDS = {"TENCENTCLOUD_SECRETID": "AKIDx", "TENCENTCLOUD_SECRETKEY": "secret-key-x"}
 # Nothing listens here: any call made by mistake would fail the run with another code or message.

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from cos_autotag.backfill.listing import ListedObject, list_objects, parse_page
-from cos_autotag.cos_adapter import CosCallError
+from cos_autotag.errors import CosCallError
+from cos_autotag_tools.backfill.listing import ListedObject, list_objects, parse_page
 
 
 class PagedGateway:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cos_autotag.backfill.rate import TokenBucket
+from cos_autotag_tools.backfill.rate import TokenBucket
 
 
 class FakeClock:

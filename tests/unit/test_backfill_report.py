@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from cos_autotag import cos_facts
-from cos_autotag.backfill.rate import BucketStats
-from cos_autotag.backfill.report import SENT, WOULD_LABEL, Report
 from cos_autotag.pipeline import RecordResult
+from cos_autotag_tools.backfill.rate import BucketStats
+from cos_autotag_tools.backfill.report import SENT, WOULD_LABEL, Report
 
 B = "photos-1250000000"
 

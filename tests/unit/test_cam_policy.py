@@ -43,7 +43,7 @@ POLICY = ROOT / "cam-policy.json"
 ENV_EXAMPLE = ROOT / ".env.example"
 SRC = ROOT / "src"
 PACKAGE = "cos_autotag"
-LOCAL_PACKAGE = "cos_autotag.local"  # never deployed, never run under the execution role
+LOCAL_PACKAGE = "cos_autotag_tools"  # never deployed, never run under the execution role
 
 # The actions the execution role needs, and so exactly what cam-policy.json grants.
 REQUIRED_ACTIONS = frozenset(
@@ -476,8 +476,8 @@ def test_scan_ignores_the_local_package_and_unreached_modules(tmp_path: Path) ->
                 "def main_handler(event, context):\n"
                 "    client.ci_image_detect_label(Bucket='b', Key='k')\n"
             ),
-            "cos_autotag/local/__init__.py": "",
-            "cos_autotag/local/emulator.py": "client.copy_object(Bucket='b')\n",
+            "cos_autotag_tools/__init__.py": "",
+            "cos_autotag_tools/emulator.py": "client.copy_object(Bucket='b')\n",
             "cos_autotag/cli.py": "client.list_objects(Bucket='b')\n",  # never imported by index
         },
     )

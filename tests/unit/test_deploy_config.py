@@ -650,7 +650,7 @@ def test_upload_leaves_out_the_local_package_and_build_debris() -> None:
     files = deploy_files(src, exclude)
     package_files = [f for f in files if f.startswith("cos_autotag/")]
     assert package_files, "the cos_autotag package is not uploaded"
-    assert not [f for f in files if f.startswith("cos_autotag/local/")], "local-only code is uploaded"
+    assert not [f for f in files if f.startswith("cos_autotag_tools/")], "local-only code is uploaded"
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or ".egg-info/" in f]
 
 
@@ -673,7 +673,7 @@ def test_uploaded_code_imports_only_what_the_layer_carries() -> None:
     files = deploy_files(src, exclude)
     allowed = runtime_import_names(load_build_module().runtime_dependencies(PYPROJECT))
     assert {"qcloud_cos", "requests", "structlog"} <= allowed
-    assert import_problems(src, files, allowed, "cos_autotag.local") == []
+    assert import_problems(src, files, allowed, "cos_autotag_tools") == []
 
 
 def test_layer_is_built_for_the_function_runtime_and_referenced_by_it() -> None:
@@ -879,8 +879,8 @@ def test_unset_env_variable_drops_the_key_like_the_cli() -> None:
 
 
 def test_excludes_match_like_minimatch() -> None:
-    assert glob_regex("cos_autotag/local/**").match("cos_autotag/local/engine/model.py")
-    assert not glob_regex("cos_autotag/local/**").match("cos_autotag/localize.py")
+    assert glob_regex("cos_autotag_tools/**").match("cos_autotag_tools/engine/model.py")
+    assert not glob_regex("cos_autotag_tools/**").match("cos_autotag/localize.py")
     assert glob_regex("**/__pycache__/**").match("__pycache__/index.cpython-310.pyc")
     assert glob_regex("**/__pycache__/**").match("cos_autotag/__pycache__/x.pyc")
     assert glob_regex("*.egg-info/**").match("cos_autotag.egg-info/PKG-INFO")
@@ -894,7 +894,7 @@ def test_import_rule_catches_local_and_undeclared_imports(tmp_path: Path) -> Non
         "cos_autotag/handler.py": (
             "from typing import TYPE_CHECKING\n"
             "import json, requests\n"
-            "from .local import engine\n"
+            "from cos_autotag_tools import engine\n"
             "if TYPE_CHECKING:\n    import numpy\n"
             "try:\n    import tqdm\nexcept ImportError:\n    tqdm = None\n"
             "try:\n    import PIL\nexcept ValueError:\n    pass\n"
@@ -904,8 +904,8 @@ def test_import_rule_catches_local_and_undeclared_imports(tmp_path: Path) -> Non
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text, encoding="utf-8")
-    problems = import_problems(tmp_path, sorted(files), {"requests"}, "cos_autotag.local")
-    assert any("imports cos_autotag.local" in p for p in problems), problems
+    problems = import_problems(tmp_path, sorted(files), {"requests"}, "cos_autotag_tools")
+    assert any("imports cos_autotag_tools" in p for p in problems), problems
     assert any("imports redis, which is not a runtime dependency" in p for p in problems), problems
     assert any("imports PIL" in p for p in problems), "only an ImportError handler makes an import optional"
     assert not any(name in p for p in problems for name in ("numpy", "json", "requests", "tqdm")), problems

@@ -11,8 +11,8 @@ import requests
 from qcloud_cos import CosConfig
 from qcloud_cos.cos_auth import CosS3Auth
 
-from cos_autotag.local.emulator import auth
-from cos_autotag.local.emulator.errors import CosError
+from cos_autotag_tools.emulator import auth
+from cos_autotag_tools.emulator.errors import CosError
 
 SID, SKEY = "AKIDunit", "unit-secret"
 HOST = "photos-1250000000.cos.ap-guangzhou.myqcloud.com"

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from cos_autotag.local.emulator.faults import FaultInjector, Faults
-from cos_autotag.local.emulator.triggers import ObjectEvent, Trigger, build_record, validate_trigger_events
+from cos_autotag_tools.emulator.faults import FaultInjector, Faults
+from cos_autotag_tools.emulator.triggers import ObjectEvent, Trigger, build_record, validate_trigger_events
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cos_autotag.local.emulator.store import Store, md5_etag
+from cos_autotag_tools.emulator.store import Store, md5_etag
 
 B, R = "photos-1250000000", "ap-guangzhou"
 

@@ -6,8 +6,8 @@ import pytest
 from qcloud_cos.cos_comm import xml_to_dict
 from qcloud_cos.cos_exception import CosServiceError
 
-from cos_autotag.local.emulator import xml_bodies
-from cos_autotag.local.emulator.errors import CosError
+from cos_autotag_tools.emulator import xml_bodies
+from cos_autotag_tools.emulator.errors import CosError
 
 LABEL = {"Name": "cat", "Confidence": 87, "FirstCategory": "Animal", "SecondCategory": "Pet"}
 

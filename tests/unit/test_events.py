@@ -1,6 +1,7 @@
 import pytest
 
-from cos_autotag.events import CosRecord, EventError, MalformedRecord, parse_event
+from cos_autotag.errors import EventError
+from cos_autotag.events import CosRecord, MalformedRecord, parse_event
 from tests.helpers import load_event
 
 

@@ -5,7 +5,8 @@ import copy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cos_autotag.events import CosRecord, EventError, MalformedRecord, parse_event
+from cos_autotag.errors import EventError
+from cos_autotag.events import CosRecord, MalformedRecord, parse_event
 from tests.helpers import load_event
 
 json_values = st.recursive(

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from cos_autotag.local.labels import DeterministicEngine, EfficientNetEngine, ImageDecodeError, make_engine
+from cos_autotag_tools.labels import DeterministicEngine, EfficientNetEngine, ImageDecodeError, make_engine
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"pretend pixels"
 JPEG = b"\xff\xd8\xff\xe0" + b"pretend pixels"

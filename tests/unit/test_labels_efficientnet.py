@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cos_autotag.local.labels import EfficientNetEngine, ImageDecodeError
-from cos_autotag.local.labels.efficientnet import (
+from cos_autotag_tools.labels import EfficientNetEngine, ImageDecodeError
+from cos_autotag_tools.labels.efficientnet import (
     BN_EPSILON,
     Conv,
     EfficientNetLite0,
@@ -19,10 +19,10 @@ from cos_autotag.local.labels.efficientnet import (
     default_checkpoint_path,
     shared_model,
 )
-from cos_autotag.local.labels.errors import CheckpointFormatError
-from cos_autotag.local.labels.scenes import NOISE_FLOOR, SCENE_POLICIES
-from cos_autotag.local.labels.torch_pickle import load_state_dict
-from cos_autotag.local.photos import photo_path
+from cos_autotag_tools.labels.errors import CheckpointFormatError
+from cos_autotag_tools.labels.scenes import NOISE_FLOOR, SCENE_POLICIES
+from cos_autotag_tools.labels.torch_pickle import load_state_dict
+from cos_autotag_tools.photos import photo_path
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_the_model_is_loaded_once_per_process(engine: EfficientNetEngine) -> Non
 
 
 def test_logits_for_the_coffee_photo_are_stable(engine: EfficientNetEngine) -> None:
-    from cos_autotag.local.labels.image import preprocess
+    from cos_autotag_tools.labels.image import preprocess
 
     logits = engine.model.logits(preprocess(photo_path("coffee.png").read_bytes()))
 

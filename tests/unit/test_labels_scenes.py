@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cos_autotag.cos_facts import DETECT_DEFAULT_SCENES, DETECT_SCENES
-from cos_autotag.local.labels.classes import CATEGORY_INDICES, NUM_CLASSES, ImageNetClass, class_names, imagenet_classes
-from cos_autotag.local.labels.scenes import (
+from cos_autotag_tools.labels.classes import CATEGORY_INDICES, NUM_CLASSES, ImageNetClass, class_names, imagenet_classes
+from cos_autotag_tools.labels.scenes import (
     NOISE_FLOOR,
     SCENE_POLICIES,
     labels_for_scene,

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cos_autotag.local.labels.errors import CheckpointFormatError, UnsafePickleError
-from cos_autotag.local.labels.torch_pickle import (
+from cos_autotag_tools.labels.errors import CheckpointFormatError, UnsafePickleError
+from cos_autotag_tools.labels.torch_pickle import (
     LEGACY_MAGIC_NUMBER,
     LEGACY_PROTOCOL_VERSION,
     load_legacy,

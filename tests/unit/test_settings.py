@@ -1,6 +1,7 @@
 import pytest
 
-from cos_autotag.settings import ENV_VARS, Settings, SettingsError
+from cos_autotag.errors import SettingsError
+from cos_autotag.settings import ENV_VARS, Settings
 
 
 def test_defaults():

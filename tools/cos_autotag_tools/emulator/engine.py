@@ -2,7 +2,7 @@
 
 Any object with `detect(data: bytes, scenes: Sequence[str]) -> dict[str, list[dict]]` works:
 scene name -> labels, each {"Name": str, "Confidence": int 0-100, "FirstCategory": str,
-"SecondCategory": str}. The real engines live in `cos_autotag.local.labels`.
+"SecondCategory": str}. The real engines live in `cos_autotag_tools.labels`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class DigestLabelEngine:
 def default_engine() -> LabelEngine:
     """The project's deterministic engine when it is installed, else the digest engine."""
     try:
-        labels = importlib.import_module("cos_autotag.local.labels")
+        labels = importlib.import_module("cos_autotag_tools.labels")
         engine_cls = labels.DeterministicEngine
     except (ImportError, AttributeError):
         return DigestLabelEngine()
@@ -73,7 +73,7 @@ def load_engine(spec: str) -> LabelEngine:
     if spec == "digest":
         return DigestLabelEngine()
     if ":" not in spec:
-        labels = importlib.import_module("cos_autotag.local.labels")
+        labels = importlib.import_module("cos_autotag_tools.labels")
         engine_by_name: LabelEngine = labels.make_engine(spec)
         return engine_by_name
     module_name, sep, class_name = spec.partition(":")

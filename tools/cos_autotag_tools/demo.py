@@ -21,10 +21,10 @@ from qcloud_cos import CosConfig, CosS3Client
 
 from cos_autotag import cos_facts
 from cos_autotag import handler as handler_module
-from cos_autotag.local.emulator import Emulator
-from cos_autotag.local.labels import EfficientNetEngine
-from cos_autotag.local.photos import list_photos
 from cos_autotag.writeback import LABELS_META, MARKER_META, decode_labels_meta
+from cos_autotag_tools.emulator import Emulator
+from cos_autotag_tools.labels import EfficientNetEngine
+from cos_autotag_tools.photos import list_photos
 
 BUCKET = "demo-1250000000"
 REGION = "ap-guangzhou"

@@ -201,7 +201,7 @@ def check_image(data: bytes) -> tuple[int, int]:
 
 def _decode_error_types() -> tuple[type[BaseException], ...]:
     try:
-        from cos_autotag.local.labels.errors import ImageDecodeError
+        from cos_autotag_tools.labels.errors import ImageDecodeError
     except ImportError:
         return ()
     return (ImageDecodeError,)

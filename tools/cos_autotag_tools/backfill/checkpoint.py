@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..events import CosRecord
+    from cos_autotag.events import CosRecord
+
     from .listing import ListedObject
 
 VERSION = 2

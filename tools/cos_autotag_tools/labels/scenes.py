@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 from cos_autotag.cos_facts import DETECT_DEFAULT_SCENES, DETECT_SCENES
-from cos_autotag.local.labels.classes import ImageNetClass
+from cos_autotag_tools.labels.classes import ImageNetClass
 
 # What one label looks like: {"Name", "Confidence" (int 0-100), "FirstCategory", "SecondCategory"}.
 Label = dict[str, str | int]

@@ -26,7 +26,7 @@ from typing import IO, Any, TypeGuard
 
 import numpy as np
 
-from cos_autotag.local.labels.errors import CheckpointFormatError, UnsafePickleError
+from cos_autotag_tools.labels.errors import CheckpointFormatError, UnsafePickleError
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from ..cos_adapter import CosGateway
-from ..retry import Deadline, call_with_retry
+from cos_autotag.cos_adapter import CosGateway
+from cos_autotag.retry import Deadline, call_with_retry
 
 PAGE_SIZE = 1000  # COS's maximum for max-keys
 PAGE_DEADLINE_S = 120.0

@@ -1,6 +1,6 @@
 """The local COS + Cloud Infinite emulator ("LocalStack for COS").
 
-    from cos_autotag.local.emulator import Emulator, Faults
+    from cos_autotag_tools.emulator import Emulator, Faults
 
     with Emulator(credentials={"AKIDLOCAL": "local-secret"}) as emu:
         emu.create_bucket("photos-1250000000", "ap-guangzhou")

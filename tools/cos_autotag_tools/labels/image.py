@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cos_autotag.local.labels.errors import ImageDecodeError
+from cos_autotag_tools.labels.errors import ImageDecodeError
 
 # CI's detect-label accepts only these (cos_facts.DETECT_CONTENT_TYPES); so does the engine.
 ACCEPTED_FORMATS = ("JPEG", "PNG")

@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from .. import cos_facts
-from ..cos_adapter import CosCallError, Credentials
-from ..eligibility import check_record
-from ..events import MAX_RECORDS_PER_EVENT
-from ..pipeline import RecordResult
-from ..retry import Deadline, call_with_retry
-from ..settings import Settings
+from cos_autotag import cos_facts
+from cos_autotag.cos_adapter import Credentials
+from cos_autotag.eligibility import check_record
+from cos_autotag.errors import CosCallError
+from cos_autotag.events import MAX_RECORDS_PER_EVENT
+from cos_autotag.pipeline import RecordResult
+from cos_autotag.retry import Deadline, call_with_retry
+from cos_autotag.settings import Settings
+
 from .listing import ListedObject
 from .options import Options
 from .rate import TokenBucket

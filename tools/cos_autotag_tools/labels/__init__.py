@@ -10,10 +10,10 @@ Both answer `detect(data, scenes) -> {scene: [{"Name", "Confidence", "FirstCateg
 
 from __future__ import annotations
 
-from cos_autotag.local.labels.deterministic import DeterministicEngine
-from cos_autotag.local.labels.engine import ENGINE_NAMES, EfficientNetEngine, LabelEngine, make_engine
-from cos_autotag.local.labels.errors import CheckpointFormatError, ImageDecodeError, UnsafePickleError
-from cos_autotag.local.labels.scenes import SCENE_POLICIES, Label, SceneLabels
+from cos_autotag_tools.labels.deterministic import DeterministicEngine
+from cos_autotag_tools.labels.engine import ENGINE_NAMES, EfficientNetEngine, LabelEngine, make_engine
+from cos_autotag_tools.labels.errors import CheckpointFormatError, ImageDecodeError, UnsafePickleError
+from cos_autotag_tools.labels.scenes import SCENE_POLICIES, Label, SceneLabels
 
 __all__ = [
     "ENGINE_NAMES",

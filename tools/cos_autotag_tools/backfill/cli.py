@@ -19,10 +19,11 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import cos_facts, observability
-from ..cos_adapter import ConfigurationError
-from ..events import MAX_RECORDS_PER_EVENT
-from ..settings import Settings, SettingsError
+from cos_autotag import cos_facts, observability
+from cos_autotag.errors import ConfigurationError, SettingsError
+from cos_autotag.events import MAX_RECORDS_PER_EVENT
+from cos_autotag.settings import Settings
+
 from .checkpoint import CheckpointError, CheckpointWriter, ResumeState, load
 from .options import (
     DEFAULT_BATCH,

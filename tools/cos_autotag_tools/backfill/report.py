@@ -7,8 +7,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import cos_facts
-from ..pipeline import RecordResult
+from cos_autotag import cos_facts
+from cos_autotag.pipeline import RecordResult
+
 from .rate import BucketStats
 
 # Outcomes a backfill adds to the pipeline's own (labeled, skipped, duplicate, failed).

@@ -1,6 +1,6 @@
 """Measure the EfficientNet engine: weight load time and per-image time on the demo photos.
 
-Run: `python -m cos_autotag.local.labels.bench [repeats]` (prints JSON).
+Run: `python -m cos_autotag_tools.labels.bench [repeats]` (prints JSON).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import statistics
 import sys
 import time
 
-from cos_autotag.local.labels.efficientnet import EfficientNetLite0, default_checkpoint_path, softmax
-from cos_autotag.local.labels.image import preprocess
-from cos_autotag.local.photos import list_photos
+from cos_autotag_tools.labels.efficientnet import EfficientNetLite0, default_checkpoint_path, softmax
+from cos_autotag_tools.labels.image import preprocess
+from cos_autotag_tools.photos import list_photos
 
 
 def _ms(seconds: float) -> float:

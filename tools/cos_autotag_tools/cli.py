@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .settings import SettingsError
+from cos_autotag.errors import SettingsError
 
 
 def _context(args: argparse.Namespace) -> dict[str, Any]:
@@ -33,8 +33,8 @@ def _context(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    from .cos_adapter import ConfigurationError
-    from .handler import App, RetryableFailure
+    from cos_autotag.errors import ConfigurationError, RetryableFailure
+    from cos_autotag.handler import App
 
     try:
         event = json.loads(Path(args.event).read_text(encoding="utf-8"))
@@ -58,11 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # These parse their own arguments.
     if argv and argv[0] == "local":
-        from .local.emulator.cli import run_local
+        from .emulator.cli import run_local
 
         return run_local(argv[1:])
     if argv and argv[0] == "demo":
-        from .local.demo import run_demo
+        from .demo import run_demo
 
         return run_demo(argv[1:])
     if argv and argv[0] == "backfill":

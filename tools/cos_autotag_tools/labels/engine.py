@@ -8,10 +8,10 @@ from typing import Protocol
 
 import numpy as np
 
-from cos_autotag.local.labels.classes import imagenet_classes
-from cos_autotag.local.labels.efficientnet import EfficientNetLite0, shared_model, softmax
-from cos_autotag.local.labels.image import preprocess
-from cos_autotag.local.labels.scenes import SceneLabels, labels_for_scenes
+from cos_autotag_tools.labels.classes import imagenet_classes
+from cos_autotag_tools.labels.efficientnet import EfficientNetLite0, shared_model, softmax
+from cos_autotag_tools.labels.image import preprocess
+from cos_autotag_tools.labels.scenes import SceneLabels, labels_for_scenes
 
 
 class LabelEngine(Protocol):
@@ -52,7 +52,7 @@ def make_engine(name: str) -> LabelEngine:
     if key == "efficientnet":
         return EfficientNetEngine()
     if key == "deterministic":
-        from cos_autotag.local.labels.deterministic import DeterministicEngine
+        from cos_autotag_tools.labels.deterministic import DeterministicEngine
 
         return DeterministicEngine()
     raise ValueError(f"unknown label engine {name!r}; expected one of {', '.join(ENGINE_NAMES)}")

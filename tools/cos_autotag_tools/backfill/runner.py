@@ -15,12 +15,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from .. import cos_facts, observability
-from ..cos_adapter import CosCallError, CosGateway
-from ..events import CosRecord
-from ..pipeline import DetectGate, Pipeline, RecordResult
-from ..retry import Deadline
-from ..settings import Settings
+from cos_autotag import cos_facts, observability
+from cos_autotag.cos_adapter import CosGateway
+from cos_autotag.errors import CosCallError
+from cos_autotag.events import CosRecord
+from cos_autotag.pipeline import DetectGate, Pipeline, RecordResult
+from cos_autotag.retry import Deadline
+from cos_autotag.settings import Settings
+
 from .checkpoint import AnswerCache, CheckpointWriter, ResumeState, Watermark
 from .listing import ListedObject, list_objects
 from .options import Options

@@ -11,8 +11,8 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 
-from cos_autotag.local.labels.errors import ImageDecodeError
-from cos_autotag.local.labels.scenes import Label, SceneLabels, normalise_scenes
+from cos_autotag_tools.labels.errors import ImageDecodeError
+from cos_autotag_tools.labels.scenes import Label, SceneLabels, normalise_scenes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cos_autotag.local.labels.errors import CheckpointFormatError
-from cos_autotag.local.labels.torch_pickle import load_state_dict
+from cos_autotag_tools.labels.errors import CheckpointFormatError
+from cos_autotag_tools.labels.torch_pickle import load_state_dict
 
 INPUT_SIZE = 224
 NUM_CLASSES = 1000

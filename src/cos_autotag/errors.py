@@ -1,0 +1,58 @@
+"""Every exception the function raises on purpose, in one place, each named for what happened.
+
+`retryable` says whether SCF's retry of the invocation (a minute later) could succeed where this
+attempt failed; the handler raises at the end of an invocation only for those.
+"""
+
+from __future__ import annotations
+
+
+class SettingsError(ValueError):
+    """A setting has a value the function cannot run with."""
+
+    def __init__(self, var: str, value: str, allowed: str) -> None:
+        super().__init__(f"{var}={value!r} is not valid: expected {allowed}")
+        self.var, self.value, self.allowed = var, value, allowed
+
+
+class EventError(ValueError):
+    """The event as a whole is not a COS trigger event."""
+
+
+class ConfigurationError(RuntimeError):
+    """The function cannot call COS at all (no credentials): every record would fail."""
+
+
+class CosCallError(Exception):
+    """A COS or CI call failed; `retryable` says whether trying again could help."""
+
+    def __init__(
+        self, operation: str, code: str, message: str, status: int | None, request_id: str, retryable: bool
+    ) -> None:
+        super().__init__(f"{operation}: {code} ({status}): {message}")
+        self.operation, self.code, self.message = operation, code, message
+        self.status, self.request_id, self.retryable = status, request_id, retryable
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404 or self.code in ("NoSuchKey", "NoSuchResource")
+
+
+class StoreUnavailable(RuntimeError):
+    """The strict idempotency store could not be reached; the object marker still guards."""
+
+
+class AlreadyInProgress(RuntimeError):
+    """Another delivery holds the upload; SCF's retry will find it completed."""
+
+    retryable = True
+
+
+class ObjectKeptChanging(RuntimeError):
+    """The object changed twice while being labeled; SCF's retry, a minute later, will find it settled."""
+
+    retryable = True
+
+
+class RetryableFailure(RuntimeError):
+    """Raised at the end of an invocation so that SCF retries it: some records may succeed then."""

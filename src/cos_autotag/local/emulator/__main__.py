@@ -1,7 +1,0 @@
-"""`python -m cos_autotag.local.emulator [--port P] ...`: the same as `cos-autotag local`."""
-
-import sys
-
-from .cli import run_local
-
-sys.exit(run_local())
