@@ -33,10 +33,6 @@ PRESIGN_EXPIRES_S = 600
 CREDENTIAL_VARS = ("TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY", "TENCENTCLOUD_SESSIONTOKEN")
 
 
-
-
-
-
 @dataclass(frozen=True)
 class Credentials:
     secret_id: str

@@ -284,3 +284,55 @@ TC3_MAX_CLOCK_SKEW_S = 300  # X-TC-Timestamp more than 5 minutes off: AuthFailur
 SCF_SYNC_EVENT_MAX_BYTES = 6 * 1024 * 1024  # InvokeRequest.ClientContext, synchronous (async: above)
 # API 3.0 answers this (and codes under it) when calls come too fast: worth a later retry.
 API_THROTTLE_CODE = "RequestLimitExceeded"
+
+# --- errors whose fix is in the deployment, not in one object ----------------------------------
+# A first deploy that names the wrong bucket or region, or whose role lacks a permission, or
+# whose bucket is not bound to Cloud Infinite, answers the same error for every upload. These
+# are told apart from properties of one object (gone, not an image) so the user sees what to fix.
+CREDENTIAL_ERROR_CODES = frozenset(
+    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "RequestTimeTooSkewed"}
+)
+# detect-label's answers about the image itself: a property of that one object, so a skip.
+IMAGE_REJECTION_CODES = frozenset(
+    {CI_CODE_NOT_AN_IMAGE, CI_CODE_IMAGE_TOO_LARGE, CI_CODE_RESOLUTION_EXCEEDED, CI_CODE_IMAGE_TOO_SMALL}
+    | NOT_AN_IMAGE_CODES
+)
+
+
+def configuration_fix(operation: str, code: str, status: int | None) -> str | None:
+    """What to fix when an error says the deployment is wrong (None: it is about this object or transient).
+
+    Cloud Infinite documents no code for "bucket not bound" or "recognition not enabled", so any
+    detect-label 4xx that is not about the image, the object's absence or throttling counts here.
+    """
+    if code == "NoSuchBucket":
+        return (
+            "COS has no such bucket in that region (NoSuchBucket): check the bucket name (<name>-<appid>) "
+            "and its region in the trigger, AUTOTAG_BUCKETS and the function's region"
+        )
+    if code in CREDENTIAL_ERROR_CODES:
+        return (
+            f"COS refused the credentials ({code}): on SCF, bind an execution role to the function "
+            "(it provides TENCENTCLOUD_SECRETID, TENCENTCLOUD_SECRETKEY and TENCENTCLOUD_SESSIONTOKEN); "
+            "locally, check those variables"
+        )
+    if operation == "DetectLabel":
+        if status is None or status == 404 or status == 429 or status >= 500:
+            return None
+        if code in IMAGE_REJECTION_CODES or code in THROTTLE_CODES:
+            return None
+        if code == CI_CODE_BAD_IMAGE_SOURCE:
+            return (
+                f"Cloud Infinite could not fetch the image ({code}): the role must be able to read the "
+                "object (cos:GetObject), including through the signed rendition URL used for large photos"
+            )
+        return (
+            f"Cloud Infinite refused detect-label ({code}): bind the bucket to Cloud Infinite, enable AI "
+            "content recognition for it, and allow the role ci:CreateDetectLabelJob (see docs/deploy.md)"
+        )
+    if code == "AccessDenied" or (status == 403 and code != "InvalidObjectState"):  # archived: one object
+        return (
+            f"the function's role may not call {operation} on this bucket ({code}): attach the policy that "
+            "`cos-autotag policy` prints for this mode to the SCF execution role"
+        )
+    return None

@@ -12,6 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import cos_facts
+from .eligibility import Verdict
+from .outcome import Outcome, Reason
+from .ports import LabelDetector, ObjectStore
+from .run import RecordRun
+
+# The rendition detect-label sees for a photo over its 3 MB limit: a JPEG at most 1280 px a side.
+THUMBNAIL_RULE = "imageMogr2/thumbnail/1280x1280/format/jpg"
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,23 @@ class Label:
     first_category: str = ""
     second_category: str = ""
     scene: str = ""
+
+
+def detect(
+    run: RecordRun, detector: LabelDetector, store: ObjectStore, verdict: Verdict, scenes: tuple[str, ...]
+) -> list[Label]:
+    """Every label detect-label finds in the object (the one paid call), or in its rendition when large."""
+    record = run.record
+    detect_url = None
+    if verdict.large:
+        if record.size is not None and record.size > cos_facts.CI_PROCESS_MAX_BYTES:
+            run.finish(Outcome.SKIPPED, Reason.TOO_LARGE)
+        detect_url = store.thumbnail_url(record.bucket, record.region, run.key, THUMBNAIL_RULE)
+    response = run.call(
+        "DetectLabel",
+        lambda: detector.detect_labels(record.bucket, record.region, run.key, scenes, detect_url=detect_url),
+    )
+    return parse_detect_response(response)
 
 
 def parse_detect_response(response: Any) -> list[Label]:

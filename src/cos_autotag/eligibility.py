@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 from . import cos_facts
 from .events import CosRecord
+from .outcome import Outcome, Reason
+from .ports import ObjectStore
+from .run import RecordRun
 from .settings import Settings
 
 # Enough bytes to hold the PNG header or, in nearly every JPEG, the frame header after EXIF.
@@ -34,14 +37,14 @@ ELIGIBLE_PNG = Verdict(True, image_format="png")
 
 def _by_name_filters(key: str, settings: Settings) -> str:
     if settings.include_prefixes and not key.startswith(settings.include_prefixes):
-        return "outside included prefixes"
+        return Reason.OUTSIDE_INCLUDED_PREFIXES
     if settings.exclude_prefixes and key.startswith(settings.exclude_prefixes):
-        return "excluded prefix"
+        return Reason.EXCLUDED_PREFIX
     lowered = key.lower()
     if settings.include_suffixes and not lowered.endswith(tuple(s.lower() for s in settings.include_suffixes)):
-        return "outside included suffixes"
+        return Reason.OUTSIDE_INCLUDED_SUFFIXES
     if settings.exclude_suffixes and lowered.endswith(tuple(s.lower() for s in settings.exclude_suffixes)):
-        return "excluded suffix"
+        return Reason.EXCLUDED_SUFFIX
     return ""
 
 
@@ -69,14 +72,14 @@ def check_record(record: CosRecord, settings: Settings) -> Verdict:
     if reason := _by_name_filters(record.key, settings):
         return Verdict(False, reason)
     if record.size == 0:
-        return Verdict(False, "empty object")
+        return Verdict(False, Reason.EMPTY)
     fmt = _format_from_type(record.content_type)
     if fmt is None:
         fmt = _format_from_extension(record.key)
     if fmt is None:
-        return Verdict(False, "unknown type", needs_sniff=True)
+        return Verdict(False, Reason.UNKNOWN_TYPE, needs_sniff=True)
     if fmt == "":
-        return Verdict(False, "not a JPEG or PNG")
+        return Verdict(False, Reason.NOT_AN_IMAGE)
     return _size_verdict(record.size, fmt, settings)
 
 
@@ -84,7 +87,7 @@ def _size_verdict(size: int | None, fmt: str, settings: Settings) -> Verdict:
     if size is not None and size > cos_facts.DETECT_MAX_BYTES:
         if settings.large_images == "thumbnail":
             return Verdict(True, large=True, image_format=fmt)
-        return Verdict(False, "too large")
+        return Verdict(False, Reason.TOO_LARGE)
     return ELIGIBLE_PNG if fmt == "png" else ELIGIBLE_JPEG
 
 
@@ -92,13 +95,25 @@ def check_bytes(head: bytes, size: int | None, settings: Settings) -> Verdict:
     """The verdict from the object's first bytes, for objects whose type nothing else tells."""
     sniffed = sniff_image(head)
     if sniffed is None:
-        return Verdict(False, "not a JPEG or PNG")
+        return Verdict(False, Reason.NOT_AN_IMAGE)
     fmt, dims = sniffed
     if dims is not None:
         width, height = dims
         if min(width, height) < cos_facts.DETECT_MIN_SIDE:
-            return Verdict(False, "too small")
+            return Verdict(False, Reason.TOO_SMALL)
     return _size_verdict(size, fmt, settings)
+
+
+def confirm_by_bytes(run: RecordRun, store: ObjectStore, verdict: Verdict, settings: Settings) -> Verdict:
+    """Where the type is still unknown, decide from the object's first bytes (a ranged GET)."""
+    if not verdict.needs_sniff:
+        return verdict
+    record = run.record
+    head = run.call("GetObject", lambda: store.read_first_bytes(record.bucket, record.region, run.key, SNIFF_BYTES))
+    sniffed = check_bytes(head, record.size, settings)
+    if not sniffed.eligible:
+        run.finish(Outcome.SKIPPED, sniffed.reason)
+    return sniffed
 
 
 def sniff_image(head: bytes) -> tuple[str, tuple[int, int] | None] | None:

@@ -35,7 +35,8 @@ class CosCallError(Exception):
 
     @property
     def not_found(self) -> bool:
-        return self.status == 404 or self.code in ("NoSuchKey", "NoSuchResource")
+        # A missing bucket is a deployment error, never "this object is gone".
+        return self.code != "NoSuchBucket" and (self.status == 404 or self.code in ("NoSuchKey", "NoSuchResource"))
 
 
 class StoreUnavailable(RuntimeError):

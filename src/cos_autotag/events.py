@@ -19,8 +19,6 @@ from .errors import EventError
 MAX_RECORDS_PER_EVENT = 1000
 
 
-
-
 @dataclass(frozen=True)
 class MalformedRecord:
     index: int

@@ -15,6 +15,7 @@ import enum
 from typing import Protocol
 
 from .events import CosRecord
+from .retry import Deadline
 from .writeback import marker_token
 
 
@@ -24,18 +25,14 @@ class Claim(enum.Enum):
     IN_PROGRESS = "in_progress"  # another delivery is labeling it right now
 
 
-
-
-
-
 class StrictStore(Protocol):
     """A store that records uploads outside the object (see guard_redis.RedisStore)."""
 
-    def claim(self, record: CosRecord, expires_in_s: float) -> Claim: ...
+    def claim(self, record: CosRecord, deadline: Deadline) -> Claim: ...
 
-    def complete(self, record: CosRecord) -> None: ...
+    def complete(self, record: CosRecord, deadline: Deadline) -> None: ...
 
-    def release(self, record: CosRecord) -> None: ...
+    def release(self, record: CosRecord, deadline: Deadline) -> None: ...
 
 
 def idempotency_key(record: CosRecord) -> str:

@@ -39,6 +39,7 @@ from . import cos_facts
 from .errors import StoreUnavailable
 from .events import CosRecord
 from .guard import Claim, idempotency_key
+from .retry import Deadline
 
 KEY_PREFIX = "autotag:idem:"
 DEFAULT_PORT = 6379
@@ -365,9 +366,9 @@ class RedisStore:
     def close(self) -> None:
         self.connection.close()
 
-    def claim(self, record: CosRecord, expires_in_s: float) -> Claim:
+    def claim(self, record: CosRecord, deadline: Deadline) -> Claim:
         key = self.key_for(record)
-        window_ms = _in_progress_ms(expires_in_s)
+        window_ms = _in_progress_ms(deadline.remaining())
         owner = uuid.uuid4().hex
         for _ in range(CLAIM_ROUNDS):
             mine = _record(STATUS_IN_PROGRESS, expires_at_ms=self._clock_ms() + window_ms, owner=owner)
@@ -392,7 +393,7 @@ class RedisStore:
         # The record changed under us every round: another delivery is busy with this upload.
         return Claim.IN_PROGRESS
 
-    def complete(self, record: CosRecord) -> None:
+    def complete(self, record: CosRecord, deadline: Deadline) -> None:
         key = self.key_for(record)
         with self._claims_lock:
             self._claims.pop(key, None)
@@ -401,7 +402,7 @@ class RedisStore:
         if reply != "OK":
             raise StoreUnavailable(f"SET of the completed record answered {reply!r}, not OK")
 
-    def release(self, record: CosRecord) -> None:
+    def release(self, record: CosRecord, deadline: Deadline) -> None:
         key = self.key_for(record)
         with self._claims_lock:
             mine = self._claims.pop(key, None)

@@ -18,15 +18,14 @@ from .cos_adapter import CosGateway
 from .errors import ConfigurationError, EventError, RetryableFailure
 from .events import CosRecord, MalformedRecord, parse_event
 from .guard import StrictStore
-from .pipeline import Pipeline, RecordResult
+from .outcome import Outcome, RecordResult
+from .pipeline import Pipeline
 from .retry import Deadline
 from .settings import Settings
 
 DEFAULT_TIME_LIMIT_MS = 3000  # SCF's default timeout, if the context does not say
 # Stop retrying early enough to log the summary and return before SCF's timeout.
 SAFETY_MARGIN_S = 1.5
-
-
 
 
 class App:
@@ -47,7 +46,8 @@ class App:
 
             strict_store = RedisStore.from_url(settings.redis_url, ttl_s=settings.idempotency_ttl_s)
         self.log = observability.get_logger()
-        self.pipeline = Pipeline(settings, self.gateway, strict_store, self.log)
+        # The adapter is both ports: object storage and label detection.
+        self.pipeline = Pipeline(settings, self.gateway, self.gateway, strict_store, self.log)
         self._cold = True
         self._cold_lock = threading.Lock()
 
@@ -98,10 +98,11 @@ class App:
                 results.append(self._process(record, deadline))
 
         summary.update(_tally(results))
+        _report_misconfiguration(results, log)
         summary["duration_ms"] = round((time.monotonic() - started) * 1000)
         summary["results"] = [r.as_dict() for r in results]
         log.info("invocation summary", **{k: v for k, v in summary.items() if k != "results"})
-        retry_keys = [r.key for r in results if r.outcome == "failed" and r.retryable]
+        retry_keys = [r.key for r in results if r.outcome == Outcome.FAILED and r.retryable]
         if retry_keys:
             raise RetryableFailure(f"{len(retry_keys)} record(s) failed and may succeed on retry: {retry_keys}")
         return summary
@@ -137,20 +138,36 @@ def _correlation_id(event: Any) -> str:
 
 
 def _tally(results: list[RecordResult]) -> dict[str, Any]:
-    skipped: Counter[str] = Counter(r.reason for r in results if r.outcome == "skipped")
+    skipped: Counter[str] = Counter(r.reason for r in results if r.outcome == Outcome.SKIPPED)
     calls: Counter[str] = Counter()
     for r in results:
         calls.update(r.calls)
     return {
-        "labeled": sum(r.outcome == "labeled" for r in results),
+        "labeled": sum(r.outcome == Outcome.LABELED for r in results),
         "skipped": dict(skipped),
-        "duplicates": sum(r.outcome == "duplicate" for r in results),
+        "duplicates": sum(r.outcome == Outcome.DUPLICATE for r in results),
         "failed": [
-            {"key": r.key, "reason": r.reason, "retryable": r.retryable} for r in results if r.outcome == "failed"
+            {"key": r.key, "reason": r.reason, "retryable": r.retryable} for r in results if r.outcome == Outcome.FAILED
         ],
         "calls": dict(calls),
         "calls_total": sum(calls.values()),
     }
+
+
+def _report_misconfiguration(results: list[RecordResult], log: Any) -> None:
+    """One ERROR per distinct deployment problem per invocation, saying what to fix."""
+    seen: dict[str, list[RecordResult]] = {}
+    for r in results:
+        if r.fix:
+            seen.setdefault(r.fix, []).append(r)
+    for fix, failed in seen.items():
+        log.error(
+            "the deployment is misconfigured: " + fix,
+            error_code=failed[0].error_code,
+            request_id=failed[0].request_id,
+            records=len(failed),
+            keys=[r.key for r in failed[:5]],
+        )
 
 
 _app: App | None = None

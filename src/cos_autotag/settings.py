@@ -41,8 +41,6 @@ ENV_VARS = (
 MAX_LABELS_LIMIT = cos_facts.TAGS_MAX_PER_OBJECT - 1
 
 
-
-
 @dataclass(frozen=True)
 class Settings:
     mode: str = "tags"

@@ -234,8 +234,8 @@ def run_scenario(
                 drive(run)
                 emulator.wait_idle(WAIT_IDLE_S)
             finally:
-                if app.pipeline.store is not None:
-                    app.pipeline.store.close()  # type: ignore[attr-defined]
+                if app.pipeline.guard is not None:
+                    app.pipeline.guard.close()  # type: ignore[attr-defined]
         result = _evaluate(scenario_id, title, run, output.getvalue())
     result.duration_s = time.monotonic() - started
     return result

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cos_autotag import cos_facts
-from cos_autotag.pipeline import RecordResult
+from cos_autotag.outcome import RecordResult
 from cos_autotag_tools.backfill.rate import BucketStats
 from cos_autotag_tools.backfill.report import SENT, WOULD_LABEL, Report
 

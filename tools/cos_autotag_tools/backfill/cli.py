@@ -76,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
         help="make no paid call: read each object's marker and report what would be labeled and the cost",
     )
     parser.add_argument(
+        "--relabel",
+        action="store_true",
+        help="label every listed object again, ignoring the marker (after a change of AUTOTAG_SCENES, "
+        "AUTOTAG_MIN_CONFIDENCE or AUTOTAG_MAX_LABELS); the function's old labels are replaced, the user's "
+        "tags and metadata kept; with --resume no object is paid for twice in one run",
+    )
+    parser.add_argument(
         "--resume",
         metavar="FILE",
         type=Path,
@@ -149,6 +156,11 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Optio
         raise UsageError(f"--concurrency must be 1 to {MAX_CONCURRENCY}, not {args.concurrency}")
     if not 0 < args.qps <= 10_000:
         raise UsageError(f"--qps must be above 0 (and at most 10000), not {args.qps:g}")
+    if args.relabel and args.via_scf:
+        raise UsageError(
+            "--relabel runs here only: the deployed function keeps any labeled object as it is; "
+            "drop --via-scf to relabel"
+        )
     if args.burst < 1:
         raise UsageError(f"--burst must be at least 1, not {args.burst:g}")
     if not 1 <= args.object_timeout <= 900:
@@ -165,6 +177,7 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Optio
         qps=args.qps,
         burst=args.burst,
         dry_run=args.dry_run,
+        relabel=args.relabel,
         resume=args.resume,
         progress=not (args.no_progress or args.quiet) and sys.stderr.isatty(),
         report_path=args.report,

@@ -23,7 +23,7 @@ from cos_autotag.cos_adapter import Credentials
 from cos_autotag.eligibility import check_record
 from cos_autotag.errors import CosCallError
 from cos_autotag.events import MAX_RECORDS_PER_EVENT
-from cos_autotag.pipeline import RecordResult
+from cos_autotag.outcome import Outcome, RecordResult
 from cos_autotag.retry import Deadline, call_with_retry
 from cos_autotag.settings import Settings
 
@@ -241,7 +241,9 @@ def run_via_scf(options: Options, settings: Settings, backfill: Backfill) -> Non
         for obj in batch.objects:
             backfill.finish(
                 obj,
-                RecordResult(options.bucket, obj.key, "failed", reason=f"invoke failed: {error}", error_code=str(code)),
+                RecordResult(
+                    options.bucket, obj.key, Outcome.FAILED, reason=f"invoke failed: {error}", error_code=str(code)
+                ),
             )
 
     def collect(block_until: str) -> None:
@@ -306,4 +308,4 @@ def _ineligible(backfill: Backfill, obj: ListedObject, settings: Settings) -> Re
     verdict = check_record(backfill.record_for(obj), settings)
     if verdict.eligible or verdict.needs_sniff:
         return None
-    return RecordResult(backfill.options.bucket, obj.key, "skipped", reason=verdict.reason)
+    return RecordResult(backfill.options.bucket, obj.key, Outcome.SKIPPED, reason=verdict.reason)

@@ -9,10 +9,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
-from cos_autotag.cos_adapter import CosGateway
 from cos_autotag.retry import Deadline, call_with_retry
+
+
+class Lister(Protocol):
+    """What listing needs of the SDK adapter (or of a wrapper around it)."""
+
+    def list_objects(
+        self, bucket: str, region: str, prefix: str = "", marker: str = "", max_keys: int = 1000
+    ) -> dict[str, Any]: ...
+
 
 PAGE_SIZE = 1000  # COS's maximum for max-keys
 PAGE_DEADLINE_S = 120.0
@@ -62,7 +70,7 @@ def parse_page(page: dict[str, Any]) -> tuple[list[ListedObject], str | None]:
 
 
 def list_objects(
-    gateway: CosGateway,
+    gateway: Lister,
     bucket: str,
     region: str,
     prefix: str = "",

@@ -22,6 +22,7 @@ class Options:
     qps: float = DEFAULT_QPS
     burst: float = 1.0
     dry_run: bool = False
+    relabel: bool = False  # ignore the marker: label every listed object again
     resume: Path | None = None
     progress: bool = True
     report_path: Path | None = None

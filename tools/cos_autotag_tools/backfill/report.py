@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cos_autotag import cos_facts
-from cos_autotag.pipeline import RecordResult
+from cos_autotag.outcome import Outcome, RecordResult
 
 from .rate import BucketStats
 
@@ -45,15 +45,15 @@ class Report:
     elapsed_s: float = 0.0
 
     def add(self, result: RecordResult) -> None:
-        if result.outcome == "labeled":
+        if result.outcome == Outcome.LABELED:
             self.labeled += 1
-        elif result.outcome == "duplicate":
+        elif result.outcome == Outcome.DUPLICATE:
             self.already_labeled += 1
         elif result.outcome == WOULD_LABEL:
             self.would_label += 1
         elif result.outcome == SENT:
             self.sent += 1
-        elif result.outcome == "skipped":
+        elif result.outcome == Outcome.SKIPPED:
             self.skipped[result.reason or "unspecified"] += 1
         else:
             self.add_failure(result.key, result.reason, result.error_code, result.retryable)

@@ -10,70 +10,28 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from cos_autotag import cos_facts, observability
-from cos_autotag.cos_adapter import CosGateway
 from cos_autotag.errors import CosCallError
 from cos_autotag.events import CosRecord
-from cos_autotag.pipeline import DetectGate, Pipeline, RecordResult
+from cos_autotag.outcome import Outcome, Reason, RecordResult
+from cos_autotag.pipeline import Pipeline
+from cos_autotag.ports import LabelDetector
 from cos_autotag.retry import Deadline
 from cos_autotag.settings import Settings
 
 from .checkpoint import AnswerCache, CheckpointWriter, ResumeState, Watermark
 from .listing import ListedObject, list_objects
 from .options import Options
+from .ports import CheckpointedDetector, CountingGateway, DryRunDetector, PacedDetector, WouldDetect
 from .progress import Progress
 from .rate import TokenBucket
 from .report import WOULD_LABEL, Report
 
-ARCHIVED_REASON = "archived (restore it first)"
-
-
-class WouldDetect(Exception):
-    """Raised by the dry-run gate at the point where the paid detect-label call would go out."""
-
-
-class DryRunGate:
-    """A detect gate that stops every object right before its detect-label call."""
-
-    def acquire(self) -> None:
-        raise WouldDetect()
-
-    def throttled(self) -> None:  # pragma: no cover - acquire never lets a call through
-        pass
-
-
-class CountingGateway(CosGateway):
-    """The function's gateway, counting every request by operation for the report.
-
-    Counting below the pipeline sees the listing, retries and the dry run's reads too, and
-    tells the detect-label calls Cloud Infinite answered (billed) from those it refused.
-    """
-
-    def __init__(self, settings: Settings, env: Any = None) -> None:
-        super().__init__(settings, env)
-        self._count_lock = threading.Lock()
-        self.calls: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.detect_answered = 0
-
-    def _call(self, operation: str, region: str, fn_name: str, **kwargs: Any) -> Any:
-        with self._count_lock:
-            self.calls[operation] += 1
-        try:
-            response = super()._call(operation, region, fn_name, **kwargs)
-        except CosCallError as error:
-            with self._count_lock:
-                self.errors[f"{operation} {error.code}"] += 1
-            raise
-        if operation == "DetectLabel":
-            with self._count_lock:
-                self.detect_answered += 1
-        return response
+ARCHIVED_REASON = Reason.ARCHIVED
 
 
 class _StopCounting(Exception):
@@ -155,7 +113,7 @@ class Backfill:
     def precheck(self, obj: ListedObject) -> RecordResult | None:
         """A result decided from the listing alone, with no call."""
         if obj.storage_class.upper() in cos_facts.ARCHIVE_STORAGE_CLASSES:
-            return RecordResult(self.options.bucket, obj.key, "skipped", reason=ARCHIVED_REASON)
+            return RecordResult(self.options.bucket, obj.key, Outcome.SKIPPED, reason=ARCHIVED_REASON)
         return None
 
     # --- what to record -------------------------------------------------------------------------
@@ -163,7 +121,7 @@ class Backfill:
     def finish(self, obj: ListedObject, result: RecordResult) -> None:
         self.report.add(result)
         if self.checkpoint is not None:
-            if result.outcome == "failed":
+            if result.outcome == Outcome.FAILED:
                 self.checkpoint.failed(obj.key, obj.size, result.reason)
             else:
                 self.checkpoint.done(obj.key, result.outcome)
@@ -242,20 +200,25 @@ def drive(
 
 
 def run_local(options: Options, settings: Settings, backfill: Backfill) -> None:
-    """Label the objects here: `concurrency` workers, detect-label paced by the token bucket."""
-    gate: DetectGate
+    """Label the objects here: `concurrency` workers, detect-label paced by the token bucket.
+
+    The pipeline is the function's own; the backfill's needs wrap its detector port.
+    """
+    gateway = backfill.gateway
+    detector: LabelDetector
     bucket: TokenBucket | None = None
     if options.dry_run:
-        gate = DryRunGate()
+        detector = DryRunDetector()
     else:
         bucket = TokenBucket(options.qps, options.burst)
-        gate = bucket
+        detector = PacedDetector(gateway, bucket)
     if backfill.checkpoint is not None and not options.dry_run:
         # --resume: an answer is on disk before the object's tags are written, and a resumed run
         # reuses it, so a crash in between does not pay for the object twice.
         backfill.answers = AnswerCache(backfill.checkpoint, backfill.resume.answers, backfill.log)
+        detector = CheckpointedDetector(detector, backfill.answers, backfill.log)
     answers = backfill.answers
-    pipeline = Pipeline(settings, backfill.gateway, None, backfill.log, detect_gate=gate, detect_cache=answers)
+    pipeline = Pipeline(settings, gateway, detector, None, backfill.log, relabel=options.relabel)
     run_id = uuid.uuid4().hex[:12]
 
     def work(obj: ListedObject) -> RecordResult:
@@ -270,7 +233,7 @@ def run_local(options: Options, settings: Settings, backfill: Backfill) -> None:
                 return RecordResult(record.bucket, record.key, WOULD_LABEL)
             except Exception as error:  # a bug must cost one object, not the whole run
                 backfill.log.exception("unexpected error", bucket=record.bucket, key=record.key)
-                return RecordResult(record.bucket, record.key, "failed", reason=f"unexpected error: {error!r}")
+                return RecordResult(record.bucket, record.key, Outcome.FAILED, reason=f"unexpected error: {error!r}")
 
     backfill.start_counting()
     completed = False

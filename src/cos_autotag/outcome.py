@@ -1,0 +1,94 @@
+"""What happened to one record: an outcome, a reason, and the record's result.
+
+Outcomes and reasons are named constants so that the handler's summary, the log lines and the
+backfill's report count the same things under the same names.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Outcome(str, enum.Enum):
+    LABELED = "labeled"  # labels (or, when none reached the threshold, the marker alone) written
+    SKIPPED = "skipped"  # nothing to do for this object, decided for good: a retry would decide the same
+    DUPLICATE = "duplicate"  # this upload was labeled already: the delivery cost a read at most
+    FAILED = "failed"  # see `retryable`
+
+    def __str__(self) -> str:  # the plain word in messages, on every Python version
+        return self.value
+
+
+class Reason:
+    """Why a record was skipped, a duplicate, or failed, where the reason is not an error's own text."""
+
+    # eligibility (decided before any paid call)
+    OUTSIDE_INCLUDED_PREFIXES = "outside included prefixes"
+    EXCLUDED_PREFIX = "excluded prefix"
+    OUTSIDE_INCLUDED_SUFFIXES = "outside included suffixes"
+    EXCLUDED_SUFFIX = "excluded suffix"
+    EMPTY = "empty object"
+    UNKNOWN_TYPE = "unknown type"
+    NOT_AN_IMAGE = "not a JPEG or PNG"
+    TOO_LARGE = "too large"
+    TOO_SMALL = "too small"
+    ARCHIVED = "archived (restore it first)"
+    # the object, as read
+    OBJECT_GONE = "object gone"
+    NO_ROOM_FOR_TAGS = "no room for tags"
+    NO_ROOM_FOR_METADATA = "no room for metadata"
+    CHANGED_DURING_PROCESSING = "object changed during processing"
+    # the guard
+    COMPLETED_IN_STORE = "completed in the idempotency store"
+    MARKER_IN_EVENT = "marker in the event"
+    MARKER_ON_OBJECT = "marker on the object"
+    LABELED_MEANWHILE = "labeled by another delivery of this upload meanwhile"
+    @staticmethod
+    def misconfigured(code: str, operation: str) -> str:
+        """A failure whose fix is in the deployment, not in the object (the result's `fix` says what)."""
+        return f"misconfigured ({code} on {operation})"
+
+    @staticmethod
+    def rejected_by_detect_label(code: str) -> str:
+        return f"rejected by detect-label ({code})"
+
+
+@dataclass
+class RecordResult:
+    bucket: str
+    key: str
+    outcome: str  # an Outcome; the backfill adds its own (would label, sent)
+    reason: str = ""
+    labels: list[dict[str, Any]] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)
+    error_code: str = ""
+    request_id: str = ""
+    retryable: bool = False
+    duration_ms: int = 0
+    # For a misconfiguration: what to fix, said once per invocation by the handler.
+    fix: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"bucket": self.bucket, "key": self.key, "outcome": str(self.outcome)}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.labels:
+            out["labels"] = self.labels
+        out["calls"] = dict(self.calls)
+        if self.error_code:
+            out["error_code"], out["request_id"] = self.error_code, self.request_id
+        if self.fix:
+            out["fix"] = self.fix
+        out["duration_ms"] = self.duration_ms
+        return out
+
+
+class Finished(Exception):
+    """Ends a record's run early with its outcome (skipped, duplicate): raised by `RecordRun.finish`."""
+
+    def __init__(self, outcome: Outcome, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome, self.reason = outcome, reason

@@ -1,0 +1,54 @@
+"""The two outside services the pipeline needs, as small interfaces.
+
+`cos_adapter.CosGateway` implements both over the SDK. Anything else that speaks these
+interfaces can stand in: in-memory fakes in the unit tests, and the backfill's wrappers that
+pace, count, cache or stop detect-label calls around the real adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # only for the annotation: writeback is pure planning and imports nothing back
+    from .writeback import MetadataPlan
+
+# The COS/CI operation name of each port method: retries, counts and logs use these names.
+OPERATIONS = {
+    "get_tags": "GetObjectTagging",
+    "put_tags": "PutObjectTagging",
+    "head": "HeadObject",
+    "read_first_bytes": "GetObject",
+    "copy_in_place": "CopyObject",
+    "detect_labels": "DetectLabel",
+}
+
+
+class ObjectStore(Protocol):
+    """Object storage: read and write one object's tags, headers and first bytes."""
+
+    def get_tags(self, bucket: str, region: str, key: str) -> list[tuple[str, str]]: ...
+
+    def put_tags(self, bucket: str, region: str, key: str, tags: Sequence[tuple[str, str]]) -> None: ...
+
+    def head(self, bucket: str, region: str, key: str) -> dict[str, str]:
+        """The object's headers, names lower-cased."""
+        ...
+
+    def read_first_bytes(self, bucket: str, region: str, key: str, count: int) -> bytes: ...
+
+    def copy_in_place(self, bucket: str, region: str, key: str, plan: MetadataPlan, if_match: str) -> None:
+        """Rewrite the object's metadata; fail with 412 if its ETag is no longer `if_match`."""
+        ...
+
+    def thumbnail_url(self, bucket: str, region: str, key: str, rule: str) -> str:
+        """A short-lived signed URL of a Cloud Infinite rendition of the object (no call made)."""
+        ...
+
+
+class LabelDetector(Protocol):
+    """Label detection: Cloud Infinite's detect-label, answering its raw response."""
+
+    def detect_labels(
+        self, bucket: str, region: str, key: str, scenes: Sequence[str], detect_url: str | None = None
+    ) -> Any: ...

@@ -1,0 +1,82 @@
+"""First-deploy mistakes and tiny images, through the handler against the emulator.
+
+A misconfigured deployment fails every upload alike: each record is counted as failed (never
+"object gone" or "rejected by detect-label"), and the invocation logs one ERROR per problem
+saying what to fix.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.function_stack import captured_logs, context, jpeg, running_stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stack():
+    with running_stack() as s:
+        yield s
+
+
+def merged(*events: dict[str, Any]) -> dict[str, Any]:
+    return {"Records": [record for event in events for record in event["Records"]]}
+
+
+def errors_about_the_deployment(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [line for line in logs if line["level"] == "error" and "misconfigured" in line["message"]]
+
+
+def test_refused_credentials_fail_every_record_and_say_the_fix_once(stack):
+    keys = ["a.jpg", "b.jpg", "c.jpg"]
+    event = merged(*(stack.event(key, stack.put(key, jpeg(i))) for i, key in enumerate(keys)))
+    app = stack.app()
+    app.gateway._env = {"TENCENTCLOUD_SECRETID": "AKIDunknown", "TENCENTCLOUD_SECRETKEY": "nope-nope-nope"}
+    with captured_logs() as logs:
+        summary = app.handle(event, context())
+    assert [f["key"] for f in summary["failed"]] == keys
+    assert all(f["retryable"] is False and "InvalidAccessKeyId" in f["reason"] for f in summary["failed"])
+    (line,) = errors_about_the_deployment(logs)
+    assert "bind an execution role" in line["message"] and line["records"] == 3
+    assert stack.emulator.count("DetectLabel") == 0
+
+
+def test_a_bucket_that_does_not_exist_is_never_object_gone(stack):
+    event = stack.event("x.jpg", "cmVxLW5vYnVja2V0", size=1000)
+    cos = event["Records"][0]["cos"]
+    cos["cosBucket"]["name"] = "missing"
+    cos["cosObject"]["url"] = cos["cosObject"]["url"].replace("photos-", "missing-")
+    cos["cosObject"]["key"] = "/1250000000/missing/x.jpg"
+    with captured_logs() as logs:
+        summary = stack.app().handle(event, context())
+    assert summary["skipped"] == {} and len(summary["failed"]) == 1
+    assert "NoSuchBucket" in summary["failed"][0]["reason"]
+    assert not any(line.get("reason") == "object gone" for line in logs)
+    (line,) = errors_about_the_deployment(logs)
+    assert "check the bucket name" in line["message"]
+
+
+def _png(size: tuple[int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 40, 90)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_a_declared_png_under_50_pixels_is_refused_by_detect_label_and_skipped(stack):
+    # As the README says: a declared image is not read before detect-label, which refuses it.
+    rid = stack.put("icons/tiny.png", _png((20, 20)), content_type="image/png")
+    summary = stack.app().handle(stack.event("icons/tiny.png", rid, content_type="image/png"), context())
+    assert summary["skipped"] == {"rejected by detect-label (InvalidArgument)": 1} and summary["failed"] == []
+    assert stack.emulator.count("DetectLabel", key="icons/tiny.png") == 1
+
+
+def test_an_undeclared_image_under_50_pixels_costs_no_detect_label(stack):
+    rid = stack.put("icons/tiny", _png((20, 20)), content_type="")
+    summary = stack.app().handle(stack.event("icons/tiny", rid, content_type=""), context())
+    assert summary["skipped"] == {"too small": 1}
+    assert stack.emulator.count("DetectLabel") == 0
