@@ -2,8 +2,14 @@
 
 One JSON object per line on stdout: level, message, timestamp (UTC ISO), service, the
 invocation's context (cold_start, function_name, function_memory_size, function_request_id,
-correlation_id) and per record bucket, key and outcome. Nothing secret is ever written: the
-event carries the uploader's Authorization header and the SDK's own debug lines carry ours.
+correlation_id) and per record bucket, key and outcome; an exception adds Powertools'
+`exception` (the traceback) and `exception_name`.
+
+Nothing secret is ever written, at any level, in any encoding: the event carries the uploader's
+Authorization header, the SDK's error lines and urllib3's debug lines carry whole signed URLs
+(detect-url's twice encoded), and exception messages repeat them. Every structlog field, nested
+values included, and every stdlib record from any library (message and traceback, redacted as
+the record is made, whichever handler prints it) goes through `redact`.
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ _SECRET_FIELDS = re.compile(
 # rules: named values (`q-signature=...`, whatever the encoding of `=` and `&`), and the exact
 # values the function knows are secret (its keys, its token, the Redis password) in every encoding.
 
-# The name-to-value separator: `=`, `: ` or `': '` (a dict's repr, a header), or `=` encoded.
-_SEP = r"(?:%(?:25)*3[dD]|\s*['\"]?\s*[=:]\s*['\"]?)"
+# The name-to-value separator: `=`, `: ` or `': '` / `': b'` (a dict's repr, a header), or `=` encoded.
+_SEP = r"(?:%(?:25)*3[dD]|\s*['\"]?\s*[=:]\s*(?:b(?=['\"]))?['\"]?)"
 # A value runs up to `&` (raw or encoded), whitespace, a quote or a closing bracket.
 _VALUE = r"(?:(?!%(?:25)*26)[^&\s'\",;<>(){}\[\]])+"
 _NAMED_SECRET = re.compile(r"((?:q-signature|q-ak|x-c(?:os|i)-security-token)" + _SEP + ")" + _VALUE, re.I)
@@ -120,6 +126,9 @@ def _is_base64_form(form: str, secret: str) -> bool:
     return form in (base64.b64encode(raw).decode("ascii"), base64.urlsafe_b64encode(raw).decode("ascii"))
 
 
+_ESCAPE = re.compile(r"%(?:25)*[0-9A-F]{2}")  # one escape, however often its `%` was escaped again
+
+
 def _encodings(secret: str) -> set[str]:
     """Every way the secret can be printed: raw, URL-encoded up to three times (`quote` and
     `quote_plus`, `/` kept or escaped), hex escapes in either case, base64, and `+` read as a space."""
@@ -135,7 +144,6 @@ def _encodings(secret: str) -> set[str]:
     return {form for form in forms if form}
 
 
-_ESCAPE = re.compile(r"%(?:25)*[0-9A-F]{2}")  # one escape, however often its `%` was escaped again
 _known = _KnownSecrets()
 _secrets_lock = threading.Lock()
 MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words; their URL forms are still caught
@@ -187,7 +195,6 @@ def redact_text(value: str) -> str:
     return pattern.sub(REDACTED, value) if pattern is not None else value
 
 
-_redact_text = redact_text
 _PLAIN_TYPES = (int, float, bool, type(None))
 
 
@@ -200,7 +207,8 @@ def redact(value: Any, field_name: str = "") -> Any:
     if isinstance(value, _PLAIN_TYPES):
         return value
     if isinstance(value, Mapping):
-        return {k: redact(v, str(k)) for k, v in value.items()}
+        # A key can hold a secret too (a dict keyed by URL): its text is redacted like a value's.
+        return {redact_text(k) if isinstance(k, str) else k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [redact(v) for v in value]
     # Anything else (an exception, bytes, an object) is rendered as text, so redact that text.

@@ -80,6 +80,7 @@ def test_short_values_are_not_registered_as_secrets() -> None:
         (f"q-ak%253DAKIDother%2526q-signature%253D{SIGNATURE}%2526x", ["AKIDother", SIGNATURE]),
         ("{'x-cos-security-token': 'someoneelses/token+1=', 'Host': 'h'}", ["someoneelses"]),
         ('{"x-ci-security-token": "someoneelses/token+1="}', ["someoneelses"]),
+        ("{'x-cos-security-token': b'someoneelses/token+1='}", ["someoneelses"]),
         ("X-Cos-Security-Token: someoneelses/token+1=\r\n", ["someoneelses"]),
         ("x-cos-security-token%3Dsomeoneelses%252Ftoken%26imageMogr2", ["someoneelses"]),
     ],
@@ -187,6 +188,7 @@ def test_nested_values_objects_and_bytes_are_redacted() -> None:
         lambda log: log.info(
             "x",
             cos_event={"Records": [{"headers": {"Authorization": "q-signature=ab", "note": f"t={TOKEN}"}}]},
+            by_url={f"https://h/k?t={quote_plus(TOKEN)}": 1},
             items=(f"{quote(TOKEN, safe='')}", {SECRET_KEY}),
             error=RuntimeError(f"failed with {quote_plus(TOKEN)}"),
             body=f"key {SECRET_KEY}".encode(),
@@ -197,6 +199,7 @@ def test_nested_values_objects_and_bytes_are_redacted() -> None:
     assert TOKEN not in text and quote(TOKEN, safe="") not in text and SECRET_KEY not in text
     assert line["cos_event"]["Records"][0]["headers"]["Authorization"] == "***"
     assert line["error"] == "failed with ***" and line["count"] == 3
+    assert line["by_url"] == {"https://h/k?t=***": 1}
 
 
 def test_a_traceback_is_logged_as_powertools_exception_fields_and_redacted() -> None:
