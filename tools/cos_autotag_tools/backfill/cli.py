@@ -24,7 +24,7 @@ from cos_autotag.errors import ConfigurationError, SettingsError
 from cos_autotag.events import MAX_RECORDS_PER_EVENT
 from cos_autotag.settings import Settings
 
-from .checkpoint import CheckpointError, CheckpointWriter, ResumeState, load
+from .checkpoint import CheckpointError, CheckpointLock, CheckpointWriter, ResumeState, load
 from .options import (
     DEFAULT_BATCH,
     DEFAULT_CONCURRENCY,
@@ -230,11 +230,17 @@ def run_backfill(argv: list[str], env: Mapping[str, str] | None = None) -> int:
         "via": f"scf:{options.scf_namespace}/{options.via_scf}" if options.via_scf else "local",
     }
     checkpoint: CheckpointWriter | None = None
+    lock: CheckpointLock | None = None
     try:
-        resume = load(options.resume, scope) if options.resume else ResumeState()
         if options.resume and not options.dry_run:  # a dry run reads the checkpoint, never writes it
-            checkpoint = CheckpointWriter(options.resume, scope)
+            # Locked before it is read: another run's lines cannot land after what this one read.
+            lock = CheckpointLock(options.resume)
+        resume = load(options.resume, scope) if options.resume else ResumeState()
+        if lock is not None and options.resume:
+            checkpoint = CheckpointWriter(options.resume, scope, lock=lock)
     except CheckpointError as error:
+        if lock is not None:
+            lock.release()
         print(f"cos-autotag backfill: {error}", file=sys.stderr)
         return EXIT_USAGE
 
