@@ -15,7 +15,7 @@ Metadata layout:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import quote, unquote
 
 from . import cos_facts
@@ -134,9 +134,26 @@ def marker_in_metadata(meta: Mapping[str, str]) -> str | None:
     return None
 
 
+def header_text(value: str) -> str:
+    """A header value as read back, as the text it stands for.
+
+    COS sends a non-ASCII value as its raw UTF-8 bytes and HTTP clients decode header bytes as
+    latin-1, while the SDK encodes what it sends as UTF-8: a value sent back as read would be
+    encoded twice ("小明" would come back as "å°\x8fæ\x98\x8e"). A value that is not latin-1
+    text holding UTF-8 bytes is kept as it is."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
+def _user_metadata_text(head: Mapping[str, str]) -> dict[str, str]:
+    return {name: header_text(value) for name, value in user_metadata(head).items()}
+
+
 def _meta_bytes(meta: Mapping[str, str]) -> int:
-    # Header values travel as latin-1 octets (a UTF-8 value read back arrives that way too).
-    return sum(len(k.encode("latin-1", "replace")) + len(v.encode("latin-1", "replace")) for k, v in meta.items())
+    # What the SDK sends: each name and value as UTF-8.
+    return sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in meta.items())
 
 
 def encode_labels_meta(labels: Iterable[Label]) -> str:
@@ -154,7 +171,7 @@ def decode_labels_meta(value: str) -> list[tuple[str, int]]:
 
 def metadata_room(head: Mapping[str, str], upload_token: str) -> int:
     """Bytes left for the labels value once the user's metadata and the marker are counted."""
-    base = user_metadata(head)
+    base = _user_metadata_text(head)
     base[MARKER_META] = marker_value(upload_token)
     return cos_facts.USER_META_MAX_BYTES - _meta_bytes(base) - len(LABELS_META)
 
@@ -164,8 +181,8 @@ def _sdk_keyword(header: str) -> str:
 
 
 def plan_metadata(head: Mapping[str, str], labels: list[Label], upload_token: str) -> MetadataPlan:
-    lowered = {k.lower(): v for k, v in head.items()}
-    meta = user_metadata(head)
+    lowered = {k.lower(): header_text(v) for k, v in head.items()}
+    meta = _user_metadata_text(head)
     meta[MARKER_META] = marker_value(upload_token)
     room = metadata_room(head, upload_token)
     written = list(labels)
@@ -182,3 +199,11 @@ def plan_metadata(head: Mapping[str, str], labels: list[Label], upload_token: st
     headers.setdefault("ContentType", "application/octet-stream")
     storage_class = lowered.get(cos_facts.STORAGE_CLASS_HEADER) or cos_facts.DEFAULT_STORAGE_CLASS
     return MetadataPlan(meta, headers, storage_class, written, labels[len(written) :])
+
+
+def plan_metadata_without_labels(head: Mapping[str, str]) -> MetadataPlan:
+    """The copy onto itself that takes the function's marker and labels off (`cos-autotag untag`):
+    everything else kept exactly as `plan_metadata` keeps it."""
+    plan = plan_metadata(head, [], "")
+    metadata = {name: value for name, value in plan.metadata.items() if name not in (MARKER_META, LABELS_META)}
+    return replace(plan, metadata=metadata)

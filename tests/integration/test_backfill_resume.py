@@ -4,10 +4,14 @@ The backfill runs as a real `cos-autotag backfill` process against the emulator 
 process; the emulator's request log tells, per key, how often detect-label was paid for and
 how often labels were written.
 
-The kill -9 tests hold the tag writes from half-way on, so that the kill finds every worker
-with a detect-label answer in hand and its tags not written: the case the checkpoint's answer
-lines are for. (An answer still on its way to the process at a crash is lost with it; no
-record the client keeps can save that.)
+The runs are staged with a pause point in the emulator's label engine (`GatedEngine`): from
+the Nth detect-label call on, answers wait until the test releases them, so a run is stopped,
+killed or raced at a known point rather than after a guessed time.
+
+The kill -9 tests then hold the tag writes, so that the kill finds every worker with a
+detect-label answer in hand and its tags not written: the case the checkpoint's answer lines are
+for. (An answer still on its way to the process at a crash is lost with it; no record the client
+keeps can save that.)
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +32,9 @@ import pytest
 
 import cos_autotag
 from cos_autotag.writeback import LABEL_TAG_PREFIX, MARKER_TAG
+from cos_autotag_tools.backfill.checkpoint import load
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator
+from cos_autotag_tools.emulator.engine import Label
 from cos_autotag_tools.emulator.requestlog import RequestRecord
 from tests.conftest import APPID, REGION, SECRET_ID, SECRET_KEY, image_bytes
 
@@ -43,18 +50,53 @@ CHANGED = "the object changed since its detect-label answer was kept: labeling i
 SRC = str(Path(cos_autotag.__file__).resolve().parents[1])
 
 
+class GatedEngine(DigestLabelEngine):
+    """A pause point: from the `hold_from`-th detect-label call on, each answer waits for `release`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold_from: int | None = None
+        self.release = threading.Event()
+        self._changed = threading.Condition()
+        self._calls = 0
+        self._waiting = 0
+
+    def detect(self, data: bytes, scenes: Sequence[str]) -> dict[str, list[Label]]:
+        with self._changed:
+            self._calls += 1
+            held = self.hold_from is not None and self._calls >= self.hold_from
+            if held:
+                self._waiting += 1
+                self._changed.notify_all()
+        if held:
+            self.release.wait(timeout=300)  # a bound only so that a failing test cannot hang forever
+        return super().detect(data, scenes)
+
+    def wait_until_waiting(self, count: int, proc: subprocess.Popen[bytes]) -> None:
+        """Until `count` calls wait at the pause point (each backfill worker is on one)."""
+        with self._changed:
+            while self._waiting < count:
+                assert proc.poll() is None, "the backfill ended before it reached the pause point"
+                self._changed.wait(timeout=0.5)  # wakes on every arrival; the timeout only rechecks proc
+
+
+def gate(emu: Emulator) -> GatedEngine:
+    engine = emu.label_engine
+    assert isinstance(engine, GatedEngine)
+    return engine
+
+
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    emulator = Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID, label_engine=DigestLabelEngine())
+    emulator = Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID, label_engine=GatedEngine())
     emulator.start()
     try:
         emulator.create_bucket(BUCKET, REGION)
         for i, key in enumerate(KEYS):
             emulator.seed_object(BUCKET, key, image_bytes(seed=i), content_type="image/jpeg")
-        # Slow enough that the run is still going when it is stopped.
-        emulator.set_faults(latency_s=0.03)
         yield emulator
     finally:
+        gate(emulator).release.set()
         emulator.stop()
 
 
@@ -88,12 +130,10 @@ def start(emu: Emulator, checkpoint: Path, logs: Path, *extra: str) -> subproces
         return subprocess.Popen(argv, env=env, stdout=out, stderr=err)
 
 
-def wait_for_detects(emu: Emulator, proc: subprocess.Popen[bytes], count: int, timeout_s: float = 60) -> None:
-    end = time.monotonic() + timeout_s
-    while emu.count(op="DetectLabel") < count:
-        assert proc.poll() is None, "the backfill ended before it could be stopped"
-        assert time.monotonic() < end, "the backfill made no progress"
-        time.sleep(0.01)
+def pause_at(emu: Emulator, proc: subprocess.Popen[bytes], call: int) -> None:
+    """Hold detect-label answers from call number `call` on, and wait until every worker waits on one."""
+    gate(emu).hold_from = call
+    gate(emu).wait_until_waiting(CONCURRENCY, proc)
 
 
 def split_at(emu: Emulator, moment: float) -> tuple[list[RequestRecord], list[RequestRecord]]:
@@ -131,8 +171,11 @@ def kill_with_answers_in_hand(emu: Emulator, proc: subprocess.Popen[bytes], chec
     """Half-way, hold every tag write; once each worker waits on one, kill -9. Returns the keys
     answered whose tag write was held: each has had its second tag read (the one right before
     the write), so the worker is past storing its answer."""
-    wait_for_detects(emu, proc, len(KEYS) // 2)
+    pause_at(emu, proc, len(KEYS) // 2 + 1)
+    # Every worker waits on its detect-label answer: none is at a tag write, so from here on
+    # each one's next tag write is held.
     emu.set_faults(latency_by_op={"PutObjectTagging": HOLD_S})
+    gate(emu).release.set()
     end = time.monotonic() + 60
     while True:
         requests = emu.requests
@@ -142,7 +185,7 @@ def kill_with_answers_in_hand(emu: Emulator, proc: subprocess.Popen[bytes], chec
             break
         assert proc.poll() is None, "the backfill ended before it could be stopped"
         assert time.monotonic() < end, "the workers never all waited on a tag write"
-        time.sleep(0.01)
+        time.sleep(0.01)  # polling for the state above, not staging it
     proc.send_signal(signal.SIGKILL)  # no handler, no cleanup: a crash
     assert proc.wait(timeout=30) == -signal.SIGKILL
     emu.set_faults(latency_by_op={})
@@ -238,8 +281,11 @@ def test_ctrl_c_finishes_what_is_running_then_resume_pays_each_object_once(
 ) -> None:
     checkpoint = tmp_path / "cp.jsonl"
     first = start(emu, checkpoint, tmp_path / "first")
-    wait_for_detects(emu, first, len(KEYS) // 3)
+    pause_at(emu, first, len(KEYS) // 3)
     first.send_signal(stop_signal)
+    # The workers finish the objects they hold; the 20-odd objects left would take the run
+    # (paced at 15 detect-label calls a second) well over a second, so the stop lands first.
+    gate(emu).release.set()
     assert first.wait(timeout=60) == 130
     err = (tmp_path / "first").with_suffix(".err").read_text()
     assert "INTERRUPTED" in err and f"continue with: --resume {checkpoint}" in err
@@ -255,3 +301,37 @@ def test_ctrl_c_finishes_what_is_running_then_resume_pays_each_object_once(
     # Nothing the first run finished was even read again.
     assert not set(count(before, "PutObjectTagging")) & set(count(after, "GetObjectTagging"))
     assert report["listed"] == len(KEYS) - len(count(before, "PutObjectTagging"))
+
+
+def test_a_second_run_on_the_same_checkpoint_is_refused_and_the_first_pays_each_object_once(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "cp.jsonl"
+    report = tmp_path / "first.json"
+    first = start(emu, checkpoint, tmp_path / "first", "--report", str(report))
+    # The first run is mid-way, every worker waiting on a detect-label answer it will pay for.
+    pause_at(emu, first, len(KEYS) // 2)
+    inode = checkpoint.stat().st_ino
+
+    second = start(emu, checkpoint, tmp_path / "second")
+    assert second.wait(timeout=60) == 2
+    err = (tmp_path / "second").with_suffix(".err").read_text()
+    assert f"in use by another backfill run (PID {first.pid}" in err
+    assert f"kill {first.pid}" in err and "--resume" in err
+    # Refused before it touched anything: the checkpoint is still the first run's file, with one start line.
+    assert checkpoint.stat().st_ino == inode
+    kinds = [json.loads(line)["kind"] for line in checkpoint.read_text(encoding="utf-8").splitlines()]
+    assert kinds.count("start") == 1
+
+    gate(emu).release.set()
+    assert first.wait(timeout=120) == 0, (tmp_path / "first").with_suffix(".err").read_text()
+    # Nothing paid twice, everything labeled once, and the first run's record is whole.
+    assert count(emu.requests, "DetectLabel") == Counter(KEYS)
+    assert count(emu.requests, "PutObjectTagging") == Counter(KEYS)
+    assert json.loads(report.read_text())["labeled"] == len(KEYS)
+    state = load(checkpoint, {"bucket": BUCKET, "region": REGION, "prefix": "", "mode": "tags", "via": "local"})
+    assert state.finished and state.after == max(KEYS) and state.answers == {}
+
+    # Finished, the lock is free: a third run starts, finds everything done and pays nothing.
+    code, again = finish(emu, checkpoint, tmp_path / "third")
+    assert code == 0 and again["cost"]["detect_label_calls"] == 0

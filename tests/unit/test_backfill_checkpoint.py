@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import cos_autotag
+import cos_autotag_tools
 from cos_autotag import cos_facts
 from cos_autotag.events import CosRecord
 from cos_autotag_tools.backfill.checkpoint import (
     Answer,
     AnswerCache,
+    CheckpointBusy,
     CheckpointError,
+    CheckpointLock,
     CheckpointWriter,
     Watermark,
     load,
@@ -336,3 +343,119 @@ def test_a_version_1_checkpoint_still_resumes(tmp_path: Path) -> None:
     path.write_text(json.dumps({**start_line, "version": 99}) + "\n")
     with pytest.raises(CheckpointError, match="another checkpoint version"):
         load(path, SCOPE)
+
+
+# --- one run at a time ----------------------------------------------------------------------------
+
+# Another process that takes the checkpoint's lock, says so, and holds it until told to stop.
+HOLDER = """
+import sys
+from pathlib import Path
+from cos_autotag_tools.backfill.checkpoint import CheckpointWriter
+writer = CheckpointWriter(Path(sys.argv[1]), dict(zip(sys.argv[2::2], sys.argv[3::2])))
+writer.done("img/held.jpg", "labeled")
+print("locked", flush=True)
+sys.stdin.readline()
+writer.done("img/after.jpg", "labeled")
+writer.close()
+"""
+
+
+def hold(path: Path) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-c", HOLDER, str(path)] + [part for item in SCOPE.items() for part in item]
+    # The same code as this test imports, also in the other process.
+    paths = [str(Path(module.__file__ or "").resolve().parents[1]) for module in (cos_autotag, cos_autotag_tools)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])}
+    holder = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    return holder
+
+
+def test_a_second_run_is_refused_naming_the_holder_and_the_first_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "cp.jsonl"
+    holder = hold(path)
+    try:
+        inode = path.stat().st_ino
+        with pytest.raises(CheckpointBusy) as refused:
+            CheckpointWriter(path, SCOPE)
+        assert refused.value.pid == holder.pid
+        message = str(refused.value)
+        assert f"PID {holder.pid}" in message and f"kill {holder.pid}" in message and "--resume" in message
+        # The refused run neither rewrote the file nor added to it.
+        assert path.stat().st_ino == inode
+        assert [json.loads(line)["kind"] for line in path.read_text().splitlines()] == ["start", "done"]
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.close()
+        assert holder.wait(timeout=30) == 0
+    # The holder's later line is in the real file; the lock is free again.
+    assert load(path, SCOPE).done == {"img/held.jpg", "img/after.jpg"}
+    CheckpointWriter(path, SCOPE).close()
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    path = tmp_path / "cp.jsonl"
+    holder = hold(path)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    assert str(holder.pid) in (tmp_path / "cp.jsonl.lock").read_text()  # its PID is still written there
+    writer = CheckpointWriter(path, SCOPE)  # the kernel dropped the lock with the process
+    writer.close()
+    assert load(path, SCOPE).done == {"img/held.jpg"}
+
+
+def test_a_lock_taken_before_loading_is_handed_to_the_writer_and_released_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "cp.jsonl"
+    lock = CheckpointLock(path)
+    with pytest.raises(CheckpointBusy, match=f"PID {os.getpid()}"):
+        CheckpointLock(path)  # even in the same process: each lock is its own open file
+    writer = CheckpointWriter(path, SCOPE, lock=lock)
+    with pytest.raises(CheckpointBusy):
+        CheckpointWriter(path, SCOPE)
+    writer.close()
+    assert not lock.held
+    CheckpointWriter(path, SCOPE).close()
+
+
+def test_a_symlinked_checkpoint_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("not yours\n")
+    path = tmp_path / "cp.jsonl"
+    path.symlink_to(target)
+    for attempt in (lambda: CheckpointWriter(path, SCOPE), lambda: load(path, SCOPE), lambda: CheckpointLock(path)):
+        with pytest.raises(CheckpointError, match=r"symbolic link.*pass the file itself"):
+            attempt()
+    assert target.read_text() == "not yours\n" and path.is_symlink()
+
+
+def test_a_symlinked_lock_file_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("not yours\n")
+    (tmp_path / "cp.jsonl.lock").symlink_to(target)
+    with pytest.raises(CheckpointError, match=r"lock file .* is a symbolic link"):
+        CheckpointWriter(tmp_path / "cp.jsonl", SCOPE)
+    assert target.read_text() == "not yours\n"
+
+
+def test_compaction_never_follows_a_link_planted_at_its_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "cp.jsonl"
+    writer = CheckpointWriter(path, SCOPE)
+    for i in range(100):
+        writer.done(f"img/{i:03d}.jpg", "labeled")
+    writer.mark("img/099.jpg")
+    writer.close()
+    path.chmod(0o600)
+    target = tmp_path / "victim.txt"
+    target.write_text("precious\n")
+    temporary = tmp_path / "cp.jsonl.compacting"
+    temporary.symlink_to(target)
+
+    CheckpointWriter(path, SCOPE).close()  # compacts on start
+
+    assert target.read_text() == "precious\n"
+    assert not temporary.exists() and not temporary.is_symlink()
+    assert not path.is_symlink()
+    kinds = [json.loads(line)["kind"] for line in path.read_text().splitlines()]
+    assert kinds == ["start", "mark", "start"]  # compacted: the done lines before the mark are gone
+    assert path.stat().st_mode & 0o777 == 0o600  # the checkpoint's permissions are kept

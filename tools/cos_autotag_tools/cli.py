@@ -4,6 +4,7 @@
     cos-autotag local                serve the local COS + Cloud Infinite emulator
     cos-autotag demo                 the whole flow on real photos, locally, in one command
     cos-autotag backfill ...         label the objects already in a bucket
+    cos-autotag untag ...            remove the function's labels from a bucket's objects
 
 Sub-commands other than `invoke` live in their own modules and are imported only when used,
 so `invoke` stays as light as the deployed function.
@@ -69,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         from .backfill import run_backfill
 
         return run_backfill(argv[1:])
+    if argv and argv[0] == "untag":
+        from .untag import run_untag
+
+        return run_untag(argv[1:])
 
     parser = argparse.ArgumentParser(prog="cos-autotag", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("local", help="serve the local COS + Cloud Infinite emulator (see: cos-autotag local -h)")
     sub.add_parser("demo", help="run the whole flow locally on real photos")
     sub.add_parser("backfill", help="label existing objects (see: cos-autotag backfill -h)")
+    sub.add_parser("untag", help="remove the function's labels, keep everything else (see: cos-autotag untag -h)")
     args = parser.parse_args(argv)
     return _invoke(args)
 

@@ -18,12 +18,26 @@ answer reached a run that then crashed is not paid for again: the resumed run re
 if the object's ETag in its listing is still the one the answer was given for. Only answers of
 keys not finished are kept; the file is compacted (rewritten with only the lines a resume
 needs) when a run starts on it, when it has doubled since, and when the listing is exhausted.
+
+One run at a time: a writer holds an exclusive lock (`CheckpointLock`) on `<checkpoint>.lock`
+from before it reads the file until it is closed, and a second run on the same checkpoint is
+refused, naming the holder. The lock is on a file of its own because compaction replaces the
+checkpoint by a rename: a lock on the checkpoint itself would stay on the old file, and a run
+starting after a compaction would lock the new one beside it. The lock file is never renamed
+or deleted for the same reason (a run waiting on a deleted lock file and a run creating a new
+one would both hold "the" lock). A checkpoint path that is a symbolic link is refused, not
+resolved: the rename would replace the link, not the file it points at, and two links to one
+file would have two lock files. Every open of the checkpoint and of its temporary files refuses
+to follow a link (O_NOFOLLOW), so a link planted there is never written through.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -31,7 +45,7 @@ from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     from cos_autotag.events import CosRecord
@@ -50,6 +64,143 @@ COMPACT_MIN_BYTES = 8 * 1024 * 1024
 
 class CheckpointError(ValueError):
     """The checkpoint file cannot be used for this run (unreadable, or another bucket/prefix)."""
+
+
+class CheckpointBusy(CheckpointError):
+    """Another run holds the checkpoint's lock."""
+
+    def __init__(self, message: str, pid: int | None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+LOCK_SUFFIX = ".lock"
+TEMPORARY_SUFFIX = ".compacting"
+# Neither a link at the checkpoint path nor one planted at its temporary file is ever followed.
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + LOCK_SUFFIX)
+
+
+def _is_link_error(error: OSError) -> bool:
+    # O_NOFOLLOW on a symbolic link: ELOOP on Linux and macOS, EMLINK on FreeBSD.
+    return error.errno in (errno.ELOOP, errno.EMLINK)
+
+
+def _symlink_error(path: Path) -> CheckpointError:
+    try:
+        target = f" (to {os.readlink(path)})"
+    except OSError:
+        target = ""
+    return CheckpointError(
+        f"the checkpoint {path} is a symbolic link{target}: refused, since rewriting it would replace "
+        "the link rather than the file; pass the file itself to --resume"
+    )
+
+
+def _open_nofollow(path: Path, flags: int, mode: int = 0o644) -> int:
+    try:
+        return os.open(path, flags | _NOFOLLOW, mode)
+    except OSError as error:
+        if _is_link_error(error):
+            raise _symlink_error(path) from None
+        raise
+
+
+def _open_append(path: Path) -> IO[str]:
+    fd = _open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
+def _open_read(path: Path) -> BinaryIO:
+    return os.fdopen(_open_nofollow(path, os.O_RDONLY), "rb")
+
+
+class CheckpointLock:
+    """An exclusive lock on a checkpoint for one run, held until `release` (or the process ends:
+    the kernel drops a flock with its holder, so a killed run never leaves a stale lock).
+
+    The lock file records the holder's PID, host and start time, for the message a second run gets.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock_file = lock_path(path)
+        if path.is_symlink():
+            raise _symlink_error(path)
+        try:
+            if not path.parent.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+            fd = _open_nofollow(self.lock_file, os.O_RDWR | os.O_CREAT)
+        except CheckpointError:
+            raise CheckpointError(
+                f"the checkpoint's lock file {self.lock_file} is a symbolic link: refused; remove it and run again"
+            ) from None
+        except OSError as error:
+            raise CheckpointError(f"cannot lock the checkpoint {path}: {error}") from error
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = _read_holder(fd)
+            os.close(fd)
+            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise _busy(path, holder) from None
+            raise CheckpointError(f"cannot lock the checkpoint {path}: {error}") from error
+        self._fd: int | None = fd
+        holder_text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder_text.encode() + b"\n", 0)
+        except OSError:
+            pass  # only the message a second run gets is poorer; the lock is held all the same
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Drop the lock; the lock file stays (see the module's docstring)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        with suppress(OSError):
+            os.ftruncate(fd, 0)  # no PID of a finished run left behind to mislead anyone
+        os.close(fd)  # closing the only descriptor of the open file releases the flock
+
+    def __enter__(self) -> CheckpointLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _busy(path: Path, holder: Mapping[str, Any]) -> CheckpointBusy:
+    pid = holder.get("pid") if isinstance(holder.get("pid"), int) else None
+    host = str(holder.get("host") or "")
+    since = holder.get("since")
+    who = f"PID {pid}" if pid is not None else "a process that is just starting (PID not yet recorded)"
+    if host and host != socket.gethostname():
+        who += f" on host {host}"
+    if isinstance(since, (int, float)):
+        who += f", running since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}"
+    stop = f"kill {pid}" if pid is not None else "kill it"
+    return CheckpointBusy(
+        f"the checkpoint {path} is in use by another backfill run ({who}): refused, since two runs on one "
+        f"checkpoint would pay for objects twice and lose its record. Wait for that run to finish, or stop it "
+        f"({stop}, or Ctrl-C in its terminal: it records what it finished) and run this again to continue "
+        "from the checkpoint; or give this run another --resume file",
+        pid,
+    )
 
 
 @dataclass(frozen=True)
@@ -88,9 +239,12 @@ def load(path: Path, scope: dict[str, str]) -> ResumeState:
     """Read a checkpoint written for `scope`; an absent or empty file is a fresh start."""
     state = ResumeState()
     try:
-        text = path.read_text(encoding="utf-8")
+        with _open_read(path) as reader:
+            text = reader.read().decode("utf-8")
     except FileNotFoundError:
         return state
+    except UnicodeDecodeError as error:
+        raise CheckpointError(f"{path} is not a checkpoint (not UTF-8 text: {error})") from None
     except OSError as error:
         raise CheckpointError(f"cannot read the checkpoint {path}: {error}") from error
     lines = [line for line in text.split("\n") if line.strip()]
@@ -176,13 +330,18 @@ def _check_scope(path: Path, entry: dict[str, Any], scope: dict[str, str]) -> No
 class CheckpointWriter:
     """Appends lines; flushes each one to the OS and fsyncs in batches (a kill -9 loses nothing
     the OS has; a power cut loses at most the last batch, which the object markers cover).
-    Answer lines are fsynced at once: the tag write waits for them."""
+    Answer lines are fsynced at once: the tag write waits for them.
+
+    The writer holds the checkpoint's lock until `close`: pass the `CheckpointLock` taken before
+    the checkpoint was `load`ed (so that what was read is still the file's content), or let the
+    writer take it. Raises CheckpointBusy when another run holds it."""
 
     def __init__(
         self,
         path: Path,
         scope: Mapping[str, str],
         *,
+        lock: CheckpointLock | None = None,
         sync_every: int = 50,
         sync_interval_s: float = 1.0,
         compact_min_bytes: int = COMPACT_MIN_BYTES,
@@ -194,25 +353,30 @@ class CheckpointWriter:
         self._compact_min_bytes = compact_min_bytes
         self._unsynced = 0
         self._last_sync = time.monotonic()
+        self._run_lock = lock if lock is not None else CheckpointLock(path)
+        if not self._run_lock.held or self._run_lock.path != path:
+            raise ValueError(f"the lock passed is not held for {path}")
         try:
-            if path.parent and not path.parent.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists() and path.stat().st_size > 0:
-                with suppress(OSError):  # only saves space: appending to the file as it is works too
-                    self._compact_file()
-            self._file: IO[str] = path.open("a", encoding="utf-8")
-            self._size = path.stat().st_size
-        except OSError as error:
-            raise CheckpointError(f"cannot write the checkpoint {path}: {error}") from error
-        self._compact_at = max(self._compact_min_bytes, 2 * self._size)
-        self._terminate_partial_line()
-        self._write(_start_entry(self.scope), sync=True)
+            try:
+                if path.exists() and path.stat().st_size > 0:
+                    with suppress(OSError):  # only saves space: appending to the file as it is works too
+                        self._compact_file()
+                self._file: IO[str] = _open_append(path)
+                self._size = os.fstat(self._file.fileno()).st_size
+            except OSError as error:
+                raise CheckpointError(f"cannot write the checkpoint {path}: {error}") from error
+            self._compact_at = max(self._compact_min_bytes, 2 * self._size)
+            self._terminate_partial_line()
+            self._write(_start_entry(self.scope), sync=True)
+        except BaseException:
+            self._run_lock.release()
+            raise
 
     def _terminate_partial_line(self) -> None:
         # A line cut short by a crash must not swallow the first line this run appends.
-        if self.path.stat().st_size == 0:
+        if self._size == 0:
             return
-        with self.path.open("rb") as reader:
+        with _open_read(self.path) as reader:
             reader.seek(-1, os.SEEK_END)
             if reader.read(1) != b"\n":
                 self._file.write("\n")
@@ -240,10 +404,14 @@ class CheckpointWriter:
             self._compact()
 
     def close(self) -> None:
+        """Sync, close and release the lock (the next run may start on the file then)."""
         with self._lock:
-            if not self._file.closed:
-                self._sync()
-                self._file.close()
+            try:
+                if not self._file.closed:
+                    self._sync()
+                    self._file.close()
+            finally:
+                self._run_lock.release()
 
     def _write(self, entry: dict[str, Any], sync: bool = False) -> None:
         line = _line(entry)
@@ -272,41 +440,60 @@ class CheckpointWriter:
             self._sync()
             self._compact_file()
             self._file.close()
-            self._file = self.path.open("a", encoding="utf-8")
-            self._size = self.path.stat().st_size
+            self._file = _open_append(self.path)
+            self._size = os.fstat(self._file.fileno()).st_size
         except (OSError, CheckpointError):
             # Compaction only saves space: if it cannot be done, keep appending to the file as it is.
             if self._file.closed:
-                self._file = self.path.open("a", encoding="utf-8")
+                self._file = _open_append(self.path)
         self._compact_at = max(self._compact_min_bytes, 2 * self._size)
 
     def _compact_file(self) -> None:
-        """Replace the file, atomically, by the compacted lines of what `load` reads from it."""
+        """Replace the file, atomically, by the compacted lines of what `load` reads from it.
+
+        The new content goes to a temporary file created afresh beside it (O_EXCL|O_NOFOLLOW: a
+        link or file already there is never written through), is fsynced, then renamed over the
+        checkpoint, and the directory is fsynced so that the rename survives a power cut."""
         try:
             state = load(self.path, self.scope)
         except CheckpointError:
             return  # not ours to rewrite (another run's, or damaged): `load` reports it where it matters
         text = "".join(_line(entry) for entry in compacted(state, self.scope))
-        if len(text.encode("utf-8")) >= self.path.stat().st_size:
+        current = os.lstat(self.path)
+        if len(text.encode("utf-8")) >= current.st_size:
             return
-        temporary = self.path.with_name(self.path.name + ".compacting")
+        temporary = self.path.with_name(self.path.name + TEMPORARY_SUFFIX)
+        fd = self._create_temporary(temporary, current.st_mode & 0o777)
         try:
-            with temporary.open("w", encoding="utf-8") as out:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
                 out.write(text)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temporary, self.path)
         except OSError:
             with suppress(OSError):
-                temporary.unlink()
+                temporary.unlink()  # ours: created by this call
             raise
-        # The rename itself must survive a power cut, or the old file (still valid) comes back.
         with suppress(OSError):
             directory = os.open(self.path.parent, os.O_RDONLY)
             try:
                 os.fsync(directory)
             finally:
                 os.close(directory)
+
+    @staticmethod
+    def _create_temporary(temporary: Path, mode: int) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+        try:
+            fd = os.open(temporary, flags, mode)
+        except FileExistsError:
+            # Left by a run that died while compacting, or planted: no run uses it (this one holds
+            # the lock). Unlinking removes the entry itself, never what a link there points at.
+            temporary.unlink()
+            fd = os.open(temporary, flags, mode)
+        with suppress(OSError):
+            os.fchmod(fd, mode)  # the checkpoint's own permissions, whatever the umask
+        return fd
 
 
 class AnswerCache:

@@ -24,7 +24,7 @@ from cos_autotag.errors import ConfigurationError, SettingsError
 from cos_autotag.events import MAX_RECORDS_PER_EVENT
 from cos_autotag.settings import Settings
 
-from .checkpoint import CheckpointError, CheckpointWriter, ResumeState, load
+from .checkpoint import CheckpointError, CheckpointLock, CheckpointWriter, ResumeState, load
 from .options import (
     DEFAULT_BATCH,
     DEFAULT_CONCURRENCY,
@@ -191,8 +191,44 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Optio
     )
 
 
+def parse_region(value: str, flag: str) -> str:
+    """A region name from a command-line value (a full name, or a short code like gz)."""
+    return _region(value, flag)
+
+
+def connect(
+    prog: str,
+    bucket: str,
+    env: Mapping[str, str],
+    *,
+    quiet: bool,
+    gateway_class: type[CountingGateway] = CountingGateway,
+) -> tuple[Settings, CountingGateway] | None:
+    """The function's settings, logging and a counting gateway for a command on `bucket`, as every
+    bucket-wide command sets them up; None once it has printed why not (exit with EXIT_USAGE)."""
+    try:
+        settings = Settings.from_env(env)
+    except SettingsError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return None
+    if settings.buckets and bucket not in settings.buckets:
+        print(f"{prog}: {bucket} is not in AUTOTAG_BUCKETS: refused", file=sys.stderr)
+        return None
+    observability.configure("WARNING" if quiet else settings.log_level)
+    gateway = gateway_class(settings, env)
+    try:
+        creds = gateway.credentials()
+    except ConfigurationError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return None
+    # Never printed, in any log line, whatever the level.
+    observability.register_secret(creds.secret_key)
+    observability.register_secret(creds.token)
+    return settings, gateway
+
+
 @contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
+def sigterm_interrupts() -> Iterator[None]:
     """`kill` (SIGTERM) stops the run like Ctrl-C: finish what is running, record it, report."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -214,25 +250,15 @@ def run_backfill(argv: list[str], env: Mapping[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         options = options_from_args(args, env)
-        settings = Settings.from_env(env)
-    except (UsageError, SettingsError) as error:
+    except UsageError as error:
         print(f"cos-autotag backfill: {error}", file=sys.stderr)
         return EXIT_USAGE
-    if settings.buckets and options.bucket not in settings.buckets:
-        print(f"cos-autotag backfill: {options.bucket} is not in AUTOTAG_BUCKETS: refused", file=sys.stderr)
+    connected = connect("cos-autotag backfill", options.bucket, env, quiet=args.quiet)
+    if connected is None:
         return EXIT_USAGE
-    observability.configure("WARNING" if args.quiet else settings.log_level)
+    settings, gateway = connected
     if args.dry_run and args.via_scf:
         print("cos-autotag backfill: --dry-run invokes nothing: reporting what would be labeled", file=sys.stderr)
-
-    gateway = CountingGateway(settings, env)
-    try:
-        creds = gateway.credentials()
-    except ConfigurationError as error:
-        print(f"cos-autotag backfill: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    observability.register_secret(creds.secret_key)
-    observability.register_secret(creds.token)
 
     run = "dry-run" if options.dry_run else ("via-scf" if options.via_scf else "label")
     scope = {
@@ -243,11 +269,17 @@ def run_backfill(argv: list[str], env: Mapping[str, str] | None = None) -> int:
         "via": f"scf:{options.scf_namespace}/{options.via_scf}" if options.via_scf else "local",
     }
     checkpoint: CheckpointWriter | None = None
+    lock: CheckpointLock | None = None
     try:
-        resume = load(options.resume, scope) if options.resume else ResumeState()
         if options.resume and not options.dry_run:  # a dry run reads the checkpoint, never writes it
-            checkpoint = CheckpointWriter(options.resume, scope)
+            # Locked before it is read: another run's lines cannot land after what this one read.
+            lock = CheckpointLock(options.resume)
+        resume = load(options.resume, scope) if options.resume else ResumeState()
+        if lock is not None and options.resume:
+            checkpoint = CheckpointWriter(options.resume, scope, lock=lock)
     except CheckpointError as error:
+        if lock is not None:
+            lock.release()
         print(f"cos-autotag backfill: {error}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -257,7 +289,7 @@ def run_backfill(argv: list[str], env: Mapping[str, str] | None = None) -> int:
     log = observability.get_logger()
     log.info("backfill started", **{k: v for k, v in scope.items()}, run=run, qps=options.qps)
     try:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             if options.via_scf:
                 from .fanout import FanoutError, run_via_scf
 

@@ -1,0 +1,391 @@
+"""`cos-autotag untag`: take the function's labels off a bucket's objects, and nothing else.
+
+What the function wrote, and only that, is removed:
+- tags mode: its marker tag `autotag` and its `autotag:*` label tags. The tag set is read and
+  written back without them; when no tag of the user's is left, the tagging is deleted
+  (DeleteObjectTagging, COS's documented way to clear it) rather than written empty.
+- metadata mode: its `x-cos-meta-autotag` and `x-cos-meta-autotag-labels` headers, through the
+  same copy onto itself the function writes them with (every other header, the user's metadata,
+  the storage class and the tags kept), conditional on the ETag read just before: an object
+  overwritten meanwhile answers 412 and is reported, not clobbered.
+- auto (the default): both, whichever the object carries.
+
+Settings and credentials come from the same environment variables as the function and the
+backfill (TENCENTCLOUD_SECRETID/SECRETKEY/SESSIONTOKEN, AUTOTAG_COS_ENDPOINT). JSON log lines go
+to stdout, the progress bar and the report to stderr.
+
+Two things COS does not let a client rule out, and what this does about them:
+- A tag write takes no condition. An object re-uploaded between the tag read and the write may
+  get the old object's user tags; the ETag is checked after the write and such an object is
+  reported as changed during the run, for you to look at.
+- A metadata copy onto itself is an upload event (cos:ObjectCreated:Copy). The deployed trigger
+  subscribes to Put, Post and CompleteMultipartUpload only, so the function does not see it. A
+  trigger on cos:ObjectCreated:* would see it and, the marker being gone, label the object again:
+  disable such a trigger before untagging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cos_autotag import cos_facts, observability
+from cos_autotag.errors import CosCallError
+from cos_autotag.retry import Deadline, call_with_retry
+from cos_autotag.writeback import (
+    LABEL_TAG_PREFIX,
+    LABELS_META,
+    MARKER_META,
+    is_own_tag,
+    plan_metadata_without_labels,
+    user_tags,
+)
+
+from .backfill.cli import UsageError, connect, parse_region, sigterm_interrupts
+from .backfill.listing import ListedObject, list_objects
+from .backfill.progress import Progress
+from .backfill.runner import CountingGateway
+
+PROG = "cos-autotag untag"
+MODES = ("auto", "tags", "metadata")
+DEFAULT_CONCURRENCY = 8
+MAX_CONCURRENCY = 64
+OBJECT_DEADLINE_S = 60.0  # per object, retries of throttled or failed calls included
+MAX_KEYS_SHOWN = 20
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# What happened to one object.
+UNTAGGED = "untagged"
+WOULD_UNTAG = "would-untag"  # --dry-run
+NOTHING = "nothing to remove"
+CHANGED = "changed during the run"
+FAILED = "failed"
+
+COPY_WARNING = (
+    "metadata is removed by a copy of each object onto itself, which COS announces as "
+    "cos:ObjectCreated:Copy. The deployed trigger does not subscribe to it; if you subscribed the function to "
+    "cos:ObjectCreated:* (or :Copy), it will label these objects again, and bill for it: disable that trigger first."
+)
+
+T = TypeVar("T")
+
+
+class UntagGateway(CountingGateway):
+    """The backfill's counting gateway, plus the one call only untag makes."""
+
+    def delete_tags(self, bucket: str, region: str, key: str) -> None:
+        self._call("DeleteObjectTagging", region, "delete_object_tagging", Bucket=bucket, Key=key)
+
+
+@dataclass
+class Outcome:
+    key: str
+    result: str  # UNTAGGED, WOULD_UNTAG, NOTHING, CHANGED or FAILED
+    removed: list[str] = field(default_factory=list)  # tag keys and header names (to be) removed
+    reason: str = ""
+
+
+def own_tags(tags: list[tuple[str, str]]) -> list[str]:
+    return [key for key, _ in tags if is_own_tag(key)]
+
+
+def own_metadata(head: Mapping[str, str]) -> list[str]:
+    return [name for name in (MARKER_META, LABELS_META) if name in head]
+
+
+def _same_etag(a: str, b: str) -> bool:
+    return a.strip().strip('"') == b.strip().strip('"')
+
+
+class Untagger:
+    """Takes the function's labels off one object at a time (called from several threads)."""
+
+    def __init__(self, gateway: UntagGateway, bucket: str, region: str, mode: str, dry_run: bool) -> None:
+        self.gateway, self.bucket, self.region = gateway, bucket, region
+        self.mode, self.dry_run = mode, dry_run
+        self.log = observability.get_logger()
+
+    def _call(self, fn: Any, deadline: Deadline, *args: Any) -> Any:
+        return call_with_retry(partial(fn, self.bucket, self.region, *args), deadline)
+
+    def untag(self, obj: ListedObject) -> Outcome:
+        outcome = Outcome(obj.key, NOTHING)
+        deadline = Deadline(OBJECT_DEADLINE_S)
+        try:
+            wrote_tags = self.mode != "metadata" and self._tags(obj, outcome, deadline)
+            if self.mode == "tags" and not wrote_tags:
+                return outcome
+            head = self._call(self.gateway.head, deadline, obj.key)
+            if wrote_tags and obj.etag and not _same_etag(head.get("etag", ""), obj.etag):
+                outcome.result = CHANGED
+                outcome.reason = "overwritten while its tags were rewritten: check its tags"
+                return outcome
+            if self.mode != "tags":
+                self._metadata(obj, head, outcome, deadline)
+        except CosCallError as error:
+            if error.not_found:
+                outcome.result, outcome.reason = CHANGED, "deleted during the run"
+            else:
+                outcome.result, outcome.reason = FAILED, str(error)
+        except Exception as error:  # a bug must cost one object, not the whole run
+            self.log.exception("unexpected error", bucket=self.bucket, key=obj.key)
+            outcome.result, outcome.reason = FAILED, f"unexpected error: {error!r}"
+        return outcome
+
+    def _tags(self, obj: ListedObject, outcome: Outcome, deadline: Deadline) -> bool:
+        """Take the function's tags off; True when a write was made."""
+        tags = self._call(self.gateway.get_tags, deadline, obj.key)
+        ours = own_tags(tags)
+        if not ours:
+            return False
+        outcome.removed.extend(ours)
+        if self.dry_run:
+            outcome.result = WOULD_UNTAG
+            return False
+        kept = user_tags(tags)
+        if kept:
+            self._call(self.gateway.put_tags, deadline, obj.key, kept)
+        else:
+            self._call(self.gateway.delete_tags, deadline, obj.key)
+        outcome.result = UNTAGGED
+        return True
+
+    def _metadata(self, obj: ListedObject, head: Mapping[str, str], outcome: Outcome, deadline: Deadline) -> None:
+        ours = own_metadata(head)
+        if not ours:
+            return
+        outcome.removed.extend(ours)
+        if self.dry_run:
+            outcome.result = WOULD_UNTAG
+            return
+        if obj.storage_class.upper() in cos_facts.ARCHIVE_STORAGE_CLASSES:
+            outcome.result, outcome.reason = FAILED, "archived: restore it first (a copy of it fails until then)"
+            return
+        plan = plan_metadata_without_labels(head)
+        etag = head.get("etag", "")
+        try:
+            self._call(self.gateway.copy_in_place, deadline, obj.key, plan, etag)
+        except CosCallError as error:
+            if error.status == 412:
+                # Overwritten since the HEAD: the newer content and its metadata are left alone.
+                outcome.result, outcome.reason = (
+                    CHANGED,
+                    "overwritten before its metadata could be rewritten: left as is",
+                )
+                return
+            raise
+        outcome.result = UNTAGGED
+
+
+@dataclass
+class Report:
+    bucket: str
+    prefix: str
+    mode: str
+    dry_run: bool
+    listed: int = 0
+    untagged: int = 0
+    would_untag: int = 0
+    nothing: int = 0
+    changed: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    removed: dict[str, int] = field(default_factory=dict)  # tag key / header -> objects (to be) cleared of it
+    calls: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+    aborted: str = ""
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.result == UNTAGGED:
+            self.untagged += 1
+        elif outcome.result == WOULD_UNTAG:
+            self.would_untag += 1
+        elif outcome.result == NOTHING:
+            self.nothing += 1
+        elif outcome.result == CHANGED:
+            self.changed.append({"key": outcome.key, "reason": outcome.reason})
+        else:
+            self.failed.append({"key": outcome.key, "reason": outcome.reason})
+        if outcome.result in (UNTAGGED, WOULD_UNTAG):
+            kinds = {LABEL_TAG_PREFIX + "*" if name.startswith(LABEL_TAG_PREFIX) else name for name in outcome.removed}
+            for kind in kinds:
+                self.removed[kind] = self.removed.get(kind, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "mode": self.mode,
+            "dry_run": self.dry_run,
+            "listed": self.listed,
+            "untagged": self.untagged,
+            "nothing_to_remove": self.nothing,
+            "changed_during_run": self.changed,
+            "failed": self.failed,
+            "removed": self.removed,
+            "calls": self.calls,
+            "interrupted": self.interrupted,
+        }
+        if self.dry_run:
+            out["would_untag"] = self.would_untag
+        if self.aborted:
+            out["aborted"] = self.aborted
+        return out
+
+    def render(self) -> str:
+        title = f"untag{' --dry-run' if self.dry_run else ''} ({self.mode}) of cos://{self.bucket}/{self.prefix}"
+        lines = [title + (": INTERRUPTED" if self.interrupted else "")]
+        if self.aborted:
+            lines.append(f"  stopped early: {self.aborted}")
+        lines.append(f"  objects listed        {self.listed}")
+        if self.dry_run:
+            lines.append(f"  would untag           {self.would_untag}  (nothing was changed)")
+        else:
+            lines.append(f"  untagged              {self.untagged}")
+        for name, count in sorted(self.removed.items()):
+            lines.append(f"    {name:<26} {count}")
+        lines.append(f"  nothing to remove     {self.nothing}")
+        for heading, items in (("changed during the run", self.changed), ("failed", self.failed)):
+            lines.append(f"  {heading:<21} {len(items)}")
+            for item in items[:MAX_KEYS_SHOWN]:
+                lines.append(f"    {item['key']}: {item['reason']}")
+            if len(items) > MAX_KEYS_SHOWN:
+                lines.append(f"    ... and {len(items) - MAX_KEYS_SHOWN} more (see --report)")
+        calls = ", ".join(f"{op} {n}" for op, n in sorted(self.calls.items())) or "none"
+        lines.append(f"  API calls             {sum(self.calls.values())}: {calls}")
+        return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Remove the labels cos-autotag wrote (its marker and label tags, or its x-cos-meta-autotag* "
+        "headers) from a bucket's objects, keeping everything else.",
+        epilog="Metadata is rewritten by a copy of the object onto itself, which COS announces as "
+        "cos:ObjectCreated:Copy. The deployed trigger subscribes only to Put, Post and CompleteMultipartUpload, so "
+        "the function does not see these copies; if your trigger subscribes to cos:ObjectCreated:*, disable it first, "
+        "or the function labels each object again (the marker it would recognise is gone).",
+    )
+    parser.add_argument("--bucket", required=True, help="the bucket, <name>-<appid>")
+    parser.add_argument("--region", required=True, help="its region, e.g. ap-guangzhou")
+    parser.add_argument("--prefix", default="", help="only keys starting with this")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="auto",
+        help="what to remove: the function's tags, its metadata headers, or whichever an object carries "
+        "(auto, the default: one tag read and one HEAD per object)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="change nothing: report what would be removed")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"objects in progress at once (1-{MAX_CONCURRENCY}; default {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument("--report", metavar="FILE", type=Path, help="also write the report there, as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (none anyway if not a terminal)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and only warning/error log lines")
+    return parser
+
+
+def _drive(
+    untagger: Untagger, objects: Iterator[ListedObject], report: Report, progress: Progress, workers: int
+) -> None:
+    """At most 2x`workers` objects waiting; the main thread does all the bookkeeping.
+    On Ctrl-C nothing new starts and what is running finishes and is reported."""
+    pending: dict[Future[Outcome], ListedObject] = {}
+
+    def collect() -> None:
+        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+        for future in done:
+            pending.pop(future)
+            if not future.cancelled():
+                record(future.result())
+
+    def record(outcome: Outcome) -> None:
+        report.add(outcome)
+        if outcome.result in (UNTAGGED, WOULD_UNTAG):
+            message = "untagged" if outcome.result == UNTAGGED else "would untag"
+            untagger.log.info(message, bucket=report.bucket, key=outcome.key, removed=outcome.removed)
+        elif outcome.result in (CHANGED, FAILED):
+            untagger.log.warning(outcome.result, bucket=report.bucket, key=outcome.key, reason=outcome.reason)
+        progress.update(untagged=report.untagged or report.would_untag, failed=len(report.failed))
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="untag") as pool:
+        try:
+            try:
+                for obj in objects:
+                    report.listed += 1
+                    while len(pending) >= 2 * workers:
+                        collect()
+                    pending[pool.submit(untagger.untag, obj)] = obj
+            except (CosCallError, ValueError) as error:
+                report.aborted = f"listing failed: {error}"
+                untagger.log.error("listing failed; stopping after the objects in progress", error=str(error))
+            while pending:
+                collect()
+        except KeyboardInterrupt:
+            report.interrupted = True
+            for future in pending:
+                future.cancel()
+            try:
+                while pending:
+                    collect()
+            except KeyboardInterrupt:
+                pass
+
+
+def run_untag(argv: list[str], env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    args = _parser().parse_args(argv)
+    try:
+        if not cos_facts.BUCKET_RE.match(args.bucket):
+            raise UsageError(f"--bucket {args.bucket!r} is not a <name>-<appid> bucket name")
+        region = parse_region(args.region, "--region")
+        if not 1 <= args.concurrency <= MAX_CONCURRENCY:
+            raise UsageError(f"--concurrency must be 1 to {MAX_CONCURRENCY}, not {args.concurrency}")
+    except UsageError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    connected = connect(PROG, args.bucket, env, quiet=args.quiet, gateway_class=UntagGateway)
+    if connected is None:
+        return EXIT_USAGE
+    _, gateway = connected
+    assert isinstance(gateway, UntagGateway)
+    if args.mode != "tags":
+        print(f"{PROG}: {'with --dry-run nothing is copied; ' if args.dry_run else ''}{COPY_WARNING}", file=sys.stderr)
+
+    report = Report(args.bucket, args.prefix, args.mode, args.dry_run)
+    progress = Progress(
+        not (args.no_progress or args.quiet) and sys.stderr.isatty(),
+        f"untag{' --dry-run' if args.dry_run else ''} {args.bucket}/{args.prefix}",
+    )
+    untagger = Untagger(gateway, args.bucket, region, args.mode, args.dry_run)
+    try:
+        with sigterm_interrupts():
+            _drive(
+                untagger, list_objects(gateway, args.bucket, region, args.prefix), report, progress, args.concurrency
+            )
+    finally:
+        progress.close()
+    report.calls = dict(sorted(gateway.calls.items()))
+    summary = report.as_dict()
+    untagger.log.info("untag report", **summary)
+    print(report.render(), file=sys.stderr)
+    if args.report is not None:
+        try:
+            args.report.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        except OSError as error:
+            print(f"{PROG}: cannot write the report to {args.report}: {error}", file=sys.stderr)
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    # An object changed during the run may still carry labels (or need its tags checked): not done.
+    return EXIT_FAILED if report.failed or report.changed or report.aborted else EXIT_OK
