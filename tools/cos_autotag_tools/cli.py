@@ -4,6 +4,9 @@
     cos-autotag local                serve the local COS + Cloud Infinite emulator
     cos-autotag demo                 the whole flow on real photos, locally, in one command
     cos-autotag backfill ...         label the objects already in a bucket
+    cos-autotag show KEY ...         one object's labels
+    cos-autotag find LABEL ...       the objects that carry a label
+    cos-autotag gallery ...          browse a bucket's photos and labels in a web page
 
 Sub-commands other than `invoke` live in their own modules and are imported only when used,
 so `invoke` stays as light as the deployed function.
@@ -69,6 +72,18 @@ def main(argv: list[str] | None = None) -> int:
         from .backfill import run_backfill
 
         return run_backfill(argv[1:])
+    if argv and argv[0] == "show":
+        from .show import run_show
+
+        return run_show(argv[1:])
+    if argv and argv[0] == "find":
+        from .find import run_find
+
+        return run_find(argv[1:])
+    if argv and argv[0] == "gallery":
+        from .gallery import run_gallery
+
+        return run_gallery(argv[1:])
 
     parser = argparse.ArgumentParser(prog="cos-autotag", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("local", help="serve the local COS + Cloud Infinite emulator (see: cos-autotag local -h)")
     sub.add_parser("demo", help="run the whole flow locally on real photos")
     sub.add_parser("backfill", help="label existing objects (see: cos-autotag backfill -h)")
+    sub.add_parser("show", help="print one object's labels (see: cos-autotag show -h)")
+    sub.add_parser("find", help="list the objects that carry a label (see: cos-autotag find -h)")
+    sub.add_parser("gallery", help="browse a bucket's photos and labels in a web page (see: cos-autotag gallery -h)")
     args = parser.parse_args(argv)
     return _invoke(args)
 
