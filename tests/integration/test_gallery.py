@@ -9,6 +9,7 @@ renditions, never an original.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import queue
@@ -19,16 +20,20 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pytest
 import requests
 from qcloud_cos import CosS3Client
 
+from cos_autotag import cos_facts
 from cos_autotag.detect import Label
+from cos_autotag.settings import Settings
 from cos_autotag.writeback import LABELS_META, MARKER_META, encode_labels_meta
 from cos_autotag_tools.emulator import Emulator
 from cos_autotag_tools.gallery import GalleryServer, open_gallery
-from cos_autotag_tools.gallery.server import THUMBNAIL_RULE
+from cos_autotag_tools.gallery.index import Photo
+from cos_autotag_tools.gallery.server import THUMBNAIL_RULE, Gallery
 from cos_autotag_tools.photos import list_photos
 from tests.browser import headless_chromium
 from tests.conftest import APPID, REGION, SECRET_ID, SECRET_KEY, make_client
@@ -142,7 +147,9 @@ def test_a_photo_without_labels_is_read_again_until_it_has_them(emu: Emulator, t
     body = (ROOT / "tools/cos_autotag_tools/photos/chelsea.png").read_bytes()
     upload(client, "photos/chelsea.png", body, "tags", None)
     index = tmp_path / "index.sqlite"
+    since = time.time()
     gallery(emu, index).server_close()
+    assert ops(emu, since) == Counter({"ListObjects": 1, "GetObjectTagging": 1, "HeadObject": 1})
     client.put_object_tagging(
         Bucket=BUCKET,
         Key="photos/chelsea.png",
@@ -151,7 +158,7 @@ def test_a_photo_without_labels_is_read_again_until_it_has_them(emu: Emulator, t
     since = time.time()
     server = gallery(emu, index)
     server.server_close()
-    assert ops(emu, since) == Counter({"ListObjects": 1, "GetObjectTagging": 1, "HeadObject": 1})
+    assert ops(emu, since) == Counter({"ListObjects": 1, "GetObjectTagging": 1})
     assert payload(server)["photos"][0]["labels"] == [["猫", 90]]
     since = time.time()
     gallery(emu, index).server_close()
@@ -199,6 +206,34 @@ def test_thumbnails_are_cloud_infinite_renditions_and_no_original_is_read(emu: E
     assert THUMBNAIL_RULE.startswith("imageMogr2/thumbnail/")
 
 
+def test_against_cos_a_thumbnail_redirects_to_a_short_lived_signed_rendition(
+    emu: Emulator, served: GalleryServer
+) -> None:
+    from PIL import Image
+
+    # The same gallery with no AUTOTAG_COS_ENDPOINT, as against COS: the browser goes to the bucket.
+    bucket = dataclasses.replace(served.gallery.bucket, settings=Settings())
+    against_cos = Gallery(bucket, "", [Photo("photos/coffee.png", '"e"', 1, "tags", "v1", ())])
+    status, headers, body = against_cos.thumbnail("photos/coffee.png")
+    assert status == 302 and body == b"" and headers["Cache-Control"] == "no-store"
+    location = urlsplit(headers["Location"])
+    host = cos_facts.cos_host(BUCKET, REGION)
+    assert (location.scheme, location.netloc, location.path) == ("https", host, "/photos/coffee.png")
+    assert location.query.endswith("&" + THUMBNAIL_RULE)
+    start, end = dict(parse_qsl(location.query))["q-sign-time"].split(";")
+    assert 0 < int(end) - int(start) <= 3600  # short-lived
+    assert f"img-src 'self' https://{host};" in against_cos.csp()
+    # That URL, sent to the bucket's host (here the emulator), answers the rendition.
+    response = requests.get(
+        urlunsplit(("http", f"127.0.0.1:{emu.port}", location.path, location.query, "")),
+        headers={"Host": host},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    with Image.open(io.BytesIO(response.content)) as image:
+        assert image.format == "JPEG" and max(image.size) == 320
+
+
 def test_the_server_signs_only_listed_photos_and_answers_only_this_machine(
     emu: Emulator, served: GalleryServer
 ) -> None:
@@ -228,11 +263,13 @@ def test_the_api_is_utf8_json_with_labels_and_counts(served: GalleryServer) -> N
 # --- the page in a real browser --------------------------------------------------------------
 
 
-def spawn_gallery(emu: Emulator, index: Path) -> tuple[subprocess.Popen[str], str]:
-    """`cos-autotag gallery` as a user runs it: a process of its own, serving until stopped."""
-    env = {**os.environ, **env_for(emu)}
+def spawn_gallery(emu: Emulator | None, index: Path) -> tuple[subprocess.Popen[str], str]:
+    """`cos-autotag gallery` as a user runs it: a process of its own, serving until stopped.
+    Without an emulator: `gallery --demo`, which brings its own."""
+    env = {**os.environ, **(env_for(emu) if emu is not None else {})}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tools"), env.get("PYTHONPATH", "")])
-    argv = ["gallery", "--bucket", BUCKET, "--region", REGION, "--port", "0", "--index", str(index)]
+    bucket = ["--bucket", BUCKET, "--region", REGION] if emu is not None else ["--demo"]
+    argv = ["gallery", *bucket, "--port", "0", "--index", str(index)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "cos_autotag_tools.cli", *argv],
         stdout=subprocess.PIPE,
@@ -244,7 +281,7 @@ def spawn_gallery(emu: Emulator, index: Path) -> tuple[subprocess.Popen[str], st
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
     try:
-        line = lines.get(timeout=60)
+        line = lines.get(timeout=180)
     except queue.Empty:
         proc.kill()
         raise AssertionError(f"the gallery did not start: {proc.communicate()[1]}") from None
@@ -361,3 +398,19 @@ def test_keys_and_labels_are_shown_as_text_never_run(emu: Emulator, tmp_path: Pa
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def test_gallery_demo_shows_the_demo_photos_as_the_function_labeled_them(tmp_path: Path) -> None:
+    # The command `make demo` points to: its own emulator, the real handler, the demo's photos.
+    proc, url = spawn_gallery(None, tmp_path / "index.sqlite")
+    try:
+        data = requests.get(url + "api/photos", timeout=30).json()
+        assert data["bucket"] == "demo-1250000000"
+        assert [p["key"] for p in data["photos"]] == DEMO_KEYS
+        assert all(p["mode"] == "tags" and p["labels"] for p in data["photos"]), data["photos"]
+        assert data["labels"] and data["index"]["failed"] == []
+        thumb = requests.get(url + "thumb", params={"key": "photos/coffee.png"}, timeout=30)
+        assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/jpeg"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -175,9 +175,9 @@ class Bucket:
     gateway: CosGateway = field(repr=False)
 
 
-def add_bucket_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bucket", required=True, help="the bucket, <name>-<appid>")
-    parser.add_argument("--region", required=True, help="its region, e.g. ap-guangzhou")
+def add_bucket_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--bucket", required=required, help="the bucket, <name>-<appid>")
+    parser.add_argument("--region", required=required, help="its region, e.g. ap-guangzhou")
 
 
 def add_mode_argument(parser: argparse.ArgumentParser) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import webbrowser
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
 
 from cos_autotag.errors import CosCallError
@@ -36,7 +38,13 @@ def _parser() -> argparse.ArgumentParser:
         "labels, a label cloud and a search box. Settings and credentials come from the same environment "
         "as the function and the backfill (TENCENTCLOUD_SECRETID/SECRETKEY[/SESSIONTOKEN], AUTOTAG_COS_ENDPOINT).",
     )
-    add_bucket_arguments(parser)
+    add_bucket_arguments(parser, required=False)
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="no bucket of yours: label the demo's photos with the real function in a local emulator "
+        "(as `cos-autotag demo` does) and show them",
+    )
     parser.add_argument("--prefix", default="", help="only keys starting with this")
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free one)"
@@ -60,11 +68,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--open", action="store_true", help="open the page in the default browser")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar while indexing")
     return parser
-
-
-def open_gallery(argv: list[str], env: Mapping[str, str] | None = None) -> GalleryServer:
-    """Sync the index and bind the server, not yet serving. Raises UsageError or IndexUnusable."""
-    return _open(_parser().parse_args(argv), os.environ if env is None else env)
 
 
 def _open(args: argparse.Namespace, env: Mapping[str, str]) -> GalleryServer:
@@ -98,21 +101,45 @@ def _open(args: argparse.Namespace, env: Mapping[str, str]) -> GalleryServer:
         raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {error}; pick another with --port N") from error
 
 
+def _args(argv: list[str]) -> argparse.Namespace:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.demo and (args.bucket or args.region):
+        parser.error("--demo brings its own bucket: drop --bucket and --region")
+    if not args.demo and not (args.bucket and args.region):
+        parser.error("--bucket and --region are required (or --demo, to try it on the demo's photos)")
+    return args
+
+
+def open_gallery(argv: list[str], env: Mapping[str, str] | None = None) -> GalleryServer:
+    """Sync the index and bind the server, not yet serving. Raises UsageError or IndexUnusable."""
+    return _open(_args(argv), os.environ if env is None else env)
+
+
 def run_gallery(argv: list[str], env: Mapping[str, str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        with sdk_quiet():
-            server = _open(args, os.environ if env is None else env)
-    except (UsageError, IndexUnusable) as error:
-        print(f"cos-autotag gallery: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    print(f"Gallery: {server.url}  (Ctrl-C to stop)", flush=True)
-    if args.open:
-        webbrowser.open(server.url)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    args = _args(argv)
+    env = os.environ if env is None else env
+    with ExitStack() as stack:
+        if args.demo:
+            from .demo import DEMO_BUCKET, DEMO_REGION, demo_bucket
+
+            env = stack.enter_context(demo_bucket())
+            args.bucket, args.region = DEMO_BUCKET, DEMO_REGION
+            if args.index is None:  # the demo's bucket lives as long as this command: so does its index
+                args.index = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "demo.sqlite"
+        try:
+            with sdk_quiet():
+                server = _open(args, env)
+        except (UsageError, IndexUnusable) as error:
+            print(f"cos-autotag gallery: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"Gallery: {server.url}  (Ctrl-C to stop)", flush=True)
+        if args.open:
+            webbrowser.open(server.url)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
     return EXIT_OK
