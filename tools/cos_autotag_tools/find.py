@@ -101,11 +101,11 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             if confidence is not None and confidence >= args.min_confidence:
                 matches.append((result, confidence))
                 if not args.json:
-                    progress.close()  # the bar would tear the lines printed as they come
-                    print(f"{result.listed.key}\t{confidence}", flush=True)
-    except CosCallError as error:  # the listing itself failed, after its retries
+                    _print_match(f"{result.listed.key}\t{confidence}", progress)
+    except (CosCallError, ValueError) as error:  # the listing itself failed, after its retries
         progress.close()
-        print(f"cos-autotag find: {explain(error, bucket)}", file=sys.stderr)
+        reason = explain(error, bucket) if isinstance(error, CosCallError) else str(error)
+        print(f"cos-autotag find: {reason}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         progress.close()
@@ -130,6 +130,15 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         assert result.error is not None
         print(f"  {result.listed.key}: {explain(result.error, bucket)}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _print_match(line: str, progress: Progress) -> None:
+    if progress.enabled and sys.stdout.isatty():
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stdout)  # above the bar, which is redrawn below it
+    else:
+        print(line, flush=True)
 
 
 def _rest(result: ReadResult) -> dict[str, object]:

@@ -99,7 +99,9 @@ class Gallery:
         try:
             response = self._session.get(local, headers={"Host": self.bucket_host}, timeout=PROXY_TIMEOUT_S)
         except requests.RequestException as error:
-            return 502, {"Content-Type": "text/plain; charset=utf-8"}, f"endpoint unreachable: {error}\n".encode()
+            # The exception's text holds the signed URL (and a session token): name only its kind.
+            reason = f"{scheme}://{host}:{port} unreachable ({type(error).__name__})\n"
+            return 502, {"Content-Type": "text/plain; charset=utf-8"}, reason.encode()
         headers = {"Content-Type": response.headers.get("Content-Type", "application/octet-stream")}
         if response.ok:
             headers["Cache-Control"] = "private, max-age=300"
