@@ -109,6 +109,28 @@ def fetch_detect_url(backend: Backend, url: str) -> bytes:
     return data
 
 
+def processing_rules(query: Sequence[tuple[str, str]]) -> list[str]:
+    """The `imageMogr2/...` processing parameters of a decoded query, in order."""
+    return [name for name, value in query if name.startswith("imageMogr2/") and not value]
+
+
+def without_processing(query: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(name, value) for name, value in query if not (name.startswith("imageMogr2/") and not value)]
+
+
+def image_process(backend: Backend, req: Request) -> Response:
+    """GET Object with `?imageMogr2/thumbnail/...`: the rendition, never the original's bytes."""
+    state = backend.store.get(req.bucket or "", req.key or "")
+    if state is None:
+        raise CosError("NoSuchKey", "The specified key does not exist.")
+    archived(state)
+    data = state.body
+    for rule in processing_rules(req.query):
+        data = apply_processing(data, rule)
+    content_type = "image/png" if data.startswith(_PNG_MAGIC) else "image/jpeg"
+    return Response(200, {"Content-Type": content_type}, data)
+
+
 _FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG"}
 
 

@@ -41,6 +41,7 @@ OPERATIONS: dict[str, Operation] = {
     "ListObjects": listing.list_objects,
     "HeadBucket": listing.head_bucket,
     "DetectLabel": ci.detect_label,
+    "ImageProcess": ci.image_process,
 }
 
 _counter = itertools.count(1)
@@ -88,6 +89,8 @@ def route(req: Request) -> str:
             return "DetectLabel" if ci_process == "detect-label" else f"CI:{ci_process}"
         if method == "GET" and req.has_param("uploadId"):
             return "ListParts"
+        if method == "GET" and ci.processing_rules(req.query):
+            return "ImageProcess"  # GET Object with an imageMogr2 rendition, as Cloud Infinite serves it
         return "GetObject" if method == "GET" else "HeadObject"
     if method == "PUT":
         if req.has_param("tagging"):
@@ -167,7 +170,8 @@ class CosService:
             signed = auth.verify(
                 method=req.method,
                 path=req.path,
-                query=req.query,
+                # Processing parameters follow a presigned URL unsigned, as CI's docs show.
+                query=ci.without_processing(req.query) if op == "ImageProcess" else req.query,
                 headers=req.headers,
                 credentials=backend.credentials,
                 token=backend.token,

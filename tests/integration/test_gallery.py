@@ -1,0 +1,430 @@
+"""`cos-autotag gallery` against the emulator: its index, its API and thumbnails, and the page
+in a real headless Chromium.
+
+The demo photos are uploaded through the unmodified SDK and labeled as the function labels
+them (Chinese labels, some in tags, some in metadata). The emulator's request log is the
+ground truth for what the gallery read: one listing on a second open, and Cloud Infinite
+renditions, never an original.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import pytest
+import requests
+from qcloud_cos import CosS3Client
+
+from cos_autotag import cos_facts
+from cos_autotag.detect import Label
+from cos_autotag.settings import Settings
+from cos_autotag.writeback import LABELS_META, MARKER_META, encode_labels_meta
+from cos_autotag_tools.emulator import Emulator
+from cos_autotag_tools.gallery import GalleryServer, open_gallery
+from cos_autotag_tools.gallery.index import Photo
+from cos_autotag_tools.gallery.server import THUMBNAIL_RULE, Gallery
+from cos_autotag_tools.photos import list_photos
+from tests.browser import headless_chromium
+from tests.conftest import APPID, REGION, SECRET_ID, SECRET_KEY, make_client
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = f"demo-{APPID}"
+# Labels as Cloud Infinite gives them, in Chinese; written as the function writes them.
+DEMO_LABELS: dict[str, tuple[str, list[tuple[str, int]]]] = {
+    "chelsea.png": ("tags", [("猫", 93), ("虎斑猫", 71)]),
+    "china.jpg": ("metadata", [("宝塔", 77), ("建筑", 64)]),
+    "coffee.png": ("tags", [("浓缩咖啡", 96), ("咖啡杯", 81)]),
+    "flower.jpg": ("metadata", [("花", 88), ("雏菊", 62)]),
+    "rocket.jpg": ("tags", [("火箭", 91), ("建筑", 40)]),
+}
+DEMO_KEYS = sorted(f"photos/{name}" for name in DEMO_LABELS)
+
+
+def env_for(emu: Emulator) -> dict[str, str]:
+    return {
+        "TENCENTCLOUD_SECRETID": SECRET_ID,
+        "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
+        "AUTOTAG_COS_ENDPOINT": emu.endpoint,
+    }
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    emulator = Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID)
+    emulator.start()
+    try:
+        emulator.create_bucket(BUCKET, REGION)
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+def upload(client: CosS3Client, key: str, body: bytes, mode: str, labels: list[tuple[str, int]] | None) -> None:
+    content_type = "image/png" if key.endswith(".png") else "image/jpeg"
+    metadata = {"x-cos-meta-album": "demo"}
+    if mode == "metadata" and labels is not None:
+        metadata[MARKER_META] = "v1:token"
+        metadata[LABELS_META] = encode_labels_meta([Label(n, c) for n, c in labels])
+    client.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType=content_type, Metadata=metadata)
+    tags = [{"Key": "owner", "Value": "demo-user"}]
+    if mode == "tags" and labels is not None:
+        tags += [{"Key": "autotag", "Value": "v1:token"}]
+        tags += [{"Key": f"autotag:{n}", "Value": str(c)} for n, c in labels]
+    client.put_object_tagging(Bucket=BUCKET, Key=key, Tagging={"TagSet": {"Tag": tags}})
+
+
+def seed_demo(emu: Emulator) -> CosS3Client:
+    client = make_client(emu)
+    for photo in list_photos():
+        mode, labels = DEMO_LABELS[photo.name]
+        upload(client, f"photos/{photo.name}", photo.read_bytes(), mode, labels)
+    client.put_object(Bucket=BUCKET, Key="notes/readme.txt", Body=b"not a photo", ContentType="text/plain")
+    return client
+
+
+def ops(emu: Emulator, since: float) -> Counter[str]:
+    return Counter(r.op for r in emu.requests if r.timestamp >= since)
+
+
+def gallery(emu: Emulator, index: Path, *extra: str) -> GalleryServer:
+    argv = ["--bucket", BUCKET, "--region", REGION, "--port", "0", "--index", str(index), "--no-progress", *extra]
+    return open_gallery(argv, env_for(emu))
+
+
+# --- the index ----------------------------------------------------------------------------
+
+
+def test_a_second_open_costs_one_listing_and_reads_only_what_changed(emu: Emulator, tmp_path: Path) -> None:
+    client = seed_demo(emu)
+    index = tmp_path / "index.sqlite"
+
+    since = time.time()
+    first = gallery(emu, index)
+    first.server_close()
+    # Tags first; the metadata-mode photos cost a HEAD as well. The text file is not read.
+    assert ops(emu, since) == Counter({"ListObjects": 1, "GetObjectTagging": 5, "HeadObject": 2})
+
+    since = time.time()
+    second = gallery(emu, index)
+    second.server_close()
+    assert ops(emu, since) == Counter({"ListObjects": 1})
+    assert {p["key"]: p["labels"] for p in payload(second)["photos"]} == {
+        f"photos/{name}": [list(label) for label in labels] for name, (_, labels) in DEMO_LABELS.items()
+    }
+
+    # A photo replaced (new ETag), one deleted, one added: only the new and the replaced are read.
+    upload(client, "photos/coffee.png", (ROOT / "tools/cos_autotag_tools/photos/rocket.jpg").read_bytes(), "tags",
+           [("火箭", 99)])  # fmt: skip
+    client.delete_object(Bucket=BUCKET, Key="photos/flower.jpg")
+    upload(client, "photos/new.jpg", (ROOT / "tools/cos_autotag_tools/photos/china.jpg").read_bytes(), "tags",
+           [("宝塔", 80)])  # fmt: skip
+    since = time.time()
+    third = gallery(emu, index)
+    third.server_close()
+    assert ops(emu, since) == Counter({"ListObjects": 1, "GetObjectTagging": 2})
+    photos = {p["key"]: p["labels"] for p in payload(third)["photos"]}
+    assert sorted(photos) == ["photos/chelsea.png", "photos/china.jpg", "photos/coffee.png", "photos/new.jpg",
+                              "photos/rocket.jpg"]  # fmt: skip
+    assert photos["photos/coffee.png"] == [["火箭", 99]]
+
+
+def test_a_photo_without_labels_is_read_again_until_it_has_them(emu: Emulator, tmp_path: Path) -> None:
+    # Labels arrive after the upload and keep the ETag: an unlabeled photo may be labeled by now.
+    client = make_client(emu)
+    body = (ROOT / "tools/cos_autotag_tools/photos/chelsea.png").read_bytes()
+    upload(client, "photos/chelsea.png", body, "tags", None)
+    index = tmp_path / "index.sqlite"
+    since = time.time()
+    gallery(emu, index).server_close()
+    assert ops(emu, since) == Counter({"ListObjects": 1, "GetObjectTagging": 1, "HeadObject": 1})
+    client.put_object_tagging(
+        Bucket=BUCKET,
+        Key="photos/chelsea.png",
+        Tagging={"TagSet": {"Tag": [{"Key": "autotag", "Value": "v1:x"}, {"Key": "autotag:猫", "Value": "90"}]}},
+    )
+    since = time.time()
+    server = gallery(emu, index)
+    server.server_close()
+    assert ops(emu, since) == Counter({"ListObjects": 1, "GetObjectTagging": 1})
+    assert payload(server)["photos"][0]["labels"] == [["猫", 90]]
+    since = time.time()
+    gallery(emu, index).server_close()
+    assert ops(emu, since) == Counter({"ListObjects": 1})
+    # --reindex reads everything again, e.g. after a relabeling.
+    since = time.time()
+    gallery(emu, index, "--reindex").server_close()
+    assert ops(emu, since) == Counter({"ListObjects": 1, "GetObjectTagging": 1})
+
+
+def payload(server: GalleryServer) -> dict[str, object]:
+    import json
+
+    data = json.loads(server.gallery.payload)
+    assert isinstance(data, dict)
+    return data
+
+
+# --- the API and the thumbnails -------------------------------------------------------------
+
+
+@pytest.fixture
+def served(emu: Emulator, tmp_path: Path) -> Iterator[GalleryServer]:
+    seed_demo(emu)
+    server = gallery(emu, tmp_path / "index.sqlite")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_thumbnails_are_cloud_infinite_renditions_and_no_original_is_read(emu: Emulator, served: GalleryServer) -> None:
+    from PIL import Image
+
+    since = time.time()
+    for key in DEMO_KEYS:
+        response = requests.get(served.url + "thumb", params={"key": key}, timeout=30)
+        assert response.status_code == 200 and response.headers["Content-Type"] == "image/jpeg"
+        with Image.open(io.BytesIO(response.content)) as image:
+            assert image.format == "JPEG" and max(image.size) == 320, image.size
+    seen = [r for r in emu.requests if r.timestamp >= since]
+    assert Counter(r.op for r in seen) == Counter({"ImageProcess": len(DEMO_KEYS)})
+    assert all(r.status == 200 for r in seen)
+    assert THUMBNAIL_RULE.startswith("imageMogr2/thumbnail/")
+
+
+def test_against_cos_a_thumbnail_redirects_to_a_short_lived_signed_rendition(
+    emu: Emulator, served: GalleryServer
+) -> None:
+    from PIL import Image
+
+    # The same gallery with no AUTOTAG_COS_ENDPOINT, as against COS: the browser goes to the bucket.
+    bucket = dataclasses.replace(served.gallery.bucket, settings=Settings())
+    against_cos = Gallery(bucket, "", [Photo("photos/coffee.png", '"e"', 1, "tags", "v1", ())])
+    status, headers, body = against_cos.thumbnail("photos/coffee.png")
+    assert status == 302 and body == b"" and headers["Cache-Control"] == "no-store"
+    location = urlsplit(headers["Location"])
+    host = cos_facts.cos_host(BUCKET, REGION)
+    assert (location.scheme, location.netloc, location.path) == ("https", host, "/photos/coffee.png")
+    assert location.query.endswith("&" + THUMBNAIL_RULE)
+    start, end = dict(parse_qsl(location.query))["q-sign-time"].split(";")
+    assert 0 < int(end) - int(start) <= 3600  # short-lived
+    assert f"img-src 'self' https://{host};" in against_cos.csp()
+    # That URL, sent to the bucket's host (here the emulator), answers the rendition.
+    response = requests.get(
+        urlunsplit(("http", f"127.0.0.1:{emu.port}", location.path, location.query, "")),
+        headers={"Host": host},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    with Image.open(io.BytesIO(response.content)) as image:
+        assert image.format == "JPEG" and max(image.size) == 320
+
+
+def test_the_server_signs_only_listed_photos_and_answers_only_this_machine(
+    emu: Emulator, served: GalleryServer
+) -> None:
+    since = time.time()
+    for key in ("notes/readme.txt", "photos/missing.jpg", ""):
+        response = requests.get(served.url + "thumb", params={"key": key}, timeout=10)
+        assert response.status_code == 404
+    assert ops(emu, since) == Counter()
+    rebound = requests.get(served.url, headers={"Host": f"evil.example:{served.port}"}, timeout=10)
+    assert rebound.status_code == 421
+
+
+def test_the_api_is_utf8_json_with_labels_and_counts(served: GalleryServer) -> None:
+    response = requests.get(served.url + "api/photos", timeout=10)
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert "浓缩咖啡".encode() in response.content
+    data = response.json()
+    assert [p["key"] for p in data["photos"]] == DEMO_KEYS
+    counts = dict(data["labels"])
+    assert counts["建筑"] == 2 and counts["猫"] == 1 and len(counts) == 9
+    assert data["labels"][0] == ["建筑", 2]
+    page = requests.get(served.url, timeout=10)
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+
+
+# --- the page in a real browser --------------------------------------------------------------
+
+
+def spawn_gallery(emu: Emulator | None, index: Path) -> tuple[subprocess.Popen[str], str]:
+    """`cos-autotag gallery` as a user runs it: a process of its own, serving until stopped.
+    Without an emulator: `gallery --demo`, which brings its own."""
+    env = {**os.environ, **(env_for(emu) if emu is not None else {})}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tools"), env.get("PYTHONPATH", "")])
+    bucket = ["--bucket", BUCKET, "--region", REGION] if emu is not None else ["--demo"]
+    argv = ["gallery", *bucket, "--port", "0", "--index", str(index)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cos_autotag_tools.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        env=env,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
+    try:
+        line = lines.get(timeout=180)
+    except queue.Empty:
+        proc.kill()
+        raise AssertionError(f"the gallery did not start: {proc.communicate()[1]}") from None
+    assert line.startswith("Gallery: http://127.0.0.1:"), line
+    return proc, line.split()[1]
+
+
+@pytest.fixture
+def gallery_process(emu: Emulator, tmp_path: Path) -> Iterator[str]:
+    proc, url = spawn_gallery(emu, tmp_path / "index.sqlite")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def wait_for(driver: object, condition: str, timeout_s: float = 30) -> object:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout_s).until(lambda d: d.execute_script(condition))  # type: ignore[attr-defined]
+
+
+def visible_keys(driver: object) -> list[str]:
+    keys = driver.execute_script(  # type: ignore[attr-defined]
+        "return [...document.querySelectorAll('figure.photo')].filter(f => !f.hidden).map(f => f.dataset.key)"
+    )
+    return sorted(keys)
+
+
+def test_the_gallery_in_headless_chromium(emu: Emulator, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    seed_demo(emu)
+    with headless_chromium() as driver:
+        url = request.getfixturevalue("gallery_process")
+        since = time.time()
+        driver.get(url)
+        wait_for(driver, "return document.body.dataset.ready === 'true'")
+
+        # Every demo photo, with its labels in Chinese and their confidence.
+        assert visible_keys(driver) == DEMO_KEYS
+        cards = driver.execute_script(
+            "return Object.fromEntries([...document.querySelectorAll('figure.photo')].map(f => [f.dataset.key, "
+            "[...f.querySelectorAll('button.label')].map(b => [b.dataset.label, b.querySelector('.n').textContent])]))"
+        )
+        assert cards == {
+            f"photos/{name}": [[n, str(c)] for n, c in labels] for name, (_, labels) in DEMO_LABELS.items()
+        }
+        assert "浓缩咖啡" in driver.find_element("id", "grid").text
+
+        # The thumbnails load, at the rendition's size, not the original's.
+        wait_for(driver, "return [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+        sizes = driver.execute_script("return [...document.images].map(i => [i.naturalWidth, i.naturalHeight])")
+        assert len(sizes) == 5 and all(max(size) == 320 for size in sizes), sizes
+
+        # The label cloud counts photos; clicking a label filters the grid, clicking again clears it.
+        cloud = {b.get_attribute("data-label"): b for b in driver.find_elements("css selector", "#cloud button")}
+        assert cloud["建筑"].text.split() == ["建筑", "2"]
+        cloud["建筑"].click()
+        assert visible_keys(driver) == ["photos/china.jpg", "photos/rocket.jpg"]
+        assert "2 of 5 photos" in driver.find_element("id", "status").text
+        cloud["猫"].click()
+        assert visible_keys(driver) == ["photos/chelsea.png"]
+        driver.save_screenshot(str(tmp_path / "gallery-filtered.png"))
+        cloud["猫"].click()
+        assert visible_keys(driver) == DEMO_KEYS
+        # A label on a card filters too.
+        driver.find_element("css selector", "figure[data-key='photos/flower.jpg'] button.label").click()
+        assert visible_keys(driver) == ["photos/flower.jpg"]
+        driver.find_element("css selector", "#status button").click()
+        assert visible_keys(driver) == DEMO_KEYS
+
+        # The search box matches labels and keys.
+        search = driver.find_element("id", "search")
+        search.send_keys("火箭")
+        assert visible_keys(driver) == ["photos/rocket.jpg"]
+        search.clear()
+        search.send_keys("COFFEE")
+        assert visible_keys(driver) == ["photos/coffee.png"]
+        search.clear()
+        search.send_keys("咖啡")
+        assert visible_keys(driver) == ["photos/coffee.png"]
+        search.clear()
+        search.send_keys(" ")
+        search.clear()
+        driver.execute_script("document.getElementById('search').dispatchEvent(new Event('input'))")
+        assert visible_keys(driver) == DEMO_KEYS
+
+        screenshot = tmp_path / "gallery.png"
+        assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+        print(f"gallery screenshots: {screenshot} and {tmp_path / 'gallery-filtered.png'}")
+
+    seen = [r for r in emu.requests if r.timestamp >= since]
+    assert Counter(r.op for r in seen)["ImageProcess"] >= 5
+    assert not [r for r in seen if r.op == "GetObject"], "an original was downloaded"
+
+
+def test_keys_and_labels_are_shown_as_text_never_run(emu: Emulator, tmp_path: Path) -> None:
+    client = make_client(emu)
+    body = (ROOT / "tools/cos_autotag_tools/photos/coffee.png").read_bytes()
+    hostile_key = 'photos/<img src=x onerror="window.__xss=1">.png'
+    hostile_label = "<script>window.__xss=2</script>"
+    upload(client, hostile_key, body, "metadata", [(hostile_label, 90), ("咖啡", 80)])
+    with headless_chromium() as driver:
+        proc, url = spawn_gallery(emu, tmp_path / "index.sqlite")
+        try:
+            driver.get(url)
+            wait_for(driver, "return document.body.dataset.ready === 'true'")
+            wait_for(driver, "return [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+            assert driver.execute_script("return window.__xss === undefined")
+            assert driver.execute_script("return document.querySelectorAll('script').length") == 1
+            card = driver.find_element("css selector", "figure.photo")
+            assert card.get_attribute("data-key") == hostile_key
+            assert hostile_key in card.text and hostile_label in card.text
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def test_gallery_demo_shows_the_demo_photos_as_the_function_labeled_them(tmp_path: Path) -> None:
+    # The command `make demo` points to: its own emulator, the real handler, the demo's photos.
+    proc, url = spawn_gallery(None, tmp_path / "index.sqlite")
+    try:
+        data = requests.get(url + "api/photos", timeout=30).json()
+        assert data["bucket"] == "demo-1250000000"
+        assert [p["key"] for p in data["photos"]] == DEMO_KEYS
+        assert all(p["mode"] == "tags" and p["labels"] for p in data["photos"]), data["photos"]
+        assert data["labels"] and data["index"]["failed"] == []
+        thumb = requests.get(url + "thumb", params={"key": "photos/coffee.png"}, timeout=30)
+        assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/jpeg"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_an_unreachable_endpoint_is_a_502_that_shows_no_signature_or_token(tmp_path: Path) -> None:
+    from cos_autotag.cos_adapter import CosGateway
+    from cos_autotag_tools.object_labels import Bucket
+    from tests.conftest import free_port
+
+    token = "session-token-that-must-not-show"
+    settings = Settings(cos_endpoint=("http", "127.0.0.1", free_port()))
+    env = {"TENCENTCLOUD_SECRETID": SECRET_ID, "TENCENTCLOUD_SECRETKEY": SECRET_KEY, "TENCENTCLOUD_SESSIONTOKEN": token}
+    bucket = Bucket(BUCKET, REGION, settings, CosGateway(settings, env))
+    status, _, body = Gallery(bucket, "", [Photo("a.jpg", '"e"', 1, "tags", "v1", ())]).thumbnail("a.jpg")
+    assert status == 502 and b"unreachable" in body
+    assert token.encode() not in body and b"q-signature" not in body and SECRET_KEY.encode() not in body

@@ -1,0 +1,214 @@
+"""`cos-autotag show` and `find` through the CLI entry point, over the real SDK against the emulator.
+
+Objects are uploaded through the unmodified SDK and labeled as the function labels them, in
+both modes, with Chinese labels; the user's own tags and metadata sit beside them and must
+never be taken for labels.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from qcloud_cos import CosS3Client
+
+from cos_autotag.detect import Label
+from cos_autotag.writeback import LABELS_META, MARKER_META, encode_labels_meta
+from cos_autotag_tools.cli import main
+from cos_autotag_tools.emulator import Emulator
+from tests.conftest import APPID, REGION, SECRET_ID, SECRET_KEY, image_bytes, make_client
+
+pytestmark = pytest.mark.integration
+
+BUCKET = f"cafe-{APPID}"
+# The user's tags: none is a label, though some look close.
+USER_TAGS = {"owner": "alice", "autotagger": "bob", "autotag-note": "keep", "浓缩咖啡": "yes"}
+
+
+@pytest.fixture
+def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    emulator = Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID)
+    emulator.start()
+    try:
+        emulator.create_bucket(BUCKET, REGION)
+        monkeypatch.setenv("TENCENTCLOUD_SECRETID", SECRET_ID)
+        monkeypatch.setenv("TENCENTCLOUD_SECRETKEY", SECRET_KEY)
+        monkeypatch.delenv("TENCENTCLOUD_SESSIONTOKEN", raising=False)
+        monkeypatch.setenv("AUTOTAG_COS_ENDPOINT", emulator.endpoint)
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+def put_tagged(client: CosS3Client, key: str, tags: dict[str, str], seed: int = 0) -> None:
+    client.put_object(Bucket=BUCKET, Key=key, Body=image_bytes(seed=seed), ContentType="image/jpeg")
+    client.put_object_tagging(
+        Bucket=BUCKET, Key=key, Tagging={"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in tags.items()]}}
+    )
+
+
+def put_with_metadata(client: CosS3Client, key: str, labels: list[tuple[str, int]] | None, seed: int = 0) -> None:
+    metadata = {"x-cos-meta-album": "summer"}
+    if labels is not None:
+        metadata[MARKER_META] = "v1:meta-token"
+        metadata[LABELS_META] = encode_labels_meta([Label(n, c) for n, c in labels])
+    client.put_object(Bucket=BUCKET, Key=key, Body=image_bytes(seed=seed), ContentType="image/jpeg", Metadata=metadata)
+
+
+@pytest.fixture
+def cafe(emu: Emulator) -> Emulator:
+    client = make_client(emu)
+    put_tagged(
+        client, "cafe/espresso.jpg", {**USER_TAGS, "autotag": "v1:t1", "autotag:浓缩咖啡": "96", "autotag:咖啡杯": "81"}
+    )
+    put_with_metadata(client, "cafe/latte.jpg", [("拿铁", 90), ("浓缩咖啡", 60)], seed=1)
+    put_tagged(client, "cafe/tea.jpg", {"autotag": "v1:t3", "autotag:茶": "88", "浓缩咖啡": "no"}, seed=2)
+    put_with_metadata(client, "cafe/unlabeled.jpg", None, seed=3)
+    put_tagged(client, "other/espresso2.jpg", {"autotag": "v1:t5", "autotag:浓缩咖啡": "75"}, seed=4)
+    return emu
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def where() -> tuple[str, ...]:
+    return ("--bucket", BUCKET, "--region", REGION)
+
+
+# --- show ---------------------------------------------------------------------------------
+
+
+def test_show_prints_chinese_labels_and_the_marker_from_tags_and_never_a_user_tag(
+    cafe: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "show", "cafe/espresso.jpg", *where())
+    assert code == 0, err
+    assert "object tags" in out and "v1:t1" in out
+    lines = out.splitlines()
+    assert any(line.split() == ["浓缩咖啡", "96"] for line in lines), out
+    assert any(line.split() == ["咖啡杯", "81"] for line in lines), out
+    for user_value in ("alice", "bob", "keep", "yes", "autotagger", "autotag-note"):
+        assert user_value not in out
+
+    code, out, _ = cli(capsys, "show", "cafe/espresso.jpg", *where(), "--json")
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["mode"] == "tags" and shown["marker"] == "v1:t1"
+    assert shown["labels"] == [{"name": "浓缩咖啡", "confidence": 96}, {"name": "咖啡杯", "confidence": 81}]
+
+
+def test_show_reads_metadata_mode_labels_in_auto_and_metadata_mode(
+    cafe: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for mode in ("auto", "metadata"):
+        code, out, _ = cli(capsys, "show", "cafe/latte.jpg", *where(), "--mode", mode, "--json")
+        assert code == 0
+        shown = json.loads(out)
+        assert shown["mode"] == "metadata" and shown["marker"] == "v1:meta-token"
+        assert shown["labels"] == [{"name": "拿铁", "confidence": 90}, {"name": "浓缩咖啡", "confidence": 60}]
+    # Asked for tags only, the same object has none, and the user's metadata is not a label.
+    code, out, _ = cli(capsys, "show", "cafe/latte.jpg", *where(), "--mode", "tags")
+    assert code == 0 and "not labeled" in out and "summer" not in out
+    code, out, _ = cli(capsys, "show", "cafe/unlabeled.jpg", *where())
+    assert code == 0 and "not labeled" in out
+
+
+def test_show_in_auto_mode_reads_the_metadata_only_when_the_tags_hold_no_label(cafe: Emulator) -> None:
+    since = time.time()
+    assert main(["show", "cafe/espresso.jpg", *where()]) == 0
+    assert Counter(r.op for r in cafe.requests if r.timestamp >= since) == Counter({"GetObjectTagging": 1})
+    since = time.time()
+    assert main(["show", "cafe/latte.jpg", *where()]) == 0
+    assert Counter(r.op for r in cafe.requests if r.timestamp >= since) == Counter(
+        {"GetObjectTagging": 1, "HeadObject": 1}
+    )
+
+
+def test_show_says_what_to_do_about_a_missing_key_credentials_or_bucket(
+    cafe: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = cli(capsys, "show", "cafe/Espresso.jpg", *where())
+    assert code == 1 and "no object 'cafe/Espresso.jpg'" in err and "case-sensitive" in err
+    code, _, err = cli(capsys, "show", "x.jpg", "--bucket", f"nope-{APPID}", "--region", REGION)
+    assert code == 1 and "NoSuchBucket" in err and "check --bucket and --region" in err
+    code, _, err = cli(capsys, "show", "x.jpg", "--bucket", "Not_A_Bucket", "--region", REGION)
+    assert code == 2 and "<name>-<appid>" in err
+    monkeypatch.setenv("TENCENTCLOUD_SECRETKEY", "wrong-key")
+    code, _, err = cli(capsys, "show", "cafe/espresso.jpg", *where())
+    assert code == 1 and "SignatureDoesNotMatch" in err and "TENCENTCLOUD_SECRETID/SECRETKEY" in err
+    assert "wrong-key" not in err
+    monkeypatch.delenv("TENCENTCLOUD_SECRETKEY")
+    code, _, err = cli(capsys, "show", "cafe/espresso.jpg", *where())
+    assert code == 2 and "TENCENTCLOUD_SECRETKEY" in err
+
+
+# --- find ---------------------------------------------------------------------------------
+
+
+def test_find_lists_the_objects_carrying_a_chinese_label_in_both_modes(
+    cafe: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "find", "浓缩咖啡", *where())
+    assert code == 0, err
+    # tea.jpg has a user tag named 浓缩咖啡: not a label.
+    assert out.splitlines() == ["cafe/espresso.jpg\t96", "cafe/latte.jpg\t60", "other/espresso2.jpg\t75"]
+    assert "3 of 5 objects" in err
+
+
+def test_find_filters_by_prefix_confidence_and_mode(cafe: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "find", "浓缩咖啡", *where(), "--prefix", "cafe/", "--min-confidence", "70")
+    assert code == 0 and out.splitlines() == ["cafe/espresso.jpg\t96"]
+    code, out, _ = cli(capsys, "find", "浓缩咖啡", *where(), "--prefix", "cafe/", "--mode", "metadata")
+    assert code == 0 and out.splitlines() == ["cafe/latte.jpg\t60"]
+    code, out, _ = cli(capsys, "find", "浓缩咖啡", *where(), "--prefix", "cafe/", "--mode", "tags")
+    assert code == 0 and out.splitlines() == ["cafe/espresso.jpg\t96"]
+
+
+def test_find_json_carries_each_match_with_its_labels(cafe: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "find", "拿铁", *where(), "--json")
+    assert code == 0
+    found = json.loads(out)
+    assert found["scanned"] == 5 and found["failed"] == []
+    assert [m["key"] for m in found["matches"]] == ["cafe/latte.jpg"]
+    match = found["matches"][0]
+    assert match["mode"] == "metadata" and match["confidence"] == 90
+    assert match["labels"] == [{"name": "拿铁", "confidence": 90}, {"name": "浓缩咖啡", "confidence": 60}]
+    assert "拿铁" in out  # UTF-8, not \\u escapes
+
+
+def test_find_names_the_labels_there_when_none_matches(cafe: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "find", "狗", *where())
+    assert code == 0 and out == ""
+    assert "0 of 5 objects" in err and "浓缩咖啡 (3)" in err
+
+
+def test_find_reads_every_listed_object_once_in_parallel_and_prints_in_key_order(
+    emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = make_client(emu)
+    keys = [f"many/{i:03d}.jpg" for i in range(60)]
+    for i, key in enumerate(keys):
+        labels = {"autotag": f"v1:{i}", "autotag:猫": str(50 + i % 50)} if i % 3 == 0 else {"owner": "alice"}
+        put_tagged(client, key, labels, seed=i)
+    since = time.time()
+    code, out, _ = cli(capsys, "find", "猫", *where(), "--concurrency", "8", "--mode", "tags")
+    assert code == 0
+    assert out.splitlines() == [f"{key}\t{50 + i % 50}" for i, key in enumerate(keys) if i % 3 == 0]
+    seen = [r for r in emu.requests if r.timestamp >= since]
+    assert Counter(r.op for r in seen) == Counter({"ListObjects": 1, "GetObjectTagging": len(keys)})
+    assert Counter(r.key for r in seen if r.op == "GetObjectTagging") == Counter(keys)
+
+
+def test_find_refuses_bad_input_with_what_to_do(cafe: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "find", "猫", *where(), "--min-confidence", "101")
+    assert code == 2 and "--min-confidence must be 0 to 100" in err
+    code, _, err = cli(capsys, "find", "猫", *where(), "--concurrency", "0")
+    assert code == 2 and "--concurrency" in err
+    code, _, err = cli(capsys, "find", " ", *where())
+    assert code == 2 and "LABEL is empty" in err

@@ -1,0 +1,171 @@
+"""`cos-autotag find LABEL`: the objects that carry a label, read in parallel."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Mapping
+
+from cos_autotag.errors import CosCallError
+
+from .backfill.cli import UsageError
+from .backfill.listing import list_objects
+from .backfill.progress import Progress
+from .object_labels import (
+    ReadResult,
+    add_bucket_arguments,
+    add_mode_argument,
+    check_concurrency,
+    explain,
+    label_key,
+    open_bucket,
+    read_many,
+    sdk_quiet,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_CONCURRENCY = 16
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cos-autotag find",
+        description="List the objects that carry a label (one GET tagging, or HEAD, per listed object). "
+        "Settings and credentials come from the same environment as the function and the backfill "
+        "(TENCENTCLOUD_SECRETID/SECRETKEY[/SESSIONTOKEN], AUTOTAG_COS_ENDPOINT).",
+    )
+    parser.add_argument("label", metavar="LABEL", help="the label, as the function wrote it, e.g. 浓缩咖啡 or cat")
+    add_bucket_arguments(parser)
+    parser.add_argument("--prefix", default="", help="only keys starting with this")
+    parser.add_argument(
+        "--min-confidence",
+        type=int,
+        default=0,
+        metavar="C",
+        help="only objects whose label confidence is at least C (0-100; default 0)",
+    )
+    add_mode_argument(parser)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"objects read at once (default {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document (UTF-8) instead of lines")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (none anyway if not a terminal)")
+    return parser
+
+
+def run_find(argv: list[str], env: Mapping[str, str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    with sdk_quiet():
+        return _find(args, os.environ if env is None else env)
+
+
+def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        if not 0 <= args.min_confidence <= 100:
+            raise UsageError(f"--min-confidence must be 0 to 100, not {args.min_confidence}")
+        if not label_key(args.label):
+            raise UsageError("LABEL is empty: give the label to look for, e.g. 浓缩咖啡")
+        concurrency = check_concurrency(args.concurrency)
+        bucket = open_bucket(args, env)
+    except UsageError as error:
+        print(f"cos-autotag find: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+    progress = Progress(not args.no_progress and sys.stderr.isatty(), f"find {args.label}")
+    seen: Counter[str] = Counter()
+    matches: list[tuple[ReadResult, int]] = []
+    failed: list[ReadResult] = []
+    scanned = 0
+    objects = (
+        obj
+        for obj in list_objects(bucket.gateway, bucket.name, bucket.region, args.prefix, on_page=progress.add_total)
+        if not obj.key.endswith("/")  # a folder's placeholder carries no labels
+    )
+    try:
+        for result in read_many(
+            bucket.gateway, bucket.name, bucket.region, objects, args.mode, concurrency, lambda _: progress.update()
+        ):
+            if result.labels is None:
+                if not result.gone:  # deleted since it was listed: not an error
+                    failed.append(result)
+                continue
+            scanned += 1
+            seen.update(name for name, _ in result.labels.labels)
+            confidence = result.labels.confidence(args.label)
+            if confidence is not None and confidence >= args.min_confidence:
+                matches.append((result, confidence))
+                if not args.json:
+                    _print_match(f"{result.listed.key}\t{confidence}", progress)
+    except (CosCallError, ValueError) as error:  # the listing itself failed, after its retries
+        progress.close()
+        reason = explain(error, bucket) if isinstance(error, CosCallError) else str(error)
+        print(f"cos-autotag find: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"cos-autotag find: interrupted after {scanned} objects", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    progress.close()
+
+    if args.json:
+        document = {
+            "label": args.label,
+            "bucket": bucket.name,
+            "region": bucket.region,
+            "prefix": args.prefix,
+            "min_confidence": args.min_confidence,
+            "scanned": scanned,
+            "matches": [{"key": r.listed.key, "confidence": c, "etag": r.listed.etag, **_rest(r)} for r, c in matches],
+            "failed": [{"key": r.listed.key, "error": str(r.error)} for r in failed],
+        }
+        print(json.dumps(document, ensure_ascii=False, indent=2))
+    _summary(args, scanned, matches, failed, seen, bucket_name=bucket.name)
+    for result in failed[:5]:
+        assert result.error is not None
+        print(f"  {result.listed.key}: {explain(result.error, bucket)}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _print_match(line: str, progress: Progress) -> None:
+    if progress.enabled and sys.stdout.isatty():
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stdout)  # above the bar, which is redrawn below it
+    else:
+        print(line, flush=True)
+
+
+def _rest(result: ReadResult) -> dict[str, object]:
+    assert result.labels is not None
+    data = result.labels.as_dict()
+    return {"mode": data["mode"], "labels": data["labels"]}
+
+
+def _summary(
+    args: argparse.Namespace,
+    scanned: int,
+    matches: list[tuple[ReadResult, int]],
+    failed: list[ReadResult],
+    seen: Counter[str],
+    bucket_name: str,
+) -> None:
+    where = f"{bucket_name}/{args.prefix}"
+    threshold = f" at confidence {args.min_confidence} or more" if args.min_confidence else ""
+    line = f"{len(matches)} of {scanned} objects in {where} carry {args.label!r}{threshold}"
+    if failed:
+        line += f"; {len(failed)} could not be read"
+    print(line, file=sys.stderr)
+    if not matches and seen:
+        common = ", ".join(f"{name} ({count})" for name, count in seen.most_common(10))
+        print(f"  labels found there, most common first: {common}", file=sys.stderr)
+    elif not matches and scanned:
+        print(
+            "  none of them carries any label: has the function (or `cos-autotag backfill`) run on them?",
+            file=sys.stderr,
+        )

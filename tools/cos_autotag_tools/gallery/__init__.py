@@ -1,0 +1,145 @@
+"""`cos-autotag gallery`: a bucket's photos and their labels, in a web page on 127.0.0.1.
+
+The labels come from a local SQLite index keyed by ETag (`index.py`), so opening a large bucket
+again costs one listing and reads only what changed; the thumbnails are Cloud Infinite
+renditions through short-lived signed URLs (`server.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import webbrowser
+from collections.abc import Mapping
+from contextlib import ExitStack
+from pathlib import Path
+
+from cos_autotag.errors import CosCallError
+
+from ..backfill.cli import UsageError
+from ..backfill.progress import Progress
+from ..object_labels import add_bucket_arguments, add_mode_argument, check_concurrency, explain, open_bucket, sdk_quiet
+from .index import IndexUnusable, LabelIndex, default_index_path
+from .server import Gallery, GalleryServer
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_PORT = 8765
+DEFAULT_CONCURRENCY = 16
+
+__all__ = ["Gallery", "GalleryServer", "LabelIndex", "open_gallery", "run_gallery"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cos-autotag gallery",
+        description="Serve a page on 127.0.0.1 with the bucket's photos as Cloud Infinite thumbnails, their "
+        "labels, a label cloud and a search box. Settings and credentials come from the same environment "
+        "as the function and the backfill (TENCENTCLOUD_SECRETID/SECRETKEY[/SESSIONTOKEN], AUTOTAG_COS_ENDPOINT).",
+    )
+    add_bucket_arguments(parser, required=False)
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="no bucket of yours: label the demo's photos with the real function in a local emulator "
+        "(as `cos-autotag demo` does) and show them",
+    )
+    parser.add_argument("--prefix", default="", help="only keys starting with this")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free one)"
+    )
+    parser.add_argument(
+        "--index",
+        type=Path,
+        metavar="PATH",
+        help="the SQLite label index (default: ~/.cache/cos-autotag/<bucket>.sqlite)",
+    )
+    parser.add_argument(
+        "--reindex", action="store_true", help="read every photo's labels again, e.g. after a relabeling"
+    )
+    add_mode_argument(parser)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"label reads at once (default {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument("--open", action="store_true", help="open the page in the default browser")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar while indexing")
+    return parser
+
+
+def _open(args: argparse.Namespace, env: Mapping[str, str]) -> GalleryServer:
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0 to 65535, not {args.port}")
+    concurrency = check_concurrency(args.concurrency)
+    bucket = open_bucket(args, env)
+    index = LabelIndex(args.index or default_index_path(bucket.name, env), bucket.name, bucket.region)
+    try:
+        progress = Progress(not args.no_progress and sys.stderr.isatty(), f"index {bucket.name}/{args.prefix}")
+        try:
+            stats = index.sync(bucket, args.prefix, args.mode, concurrency, progress, reindex=args.reindex)
+        except CosCallError as error:
+            raise UsageError(explain(error, bucket)) from error
+        finally:
+            progress.close()
+        photos = index.photos(args.prefix)
+    finally:
+        index.close()
+    labeled = sum(1 for photo in photos if photo.labels)
+    print(
+        f"{len(photos)} photos in {bucket.name}/{args.prefix} ({labeled} labeled): read {stats.read}, "
+        f"unchanged {stats.reused}, gone {stats.removed}; index {index.path}",
+        file=sys.stderr,
+    )
+    for key, reason in stats.failed[:5]:
+        print(f"  could not read {key}: {reason}", file=sys.stderr)
+    try:
+        return GalleryServer(Gallery(bucket, args.prefix, photos, stats), args.port)
+    except OSError as error:
+        raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {error}; pick another with --port N") from error
+
+
+def _args(argv: list[str]) -> argparse.Namespace:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.demo and (args.bucket or args.region):
+        parser.error("--demo brings its own bucket: drop --bucket and --region")
+    if not args.demo and not (args.bucket and args.region):
+        parser.error("--bucket and --region are required (or --demo, to try it on the demo's photos)")
+    return args
+
+
+def open_gallery(argv: list[str], env: Mapping[str, str] | None = None) -> GalleryServer:
+    """Sync the index and bind the server, not yet serving. Raises UsageError or IndexUnusable."""
+    return _open(_args(argv), os.environ if env is None else env)
+
+
+def run_gallery(argv: list[str], env: Mapping[str, str] | None = None) -> int:
+    args = _args(argv)
+    env = os.environ if env is None else env
+    with ExitStack() as stack:
+        if args.demo:
+            from .demo import DEMO_BUCKET, DEMO_REGION, demo_bucket
+
+            env = stack.enter_context(demo_bucket())
+            args.bucket, args.region = DEMO_BUCKET, DEMO_REGION
+            if args.index is None:  # the demo's bucket lives as long as this command: so does its index
+                args.index = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "demo.sqlite"
+        try:
+            with sdk_quiet():
+                server = _open(args, env)
+        except (UsageError, IndexUnusable) as error:
+            print(f"cos-autotag gallery: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"Gallery: {server.url}  (Ctrl-C to stop)", flush=True)
+        if args.open:
+            webbrowser.open(server.url)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    return EXIT_OK

@@ -1,0 +1,263 @@
+"""An object's labels read back as the function wrote them, in either write-back mode.
+
+Tags mode:      autotag = <marker>, autotag:<name> = <confidence>   (GET Object tagging)
+Metadata mode:  x-cos-meta-autotag = <marker>,
+                x-cos-meta-autotag-labels = <name>:<confidence>,...  (HEAD Object; names percent-encoded)
+
+`show`, `find` and `gallery` share this reader, the backfill's listing, and the way the backfill
+builds its settings, client and credentials (AUTOTAG_COS_ENDPOINT, TENCENTCLOUD_*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import unicodedata
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+
+from cos_autotag import cos_facts, observability
+from cos_autotag.cos_adapter import CosGateway
+from cos_autotag.errors import ConfigurationError, CosCallError, SettingsError
+from cos_autotag.retry import Deadline, call_with_retry
+from cos_autotag.settings import Settings
+from cos_autotag.writeback import (
+    LABEL_TAG_PREFIX,
+    LABELS_META,
+    MARKER_META,
+    decode_labels_meta,
+    marker_in_tags,
+)
+
+from .backfill.cli import UsageError, _region
+from .backfill.listing import ListedObject
+
+MODES = ("auto", "tags", "metadata")
+READ_DEADLINE_S = 30.0  # per object, retries of a throttled or failing read included
+MAX_CONCURRENCY = 64
+
+
+@dataclass(frozen=True)
+class ObjectLabels:
+    key: str
+    # Where the labels were found: "tags", "metadata", or "" when the object carries none.
+    found_in: str
+    marker: str | None
+    labels: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def labeled(self) -> bool:
+        return self.marker is not None or bool(self.labels)
+
+    def confidence(self, name: str) -> int | None:
+        """The label's confidence when the object carries it (names compared as `same_label`)."""
+        wanted = label_key(name)
+        for label, confidence in self.labels:
+            if label_key(label) == wanted:
+                return confidence
+        return None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "key": self.key,
+            "mode": self.found_in or None,
+            "marker": self.marker,
+            "labels": [{"name": n, "confidence": c} for n, c in self.labels],
+        }
+
+
+def label_key(name: str) -> str:
+    """How labels compare: Unicode-normalized (full-width forms too) and case-folded."""
+    return unicodedata.normalize("NFKC", name).casefold().strip()
+
+
+def from_tags(key: str, tags: Iterable[tuple[str, str]]) -> ObjectLabels:
+    tags = list(tags)
+    labels = []
+    for name, value in tags:
+        # Only `autotag:<name>` with a whole-number value is a label; the user's tags
+        # (`owner`, `autotagger`, `autotag-note`, ...) never are.
+        if name.startswith(LABEL_TAG_PREFIX) and len(name) > len(LABEL_TAG_PREFIX) and value.strip().isdigit():
+            labels.append((name[len(LABEL_TAG_PREFIX) :], int(value)))
+    labels.sort(key=lambda item: -item[1])
+    marker = marker_in_tags(tags)
+    return ObjectLabels(key, "tags" if marker is not None or labels else "", marker, tuple(labels))
+
+
+def from_head(key: str, head: Mapping[str, str]) -> ObjectLabels:
+    lowered = {name.lower(): value for name, value in head.items()}
+    marker = lowered.get(MARKER_META)
+    labels = sorted(decode_labels_meta(lowered.get(LABELS_META, "")), key=lambda item: -item[1])
+    return ObjectLabels(key, "metadata" if marker is not None or labels else "", marker, tuple(labels))
+
+
+def read_labels(gateway: CosGateway, bucket: str, region: str, key: str, mode: str = "auto") -> ObjectLabels:
+    """The object's labels. `auto` reads the tags first and the metadata only when the tags hold none.
+
+    Raises CosCallError (`.not_found` when the object is gone).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode in ("auto", "tags"):
+        tags = call_with_retry(partial(gateway.get_tags, bucket, region, key), Deadline(READ_DEADLINE_S))
+        found = from_tags(key, tags)
+        if mode == "tags" or found.labeled:
+            return found
+    head = call_with_retry(partial(gateway.head, bucket, region, key), Deadline(READ_DEADLINE_S))
+    return from_head(key, head)
+
+
+@dataclass
+class ReadResult:
+    listed: ListedObject
+    labels: ObjectLabels | None = None
+    error: CosCallError | None = None
+
+    @property
+    def gone(self) -> bool:
+        return self.error is not None and self.error.not_found
+
+
+def read_many(
+    gateway: CosGateway,
+    bucket: str,
+    region: str,
+    objects: Iterable[ListedObject],
+    mode: str,
+    concurrency: int,
+    on_done: Callable[[ReadResult], None] | None = None,
+) -> Iterator[ReadResult]:
+    """Read each object's labels, `concurrency` at a time, yielding results in listing order.
+
+    At most a few reads per worker are queued ahead, so a bucket of millions streams through
+    in constant memory while the listing is still paging.
+    """
+
+    def read(obj: ListedObject) -> ReadResult:
+        try:
+            return ReadResult(obj, read_labels(gateway, bucket, region, obj.key, mode))
+        except CosCallError as error:
+            return ReadResult(obj, error=error)
+
+    window: deque[Future[ReadResult]] = deque()
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="read-labels") as pool:
+        try:
+            for obj in objects:
+                window.append(pool.submit(read, obj))
+                while len(window) >= concurrency * 4:
+                    yield _finish(window.popleft(), on_done)
+            while window:
+                yield _finish(window.popleft(), on_done)
+        finally:
+            for future in window:  # interrupted: do not start what is still queued
+                future.cancel()
+
+
+def _finish(future: Future[ReadResult], on_done: Callable[[ReadResult], None] | None) -> ReadResult:
+    result = future.result()
+    if on_done is not None:
+        on_done(result)
+    return result
+
+
+# --- the bucket, settings, client and credentials, as the backfill builds them ----------------
+
+
+@dataclass(frozen=True)
+class Bucket:
+    name: str
+    region: str
+    settings: Settings
+    gateway: CosGateway = field(repr=False)
+
+
+def add_bucket_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--bucket", required=required, help="the bucket, <name>-<appid>")
+    parser.add_argument("--region", required=required, help="its region, e.g. ap-guangzhou")
+
+
+def add_mode_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="auto",
+        help="where the labels are: tags, metadata, or auto (tags first, then metadata; default). "
+        "Naming the function's AUTOTAG_MODE saves a read per unlabeled object",
+    )
+
+
+def open_bucket(args: argparse.Namespace, env: Mapping[str, str]) -> Bucket:
+    """The bucket named on the command line with the function's settings and credentials.
+
+    Raises UsageError with what to do next.
+    """
+    if not cos_facts.BUCKET_RE.match(args.bucket):
+        raise UsageError(f"--bucket {args.bucket!r} is not a <name>-<appid> bucket name, e.g. photos-1250000000")
+    region = _region(args.region, "--region")
+    try:
+        settings = Settings.from_env(env)
+    except SettingsError as error:
+        raise UsageError(str(error)) from error
+    gateway = CosGateway(settings, env)
+    try:
+        creds = gateway.credentials()
+    except ConfigurationError as error:
+        raise UsageError(
+            f"{error}; set them to a key that may read the bucket "
+            "(for the local emulator, the --secret-id/--secret-key `cos-autotag local` printed)"
+        ) from error
+    observability.register_secret(creds.secret_key)
+    observability.register_secret(creds.token)
+    return Bucket(args.bucket, region, settings, gateway)
+
+
+@contextmanager
+def sdk_quiet() -> Iterator[None]:
+    """The SDK logs every error response as XML; these commands say what failed themselves."""
+    logger = logging.getLogger("qcloud_cos")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def check_concurrency(value: int) -> int:
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise UsageError(f"--concurrency must be 1 to {MAX_CONCURRENCY}, not {value}")
+    return value
+
+
+def explain(error: CosCallError, bucket: Bucket) -> str:
+    """A failed call with a hint of what to do next."""
+    hint = ""
+    if error.code == "NoSuchBucket":
+        hint = f": check --bucket and --region ({bucket.name} in {bucket.region})"
+    elif error.code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        hint = ": check TENCENTCLOUD_SECRETID/SECRETKEY (and SESSIONTOKEN for temporary keys) and the key's permissions"
+    elif error.code == "NetworkError" and bucket.settings.cos_endpoint is not None:
+        scheme, host, port = bucket.settings.cos_endpoint
+        hint = f": is AUTOTAG_COS_ENDPOINT={scheme}://{host}:{port} serving?"
+    return f"{error}{hint}"
+
+
+# --- text output ----------------------------------------------------------------------------
+
+
+def display_width(text: str) -> int:
+    """Columns a terminal gives `text`: CJK characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - display_width(text))
+
+
+def label_lines(labels: Sequence[tuple[str, int]], indent: str = "  ") -> list[str]:
+    width = max((display_width(name) for name, _ in labels), default=0)
+    return [f"{indent}{pad(name, width)}  {confidence:>3}" for name, confidence in labels]

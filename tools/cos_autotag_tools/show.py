@@ -1,0 +1,81 @@
+"""`cos-autotag show KEY`: one object's labels, confidences and marker, in either mode."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping
+
+from cos_autotag.errors import CosCallError
+
+from .backfill.cli import UsageError
+from .object_labels import (
+    add_bucket_arguments,
+    add_mode_argument,
+    explain,
+    label_lines,
+    open_bucket,
+    read_labels,
+    sdk_quiet,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cos-autotag show",
+        description="Print one object's labels, their confidence and the function's marker. Settings and "
+        "credentials come from the same environment as the function and the backfill "
+        "(TENCENTCLOUD_SECRETID/SECRETKEY[/SESSIONTOKEN], AUTOTAG_COS_ENDPOINT).",
+    )
+    parser.add_argument("key", metavar="KEY", help="the object's key, e.g. photos/coffee.png")
+    add_bucket_arguments(parser)
+    add_mode_argument(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON (UTF-8) instead of text")
+    return parser
+
+
+def run_show(argv: list[str], env: Mapping[str, str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    with sdk_quiet():
+        return _show(args, os.environ if env is None else env)
+
+
+def _show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        bucket = open_bucket(args, env)
+    except UsageError as error:
+        print(f"cos-autotag show: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        found = read_labels(bucket.gateway, bucket.name, bucket.region, args.key, args.mode)
+    except CosCallError as error:
+        if error.not_found and error.code != "NoSuchBucket":
+            print(
+                f"cos-autotag show: no object {args.key!r} in {bucket.name} ({bucket.region}); keys are "
+                "case-sensitive: `cos-autotag find` or a listing shows the ones there",
+                file=sys.stderr,
+            )
+        else:
+            print(f"cos-autotag show: {explain(error, bucket)}", file=sys.stderr)
+        return EXIT_FAILED
+
+    if args.json:
+        print(json.dumps({"bucket": bucket.name, **found.as_dict()}, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    where = {"tags": "object tags", "metadata": "object metadata"}.get(found.found_in, "")
+    if not found.labeled:
+        searched = {"auto": "tags or metadata", "tags": "tags", "metadata": "metadata"}[args.mode]
+        print(f"{args.key}: not labeled (no autotag marker or labels in its {searched})")
+        return EXIT_OK
+    print(f"{args.key}  ({where})")
+    print(f"  marker: {found.marker}" if found.marker is not None else "  marker: none (labels without a marker)")
+    if found.labels:
+        print(f"  {len(found.labels)} label{'s' if len(found.labels) != 1 else ''}, confidence 0-100:")
+        print("\n".join(label_lines(found.labels, indent="    ")))
+    else:
+        print("  no label above the threshold the function ran with")
+    return EXIT_OK
