@@ -21,6 +21,7 @@ from qcloud_cos.cos_exception import CosClientError, CosServiceError
 
 from . import cos_facts
 from .errors import ConfigurationError, CosCallError
+from .observability import redact_text
 from .settings import Settings
 from .writeback import MetadataPlan
 
@@ -61,7 +62,8 @@ def _classify(operation: str, error: Exception) -> CosCallError:
     cause = error.__cause__ or error.__context__
     network = isinstance(cause, requests.RequestException) or isinstance(error, requests.RequestException)
     code = "NetworkError" if network else "ClientError"
-    return CosCallError(operation, code, str(error)[:300], None, "", network)
+    # Redacted before it is cut: the text can hold a signed URL, and it travels in the summary too.
+    return CosCallError(operation, code, redact_text(str(error))[:300], None, "", network)
 
 
 def _to_dict(body: Any) -> Any:
@@ -166,6 +168,10 @@ class CosGateway:
         if if_match:
             kwargs["CopySourceIfMatch"] = if_match  # fail rather than overwrite newer content
         self._call("CopyObject", region, "copy_object", **kwargs)
+
+    def delete_tags(self, bucket: str, region: str, key: str) -> None:
+        """Only `cos-autotag untag` calls this: the function itself never deletes tags."""
+        self._call("DeleteObjectTagging", region, "delete_object_tagging", Bucket=bucket, Key=key)
 
     def thumbnail_url(self, bucket: str, region: str, key: str, rule: str) -> str:
         """A signed URL for a Cloud Infinite rendition of the object, for detect-url.

@@ -41,6 +41,8 @@ class App:
         self.settings = settings
         observability.configure(settings.log_level)
         self.gateway = gateway or CosGateway(settings, env)
+        if settings.redis_url:
+            observability.register_redis_url(settings.redis_url)  # before anything could print it
         if strict_store is None and settings.redis_url:
             from .guard_redis import RedisStore  # only when configured: redis is an optional import
 
@@ -117,8 +119,7 @@ class App:
             creds = self.gateway.credentials()
         except ConfigurationError:
             return  # reported by the first call that needs them
-        observability.register_secret(creds.secret_key)
-        observability.register_secret(creds.token)
+        observability.register_credentials(creds.secret_id, creds.secret_key, creds.token)
 
 
 def _time_limit_s(context: Mapping[str, Any]) -> float:

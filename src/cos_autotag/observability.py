@@ -158,6 +158,12 @@ def register_secret(value: str | None) -> None:
                 _known.add(value)
 
 
+def register_credentials(secret_id: str | None, secret_key: str | None, token: str | None) -> None:
+    """Every part of a set of COS credentials: never printed, in any log line, in any encoding."""
+    for value in (secret_id, secret_key, token):
+        register_secret(value)
+
+
 def register_redis_url(url: str | None) -> None:
     """Never print the password of this Redis URL, nor its whole credentials part, in any encoding.
 

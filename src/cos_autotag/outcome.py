@@ -46,6 +46,7 @@ class Reason:
     MARKER_IN_EVENT = "marker in the event"
     MARKER_ON_OBJECT = "marker on the object"
     LABELED_MEANWHILE = "labeled by another delivery of this upload meanwhile"
+
     @staticmethod
     def misconfigured(code: str, operation: str) -> str:
         """A failure whose fix is in the deployment, not in the object (the result's `fix` says what)."""

@@ -210,8 +210,7 @@ def open_bucket(args: argparse.Namespace, env: Mapping[str, str]) -> Bucket:
             f"{error}; set them to a key that may read the bucket "
             "(for the local emulator, the --secret-id/--secret-key `cos-autotag local` printed)"
         ) from error
-    observability.register_secret(creds.secret_key)
-    observability.register_secret(creds.token)
+    observability.register_credentials(creds.secret_id, creds.secret_key, creds.token)
     return Bucket(args.bucket, region, settings, gateway)
 
 

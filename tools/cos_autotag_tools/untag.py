@@ -82,7 +82,7 @@ class UntagGateway(CountingGateway):
     """The backfill's counting gateway, plus the one call only untag makes."""
 
     def delete_tags(self, bucket: str, region: str, key: str) -> None:
-        self._call("DeleteObjectTagging", region, "delete_object_tagging", Bucket=bucket, Key=key)
+        self._count("DeleteObjectTagging", self.inner.delete_tags, bucket, region, key)
 
 
 @dataclass

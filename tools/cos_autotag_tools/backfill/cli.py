@@ -222,8 +222,7 @@ def connect(
         print(f"{prog}: {error}", file=sys.stderr)
         return None
     # Never printed, in any log line, whatever the level.
-    observability.register_secret(creds.secret_key)
-    observability.register_secret(creds.token)
+    observability.register_credentials(creds.secret_id, creds.secret_key, creds.token)
     return settings, gateway
 
 

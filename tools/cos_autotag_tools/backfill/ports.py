@@ -40,8 +40,7 @@ class CountingGateway:
         self.errors: Counter[str] = Counter()
         self.detect_answered = 0
 
-    def _count(self, method: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        operation = OPERATIONS.get(method, "ListObjects")  # listing is the backfill's own call
+    def _count(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self._lock:
             self.calls[operation] += 1
         try:
@@ -59,19 +58,19 @@ class CountingGateway:
         return self.inner.credentials()
 
     def get_tags(self, bucket: str, region: str, key: str) -> list[tuple[str, str]]:
-        return self._count("get_tags", self.inner.get_tags, bucket, region, key)
+        return self._count(OPERATIONS["get_tags"], self.inner.get_tags, bucket, region, key)
 
     def put_tags(self, bucket: str, region: str, key: str, tags: Sequence[tuple[str, str]]) -> None:
-        self._count("put_tags", self.inner.put_tags, bucket, region, key, tags)
+        self._count(OPERATIONS["put_tags"], self.inner.put_tags, bucket, region, key, tags)
 
     def head(self, bucket: str, region: str, key: str) -> dict[str, str]:
-        return self._count("head", self.inner.head, bucket, region, key)
+        return self._count(OPERATIONS["head"], self.inner.head, bucket, region, key)
 
     def read_first_bytes(self, bucket: str, region: str, key: str, count: int) -> bytes:
-        return self._count("read_first_bytes", self.inner.read_first_bytes, bucket, region, key, count)
+        return self._count(OPERATIONS["read_first_bytes"], self.inner.read_first_bytes, bucket, region, key, count)
 
     def copy_in_place(self, bucket: str, region: str, key: str, plan: MetadataPlan, if_match: str) -> None:
-        self._count("copy_in_place", self.inner.copy_in_place, bucket, region, key, plan, if_match=if_match)
+        self._count(OPERATIONS["copy_in_place"], self.inner.copy_in_place, bucket, region, key, plan, if_match=if_match)
 
     def thumbnail_url(self, bucket: str, region: str, key: str, rule: str) -> str:
         return self.inner.thumbnail_url(bucket, region, key, rule)  # signs locally: no request
@@ -86,7 +85,7 @@ class CountingGateway:
     def list_objects(
         self, bucket: str, region: str, prefix: str = "", marker: str = "", max_keys: int = 1000
     ) -> dict[str, Any]:
-        return self._count("list_objects", self.inner.list_objects, bucket, region, prefix, marker, max_keys)
+        return self._count("ListObjects", self.inner.list_objects, bucket, region, prefix, marker, max_keys)
 
 
 class PacedDetector:
