@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from cos_autotag import cos_facts
@@ -91,12 +91,13 @@ class Faults:
 class FaultInjector:
     """Applies a Faults value: seeded random draws and the DetectLabel token bucket."""
 
-    def __init__(self, faults: Faults) -> None:
+    def __init__(self, faults: Faults, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._faults = faults
         self._rng = random.Random(faults.seed)
+        self._clock = clock  # the token bucket's time source (a test may pass its own)
         self._tokens = 0.0
-        self._refilled_at = time.monotonic()
+        self._refilled_at = clock()
         self._reset_bucket(faults)
 
     @property
@@ -113,7 +114,7 @@ class FaultInjector:
 
     def _reset_bucket(self, faults: Faults) -> None:
         self._tokens = max(1.0, faults.detect_qps or 0.0)
-        self._refilled_at = time.monotonic()
+        self._refilled_at = self._clock()
 
     def random(self) -> float:
         with self._lock:
@@ -148,7 +149,7 @@ class FaultInjector:
                 return True
             if f.detect_qps is None:
                 return False
-            now = time.monotonic()
+            now = self._clock()
             burst = max(1.0, f.detect_qps)
             self._tokens = min(burst, self._tokens + (now - self._refilled_at) * f.detect_qps)
             self._refilled_at = now
