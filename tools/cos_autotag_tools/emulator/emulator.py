@@ -138,6 +138,18 @@ class Emulator:
         self._backend.token = value
 
     @property
+    def max_body_bytes(self) -> int:
+        """The largest request body accepted; a longer one is answered 400 EntityTooLarge from its
+        declared length, without being read (default: COS's 5 GB single-PUT limit)."""
+        return self._backend.max_body_bytes
+
+    @max_body_bytes.setter
+    def max_body_bytes(self, value: int) -> None:
+        if value < 0:
+            raise ValueError("max_body_bytes must be >= 0")
+        self._backend.max_body_bytes = value
+
+    @property
     def label_engine(self) -> LabelEngine:
         return self._backend.label_engine
 

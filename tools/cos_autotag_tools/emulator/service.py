@@ -17,7 +17,7 @@ from . import auth, ci, listing, multipart, objects, postform, xml_bodies
 from .backend import Backend
 from .errors import CosError
 from .faults import SERVER_ERRORS
-from .messages import Request, Response
+from .messages import BodyUnreadable, Request, Response
 from .pauses import Gate, PauseRegistry
 from .requestlog import RequestLog, RequestRecord
 
@@ -28,6 +28,7 @@ OPERATIONS: dict[str, Operation] = {
     "GetObject": objects.get_object,
     "HeadObject": objects.head_object,
     "DeleteObject": objects.delete_object,
+    "DeleteMultipleObjects": objects.delete_multiple_objects,
     "CopyObject": objects.copy_object,
     "PutObjectTagging": objects.put_object_tagging,
     "GetObjectTagging": objects.get_object_tagging,
@@ -68,6 +69,8 @@ _UNSUPPORTED_SUBRESOURCES = frozenset(
 def route(req: Request) -> str:
     """The COS operation name of a request (an unknown one is answered 501 NotImplemented)."""
     method = req.method
+    if method == "POST" and req.key is None and req.has_param("delete"):
+        return "DeleteMultipleObjects"
     unsupported = next((name for name, _ in req.query if name in _UNSUPPORTED_SUBRESOURCES), None)
     if unsupported is not None:
         return f"{method}:{unsupported}"
@@ -174,6 +177,7 @@ class CosService:
         if req.key is not None and len(req.key.encode()) > cos_facts.KEY_MAX_BYTES:
             raise CosError("KeyTooLong", f"The key is longer than {cos_facts.KEY_MAX_BYTES} bytes")
         if op != "PostObject":  # a form upload is signed by its policy, checked by the operation
+            # The signature covers the method, path, query and headers: checked before any body is read.
             signed = auth.verify(
                 method=req.method,
                 path=req.path,
@@ -186,6 +190,7 @@ class CosService:
         if op in backend.faults.faults.denied_ops:
             # What COS answers a signed request whose CAM policy lacks the action.
             raise CosError("AccessDenied", f"Access Denied. The caller is not authorized to perform {op}.")
+        self._load_body(req)
         if op == "DetectLabel" and not backend.ci_bound(req.bucket or ""):
             raise CosError(cos_facts.CI_CODE_NOT_BOUND, cos_facts.CI_MESSAGE_NOT_BOUND, cos_facts.CI_STATUS_NOT_BOUND)
         server_error = backend.faults.server_error_for(op)
@@ -195,6 +200,21 @@ class CosService:
         if operation is None:
             raise CosError("NotImplemented", f"{op} is not emulated", 501)
         return operation(backend, req)
+
+    def _load_body(self, req: Request) -> None:
+        """Read the body, refusing one over the cap from its declared length without reading it."""
+        cap = self.backend.max_body_bytes
+        too_large = CosError(
+            "EntityTooLarge", f"Your proposed upload exceeds the maximum allowed object size ({cap} bytes)."
+        )
+        if req.content_length is not None and req.content_length > cap:
+            raise too_large
+        try:
+            body = req.load_body(cap)
+        except BodyUnreadable as exc:
+            raise CosError("InvalidRequest", f"The request body could not be read: {exc}") from exc
+        if len(body) > cap:
+            raise too_large
 
     @staticmethod
     def _error(req: Request, exc: CosError) -> Response:
