@@ -101,6 +101,10 @@ def cos_host(bucket: str, region: str) -> str:
 # --- Object keys ------------------------------------------------------------------------------
 
 KEY_MAX_BYTES = 850  # COS: object key at most 850 bytes of UTF-8
+# One PUT Object (or one part) carries at most 5 GB; beyond it COS answers 400 EntityTooLarge.
+PUT_MAX_BYTES = 5 * 1024**3
+# DeleteMultipleObjects (POST /?delete) takes at most this many keys per request.
+DELETE_MULTIPLE_MAX_KEYS = 1000
 
 # --- Object tags ------------------------------------------------------------------------------
 
@@ -188,6 +192,7 @@ def region_short_code(region: str) -> str:
 
 COS_ERROR_STATUS: dict[str, int] = {
     "BadDigest": 400,
+    "EntityTooLarge": 400,
     "EntityTooSmall": 400,
     "ImageResolutionExceed": 400,
     "ImageTooLarge": 400,
@@ -248,7 +253,21 @@ CI_CODE_IMAGE_TOO_LARGE = "ImageTooLarge"
 CI_CODE_RESOLUTION_EXCEEDED = "ImageResolutionExceed"
 CI_CODE_IMAGE_TOO_SMALL = "InvalidArgument"
 CI_CODE_BAD_IMAGE_SOURCE = "InvalidImageSource"
+# What detect-label answers when Cloud Infinite cannot fetch its detect-url (unsigned on a private
+# bucket, expired, a bad signature, another bucket). UNVERIFIED: the docs do not say; the emulator
+# answers the COS error page's image-source error.
+CI_CODE_DETECT_URL_UNREADABLE = CI_CODE_BAD_IMAGE_SOURCE
 CI_THROTTLE_MESSAGE = "The request frequency is too high"
+# What detect-label answers on a bucket that is not bound to Cloud Infinite, or whose AI content
+# recognition service is not enabled. UNVERIFIED: Tencent's docs name the requirement but not the
+# error; this code, status and message are the emulator's stand-in. The function must not rely on
+# the code: any non-image 4xx from detect-label is a configuration error.
+CI_CODE_NOT_BOUND = "CINotEnabled"
+CI_STATUS_NOT_BOUND = 403
+CI_MESSAGE_NOT_BOUND = (
+    "Cloud Infinite is not enabled for this bucket: bind the bucket to Cloud Infinite and enable "
+    "AI content recognition before calling detect-label"
+)
 
 # detect-label's `scenes` values and the response element each one fills.
 DETECT_SCENE_ELEMENTS: dict[str, str] = {

@@ -22,18 +22,18 @@ pytestmark = pytest.mark.integration
 class Recorder:
     """A handler that records (event, context) and can be told to fail or stall."""
 
-    def __init__(self, fail_times: int = 0, sleep_s: float = 0.0) -> None:
+    def __init__(self, fail_times: int = 0, block: threading.Event | None = None) -> None:
         self.calls: list[tuple[dict[str, Any], dict[str, Any]]] = []
         self.fail_times = fail_times
-        self.sleep_s = sleep_s
+        self.block = block  # when given, each call waits until it is set
         self._lock = threading.Lock()
 
     def __call__(self, event: dict[str, Any], context: dict[str, Any]) -> dict[str, str]:
         with self._lock:
             self.calls.append((event, context))
             attempt = len(self.calls)
-        if self.sleep_s:
-            time.sleep(self.sleep_s)
+        if self.block is not None:
+            self.block.wait(10)
         if attempt <= self.fail_times:
             raise RuntimeError(f"boom {attempt}")
         return {"status": "done"}
@@ -188,11 +188,14 @@ def test_retries_stop_after_retry_num(emulator: Emulator, cos_client: CosS3Clien
 
 def test_timeout_counts_as_failure_and_is_retried(emulator: Emulator, cos_client: CosS3Client) -> None:
     slow_once = Recorder()
+    unblock = threading.Event()
 
     def handler(event: dict[str, Any], context: dict[str, Any]) -> str:
         slow_once(event, context)
         if len(slow_once.calls) == 1:
-            time.sleep(0.4)  # past the 100 ms limit
+            unblock.wait(10)  # stuck past the 100 ms limit, until the retry runs
+        else:
+            unblock.set()  # the retry started, so the first attempt has timed out
         return "ok"
 
     emulator.add_trigger(BUCKET, handler, time_limit_ms=100, retry_num=2, retry_delay_s=0)
@@ -200,7 +203,7 @@ def test_timeout_counts_as_failure_and_is_retried(emulator: Emulator, cos_client
     emulator.wait_idle(10)
     invocations = sorted(emulator.invocations, key=lambda i: i.attempt)
     assert [(i.attempt, i.outcome) for i in invocations] == [(1, "timeout"), (2, "ok")]
-    assert invocations[0].duration_s < 0.35 and "timed out" in (invocations[0].error or "")
+    assert invocations[0].duration_s < 5 and "timed out" in (invocations[0].error or "")
 
 
 def test_unserialisable_return_is_an_error(emulator: Emulator, cos_client: CosS3Client) -> None:
@@ -239,10 +242,12 @@ def test_event_key_encoding_knob(emulator: Emulator, cos_client: CosS3Client, en
 
 
 def test_wait_idle_times_out_with_a_clear_error(emulator: Emulator, cos_client: CosS3Client) -> None:
-    emulator.add_trigger(BUCKET, Recorder(sleep_s=1.0))
+    block = threading.Event()
+    emulator.add_trigger(BUCKET, Recorder(block=block))
     cos_client.put_object(Bucket=BUCKET, Key="k", Body=b"x")
     with pytest.raises(TimeoutError, match="still busy"):
         emulator.wait_idle(0.2)
+    block.set()
     emulator.wait_idle(5)
 
 

@@ -1,5 +1,6 @@
 """Metadata mode: the labels go into x-cos-meta-* by a copy onto itself; nothing else changes."""
 
+import threading
 import time
 
 import pytest
@@ -59,8 +60,8 @@ def test_own_copy_echo_costs_nothing_and_never_loops(stack):
     app = stack.app(mode="metadata")
     stack.emulator.add_trigger(BUCKET, app.handle, retry_delay_s=0.01)
     stack.put("loop/check.jpg", jpeg(22), Metadata={"x-cos-meta-owner": "carol"})
-    stack.emulator.wait_idle(20)
-    time.sleep(0.3)  # room for any (wrong) further event to arrive
+    # wait_idle counts an event from the moment its operation succeeded, so a (wrong) further
+    # write by the echo's run would be waited for too.
     stack.emulator.wait_idle(20)
     runs = sorted(stack.emulator.invocations, key=lambda r: r.started_at)
     assert [r.event["Records"][0]["event"]["eventName"] for r in runs] == [
@@ -102,20 +103,27 @@ def test_full_user_metadata_leaves_no_room_and_costs_no_detect(stack):
     assert stack.emulator.get_object_state(BUCKET, "meta-full.jpg").metadata == {"x-cos-meta-blob": "x" * 2000}
 
 
-def test_overwritten_between_head_and_copy_is_not_clobbered(stack):
-    """The copy is conditional on the ETag read by HEAD: newer content and metadata survive."""
-    from cos_autotag_tools.emulator import Faults
-
+@pytest.mark.parametrize(
+    "held",
+    [
+        pytest.param("DetectLabel", id="overwritten-during-detect"),
+        pytest.param("CopyObject", id="overwritten-before-the-copy-lands"),
+    ],
+)
+def test_overwritten_between_head_and_copy_is_not_clobbered(stack, held):
+    """The copy is conditional on the ETag read by HEAD: newer content and metadata survive,
+    whether the overwrite comes during detect-label or while the copy itself is in flight."""
     app = stack.app(mode="metadata")
     rid = stack.put("race.jpg", jpeg(26), Metadata={"x-cos-meta-v": "1"})
-    stack.emulator.set_faults(Faults(latency_by_op={"DetectLabel": 1.2}))
-    import threading
-
-    worker = threading.Thread(target=lambda: app.handle(stack.event("race.jpg", rid), context()))
-    worker.start()
-    time.sleep(0.5)  # well inside the slow detect-label call
-    stack.put("race.jpg", jpeg(27), Metadata={"x-cos-meta-v": "2"})
-    worker.join(10)
+    results = []
+    with stack.emulator.pause(held, key="race.jpg") as gate:
+        worker = threading.Thread(target=lambda: results.append(app.handle(stack.event("race.jpg", rid), context())))
+        worker.start()
+        gate.wait_arrived(timeout=10)
+        stack.put("race.jpg", jpeg(27), Metadata={"x-cos-meta-v": "2"})
+        gate.release()
+        worker.join(10)
+    assert not worker.is_alive() and results and results[0]["labeled"] == 0
     state = stack.emulator.get_object_state(BUCKET, "race.jpg")
     assert state.metadata == {"x-cos-meta-v": "2"}
     assert state.body == jpeg(27)

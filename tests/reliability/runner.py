@@ -107,9 +107,6 @@ class Setup:
     delivery_workers: int = 16  # concurrent invocations (SCF runs each in its own container)
     # DEBUG level with every event logged: the most the function can print, for the secret scan.
     verbose_logs: bool = False
-    # How long Cloud Infinite takes to label an image *after* fetching it (latency_by_op delays a
-    # request before the object is read; this delays the answer after it was read).
-    labeling_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -195,6 +192,14 @@ class Run:
             and (status is None or r.status == status)
         )
 
+    def wait_invoked(self, request_id: str, timeout_s: float = 30.0) -> None:
+        """Block until a run of the function for the upload answered `request_id` has ended."""
+        self.wait_for(
+            f"the function's run for upload {request_id}",
+            lambda: any(request_id in _record_request_ids(inv.event) for inv in self.emulator.invocations),
+            timeout_s,
+        )
+
     def wait_for(self, what: str, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s
         while not predicate():
@@ -217,8 +222,6 @@ def run_scenario(
         emulator = stack.emulator
         emulator.credentials[UPLOADER_ID] = UPLOADER_KEY
         emulator.event_key_encoding = setup.event_key_encoding
-        if setup.labeling_s:
-            emulator.label_engine = SlowLabeling(stack.engine, setup.labeling_s)
         with _captured_output() as output:
             logging = {"log_level": "DEBUG", "log_event": True} if setup.verbose_logs else {}
             app = stack.app(mode=setup.mode, redis_url=redis_url, **logging)
@@ -239,17 +242,6 @@ def run_scenario(
         result = _evaluate(scenario_id, title, run, output.getvalue())
     result.duration_s = time.monotonic() - started
     return result
-
-
-class SlowLabeling:
-    """The emulator's label engine, answering `seconds` after it got the image's bytes."""
-
-    def __init__(self, engine: Any, seconds: float) -> None:
-        self.engine, self.seconds = engine, seconds
-
-    def detect(self, data: bytes, scenes: Sequence[str]) -> Any:
-        time.sleep(self.seconds)
-        return self.engine.detect(data, scenes)
 
 
 class _Output:

@@ -9,15 +9,18 @@ one documented residual race, whose expected violations are named with the reaso
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
 from cos_autotag import cos_facts
 from cos_autotag_tools.emulator import Faults
+from cos_autotag_tools.emulator.pauses import When
 from tests.function_stack import jpeg
 from tests.reliability.runner import Run, Setup, Upload
+
+# A held request that does not arrive (or finish) within this long is a broken scenario.
+PAUSE_TIMEOUT_S = 30.0
 
 # The operations the function makes: a 5xx burst hits these, never the uploader's PUTs.
 FUNCTION_OPS = frozenset(
@@ -31,9 +34,11 @@ class Scenario:
     title: str  # the table's first column
     setup: Setup
     drive: Callable[[Run], None]
-    # A known, documented race this scenario demonstrates: the violations are expected (xfail strict).
+    # A known, documented race this scenario demonstrates every time (its pause points stage it):
+    # the test asserts that it shows, and only on these keys.
     known_race: str = ""
     known_race_short: str = ""  # for the table
+    known_race_keys: frozenset[str] = frozenset()
 
 
 # --- content -----------------------------------------------------------------------------------------
@@ -100,14 +105,19 @@ def drive_versions(run: Run, keys: int, versions: int) -> None:
             run.put(Upload(f"versions/{k:03d}.jpg", photo(seed), tags={"version": str(v), "key": str(k)}))
 
 
-def drive_bursts(run: Run, waves: int = 2, per_wave: int = 10, burst_s: float = 0.8) -> None:
-    """Uploads arrive while the function's calls fail with 5xx; each burst ends after `burst_s`."""
+def drive_bursts(run: Run, waves: int = 2, per_wave: int = 10) -> None:
+    """Uploads arrive while the function's calls fail with 5xx; each burst lasts until every upload
+    of its wave has had its first run inside it, and SCF's retries then run after the burst."""
     for wave in range(waves):
         run.set_faults(error_5xx_rate=0.6)
-        run.put_all(simple_uploads(per_wave, prefix=f"wave{wave}/"))
-        time.sleep(burst_s)
+        uploads = simple_uploads(per_wave, prefix=f"wave{wave}/")
+        run.put_all(uploads)
+        keys = {upload.key for upload in uploads}
+        for upload, request_id in list(run.puts):
+            if upload.key in keys:
+                run.wait_invoked(request_id)
         run.set_faults(error_5xx_rate=0.0)
-        time.sleep(0.3)
+        run.emulator.wait_idle(PAUSE_TIMEOUT_S)
 
 
 def drive_deleted(run: Run, count: int = 6) -> None:
@@ -117,39 +127,38 @@ def drive_deleted(run: Run, count: int = 6) -> None:
         run.delete(upload.key)
 
 
-def _first_read_op(run: Run) -> str:
-    return "GetObjectTagging" if run.setup.mode == "tags" else "HeadObject"
+def drive_overwrite_mid_flight(run: Run, when: When, keys: int = 3) -> None:
+    """The function is inside detect-label when the user overwrites the key with new content and
+    new user tags; the new upload's run finishes before the old run's detect-label answers.
 
-
-def _has_read(run: Run, op: str, key: str) -> bool:
-    return run.function_requests(op, key) >= 1
-
-
-def drive_overwrite_mid_flight(run: Run, keys: int = 3) -> None:
-    """The function is inside a slow detect-label when the user overwrites the key with new content
-    and new user tags; both uploads' events run."""
+    `when="before"`: detect-label is held before Cloud Infinite reads the object (it then reads the
+    new content); `"after"`: CI has read and labeled the old content, and its answer is held."""
     first = [Upload(f"overwrite/{k}.jpg", photo(2000 + k), tags={"version": "old", "k": str(k)}) for k in range(keys)]
+    gates = [run.emulator.pause("DetectLabel", key=upload.key, when=when) for upload in first]
     for upload in first:
         run.put(upload)
-    read = _first_read_op(run)
-    for upload in first:
-        run.wait_for(f"the function to read {upload.key}", partial(_has_read, run, read, upload.key))
-    time.sleep(0.2)  # the first runs are now waiting on detect-label
+    for gate in gates:
+        gate.wait_arrived(timeout=PAUSE_TIMEOUT_S)
     for k in range(keys):
-        run.put(Upload(f"overwrite/{k}.jpg", photo(3000 + k), tags={"version": "new", "k": str(k)}))
+        request_id = run.put(Upload(f"overwrite/{k}.jpg", photo(3000 + k), tags={"version": "new", "k": str(k)}))
+        run.wait_invoked(request_id)
+    for gate in gates:
+        gate.release()
+        gate.wait_done(timeout=PAUSE_TIMEOUT_S)
+        gate.close()
 
 
 def drive_overwrite_during_write(run: Run) -> None:
-    """The first run has labeled the old content and its write-back is in flight (delayed) when the
+    """The first run has labeled the old content and its write-back request has arrived when the
     user overwrites the key; the second upload's run finishes first; the old write lands last."""
     write_op = "PutObjectTagging" if run.setup.mode == "tags" else "CopyObject"
-    run.set_faults(latency_by_op={write_op: 1.5})
     old = Upload("race/photo.jpg", photo(4000), tags={"version": "old"})
-    run.put(old)
-    run.wait_for("the first detect-label call", lambda: run.function_requests("DetectLabel", old.key, 200) >= 1)
-    time.sleep(0.3)  # its write-back request has arrived and is being held
-    run.set_faults(latency_by_op={})
-    run.put(Upload("race/photo.jpg", photo(4001), tags={"version": "new"}))
+    with run.emulator.pause(write_op, key=old.key) as held:
+        run.put(old)
+        held.wait_arrived(timeout=PAUSE_TIMEOUT_S)  # held before COS applies it
+        run.wait_invoked(run.put(Upload("race/photo.jpg", photo(4001), tags={"version": "new"})))
+        held.release()
+        held.wait_done(timeout=PAUSE_TIMEOUT_S)
 
 
 def drive_uploads(run: Run, uploads: list[Upload]) -> None:
@@ -243,7 +252,6 @@ THROTTLED = Faults(detect_throttle_rate=0.3, seed=3)
 BURSTS = Faults(error_5xx_ops=FUNCTION_OPS, error_5xx_codes=("SlowDown", "InternalError", "ServiceUnavailable"), seed=4)
 TIMEOUT = Faults(latency_by_op={"DetectLabel": 2.0})
 DELAYED = Faults(delivery_delay_s=0.3)
-SLOW_DETECT = Faults(latency_by_op={"DetectLabel": 0.8})
 MANY = Faults(batch_records=4, batch_window_s=0.05, seed=5)
 
 DUP_TEXT = "3x delivery ({deliveries} deliveries)"
@@ -340,9 +348,9 @@ CATALOGUE: list[Scenario] = [
     *[
         Scenario(
             f"overwritten-{mode}-marker",
-            "overwritten during processing (slow detect-label)",
-            Setup(mode=mode, faults=SLOW_DETECT, faults_text="detect-label 0.8 s; overwrite mid-flight"),
-            drive_overwrite_mid_flight,
+            "overwritten during processing (detect-label before CI reads the image)",
+            Setup(mode=mode, faults_text="detect-label held until the overwrite's run finished"),
+            partial(drive_overwrite_mid_flight, when="before"),
         )
         for mode in ("tags", "metadata")
     ],
@@ -350,26 +358,27 @@ CATALOGUE: list[Scenario] = [
         Scenario(
             f"overwritten-slow-labeling-{mode}-marker",
             "overwritten during processing (CI labels the image it fetched)",
-            Setup(mode=mode, labeling_s=0.8, faults_text="0.8 s to label a fetched image; overwrite mid-flight"),
-            drive_overwrite_mid_flight,
+            Setup(mode=mode, faults_text="detect-label's answer held until the overwrite's run finished"),
+            partial(drive_overwrite_mid_flight, when="after"),
         )
         for mode in ("tags", "metadata")
     ],
     Scenario(
         "overwritten-during-write-tags-marker",
         "overwritten while the old labels' write is in flight",
-        Setup(mode="tags", faults_text="tag PUT held 1.5 s; overwrite meanwhile"),
+        Setup(mode="tags", faults_text="tag PUT held until the overwrite's run finished"),
         drive_overwrite_during_write,
         known_race_short="residual tags-mode race",
         known_race=(
             "documented residual race in tags mode: a tag PUT has no condition, so a run that read the old "
             "object's tags and labels lands its write on the new object after the new upload's run finished"
         ),
+        known_race_keys=frozenset({"race/photo.jpg"}),
     ),
     Scenario(
         "overwritten-during-write-metadata-marker",
         "overwritten while the old labels' write is in flight",
-        Setup(mode="metadata", faults_text="metadata copy held 1.5 s; overwrite meanwhile"),
+        Setup(mode="metadata", faults_text="metadata copy held until the overwrite's run finished"),
         drive_overwrite_during_write,
     ),
     *[

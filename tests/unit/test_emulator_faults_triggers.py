@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from cos_autotag_tools.emulator.faults import FaultInjector, Faults
@@ -43,11 +41,12 @@ def test_error_5xx_ops_limits_the_fault() -> None:
 
 
 def test_detect_token_bucket_refills() -> None:
-    injector = FaultInjector(Faults(detect_qps=20))
+    now = [100.0]
+    injector = FaultInjector(Faults(detect_qps=20), clock=lambda: now[0])
     results = [injector.detect_throttled() for _ in range(40)]
     assert results[:20] == [False] * 20 and results[20:] == [True] * 20
-    time.sleep(0.11)  # 20 qps: two tokens back
-    assert injector.detect_throttled() is False
+    now[0] += 0.125  # 20 qps: two and a half tokens back
+    assert [injector.detect_throttled() for _ in range(3)] == [False, False, True]
 
 
 def test_latency_per_operation() -> None:

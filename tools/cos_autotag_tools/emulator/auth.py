@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ SIGN_FIELDS = (
 )
 _SIGN_FIELD_SET = frozenset(SIGN_FIELDS)
 TOKEN_HEADER = "x-cos-security-token"
+_HEX_SHA1 = re.compile(r"[0-9a-f]{40}")
+_TIME_WINDOW = re.compile(r"([0-9]{1,12});([0-9]{1,12})")  # ASCII digits only: int() takes any script's
 
 
 def enc(text: str | bytes) -> str:
@@ -106,11 +109,10 @@ def is_presigned(query: Sequence[tuple[str, str]]) -> bool:
 
 
 def _time_window(text: str, field: str) -> tuple[int, int]:
-    try:
-        start_s, end_s = text.split(";")
-        return int(start_s), int(end_s)
-    except ValueError as exc:
-        raise CosError("AccessDenied", f"{field} is malformed: {text!r}") from exc
+    match = _TIME_WINDOW.fullmatch(text)
+    if not match:
+        raise CosError("AccessDenied", f"{field} is malformed: {text!r}")
+    return int(match.group(1)), int(match.group(2))
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,9 @@ def verify(
         hmac_sha1_hex(secret_key, key_time),
         string_to_sign(method, path, _pairs_string(param_pairs), _pairs_string(header_pairs), key_time),
     )
-    if not hmac.compare_digest(expected, fields["q-signature"].lower()):
+    # compare_digest refuses non-ASCII text: anything but 40 hex digits simply does not match.
+    sent_signature = fields["q-signature"].lower()
+    if not _HEX_SHA1.fullmatch(sent_signature) or not hmac.compare_digest(expected, sent_signature):
         raise _mismatch("The request signature we calculated does not match the signature you provided.")
 
     if token is not None:
@@ -256,7 +260,8 @@ def verify_post_signature(
     if now_s < start:
         raise CosError("AccessDenied", "q-key-time starts in the future")
     expected = post_signature(secret_key, fields["q-key-time"], policy_text)
-    if not hmac.compare_digest(expected, fields["q-signature"].lower()):
+    sent_signature = fields["q-signature"].lower()
+    if not _HEX_SHA1.fullmatch(sent_signature) or not hmac.compare_digest(expected, sent_signature):
         raise _mismatch("The form signature does not match the policy and key time.")
     if token is not None and fields.get(TOKEN_HEADER) != token:
         raise CosError("AccessDenied", "The x-cos-security-token is missing or does not match")

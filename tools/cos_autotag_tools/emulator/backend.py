@@ -59,6 +59,19 @@ class Backend:
         self.notify = notify
         self.uploads: dict[str, Upload] = {}
         self.uploads_lock = threading.Lock()
+        # Buckets not bound to Cloud Infinite (every bucket is bound unless told otherwise).
+        self.ci_unbound: set[str] = set()
+        # The largest request body accepted (EntityTooLarge beyond): COS's single-PUT limit by default.
+        self.max_body_bytes = cos_facts.PUT_MAX_BYTES
+
+    def ci_bound(self, bucket: str) -> bool:
+        return bucket not in self.ci_unbound
+
+    def set_ci_bound(self, bucket: str, bound: bool) -> None:
+        if bound:
+            self.ci_unbound.discard(bucket)
+        else:
+            self.ci_unbound.add(bucket)
 
     def emit(self, event_name: str, req: Request, state: ObjectState) -> None:
         """Tell the trigger machinery that `req` created (or removed) `state`."""
@@ -199,9 +212,11 @@ def object_headers(state: ObjectState) -> dict[str, str]:
         "ETag": state.etag,
         "Last-Modified": http_date(state.last_modified),
         "Accept-Ranges": "bytes",
-        cos_facts.STORAGE_CLASS_HEADER: state.storage_class,
         "x-cos-object-type": "normal",
     }
+    # COS names the class only when it is not STANDARD (HEAD Object doc): absent means STANDARD.
+    if state.storage_class != cos_facts.DEFAULT_STORAGE_CLASS:
+        headers[cos_facts.STORAGE_CLASS_HEADER] = state.storage_class
     for name, value in state.headers.items():
         if name != "Content-Type":
             headers[name] = value

@@ -1,9 +1,10 @@
 """Cloud Infinite detect-label: `GET /<key>?ci-process=detect-label[&scenes=...][&detect-url=...]`.
 
 The image is the object at the key, or the object a `detect-url` points at. A detect-url must
-name an object in this emulator (`http://<bucket>.cos.<region>.myqcloud.com/<key>`), optionally
-presigned (the signature is checked) and optionally with an `imageMogr2/thumbnail/<W>x<H>`
-processing parameter (applied with Pillow). The emulator never fetches anything else.
+name an object of the request's own bucket (`http(s)://<bucket>.cos.<region>.myqcloud.com/<key>`),
+presigned with a signature that verifies (buckets are private), optionally followed by an
+unsigned `imageMogr2/thumbnail/<W>x<H>` processing parameter (applied with Pillow). The emulator
+never fetches anything else.
 The image then goes through CI's checks (JPEG/PNG, size, dimensions) before the label engine.
 """
 
@@ -35,7 +36,7 @@ def detect_label(backend: Backend, req: Request) -> Response:
     scenes = parse_scenes(req.param("scenes"))
     detect_url = req.param("detect-url")
     if detect_url:
-        data = fetch_detect_url(backend, detect_url)
+        data = fetch_detect_url(backend, detect_url, req.bucket, req.region)
     else:
         if not req.key:
             raise CosError("InvalidArgument", "detect-label needs an object key in the path or a detect-url")
@@ -65,43 +66,54 @@ def parse_scenes(value: str | None) -> list[str] | None:
     return scenes or None
 
 
-def fetch_detect_url(backend: Backend, url: str) -> bytes:
+def fetch_detect_url(backend: Backend, url: str, bucket: str | None = None, region: str | None = None) -> bytes:
+    """The image a detect-url names, read the way Cloud Infinite reads it: a plain GET of the URL,
+    with nothing but the URL (and its own host). The emulator answers that GET from its own
+    objects, so the URL must be an object URL of the bucket the request is for (`bucket` /
+    `region`, when given), and its own signature must verify as COS would verify that GET:
+    present (buckets are private), not expired, a known SecretId, only the Host header signed,
+    the session token when temporary keys are in force. Otherwise CI could not fetch it:
+    `cos_facts.CI_CODE_DETECT_URL_UNREADABLE`."""
+
+    def unreadable(why: str) -> CosError:
+        return CosError(cos_facts.CI_CODE_DETECT_URL_UNREADABLE, f"Cloud Infinite could not fetch detect-url: {why}")
+
     parts = urlsplit(url)
     match = cos_facts.COS_HOST_RE.match(parts.hostname or "")
-    if parts.scheme not in ("http", "https") or not match:
-        raise CosError(
-            cos_facts.CI_CODE_BAD_IMAGE_SOURCE,
-            "detect-url must name an object of this emulator (http://<bucket>.cos.<region>.myqcloud.com/<key>); "
-            "the emulator fetches nothing else",
+    if parts.scheme not in ("http", "https") or not match or parts.port is not None:
+        raise unreadable(
+            "it must name an object of this emulator (http(s)://<bucket>.cos.<region>.myqcloud.com/<key>); "
+            "the emulator fetches nothing else"
         )
-    bucket, region = match.group("bucket"), match.group("region")
-    if backend.store.bucket_region(bucket) != region:
-        raise CosError(cos_facts.CI_CODE_BAD_IMAGE_SOURCE, f"detect-url bucket {bucket} does not exist in {region}")
+    url_bucket, url_region = match.group("bucket"), match.group("region")
+    if bucket is not None and (url_bucket, url_region) != (bucket, region):
+        raise unreadable(f"it names bucket {url_bucket} in {url_region}, not this request's {bucket} in {region}")
+    if backend.store.bucket_region(url_bucket) != url_region:
+        raise unreadable(f"bucket {url_bucket} does not exist in {url_region}")
     path = unquote(parts.path)
     key = path[1:]
     if not key:
-        raise CosError(cos_facts.CI_CODE_BAD_IMAGE_SOURCE, "detect-url names no object key")
+        raise unreadable("it names no object key")
     # CI processing parameters ride in the query as bare names: ?imageMogr2/thumbnail/200x200
     items = [item for item in parts.query.split("&") if item]
     processing = [unquote(item) for item in items if unquote(item).startswith("imageMogr2/")]
     signed = parse_qsl("&".join(i for i in items if not unquote(i).startswith("imageMogr2/")), keep_blank_values=True)
-    if auth.is_presigned(signed):
-        try:
-            auth.verify(
-                method="GET",
-                path=path,
-                query=signed,
-                headers={"host": parts.hostname or ""},
-                credentials=backend.credentials,
-                token=backend.token,
-            )
-        except CosError as exc:
-            raise CosError(
-                cos_facts.CI_CODE_BAD_IMAGE_SOURCE, f"detect-url is presigned but its signature fails: {exc.message}"
-            ) from exc
-    state = backend.store.get(bucket, key)
+    if not auth.is_presigned(signed):
+        raise unreadable("the URL is not signed and the bucket is private (403 AccessDenied)")
+    try:
+        auth.verify(
+            method="GET",
+            path=path,
+            query=signed,
+            headers={"host": parts.hostname or ""},
+            credentials=backend.credentials,
+            token=backend.token,
+        )
+    except CosError as exc:
+        raise unreadable(f"its signature fails ({exc.status} {exc.code}: {exc.message})") from exc
+    state = backend.store.get(url_bucket, key)
     if state is None:
-        raise CosError("NoSuchKey", f"detect-url names {bucket}/{key}, which does not exist.")
+        raise CosError("NoSuchKey", f"detect-url names {url_bucket}/{key}, which does not exist.")
     archived(state)
     data = state.body
     for rule in processing:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from cos_autotag import cos_facts
@@ -43,6 +43,12 @@ class Faults:
     error_5xx_codes: tuple[str, ...] = ("SlowDown", "InternalError")
     seed: int = 0
 
+    # --- misconfiguration ---
+    # Operations the caller's role is not allowed (a CAM policy missing an action): answered
+    # 403 AccessDenied after the signature checks out. Names as in the request log
+    # ("PutObjectTagging", "DetectLabel", ...), not CAM actions.
+    denied_ops: frozenset[str] = frozenset()
+
     def __post_init__(self) -> None:
         if self.duplicate_deliveries < 1:
             raise ValueError("duplicate_deliveries must be >= 1 (1 delivers each event once)")
@@ -70,18 +76,28 @@ class Faults:
         # Accept any iterable of operation names, stored as a frozenset.
         if self.error_5xx_ops is not None:
             object.__setattr__(self, "error_5xx_ops", frozenset(self.error_5xx_ops))
+        if isinstance(self.denied_ops, str):
+            raise ValueError("denied_ops is a set of operation names, not one string")
+        object.__setattr__(self, "denied_ops", frozenset(self.denied_ops))
+        prefixed = sorted(op for op in self.denied_ops if ":" in op)
+        if prefixed:
+            raise ValueError(
+                f"denied_ops takes operation names as the request log shows them (PutObjectTagging), "
+                f"not CAM actions: {prefixed}"
+            )
         object.__setattr__(self, "latency_by_op", dict(self.latency_by_op))
 
 
 class FaultInjector:
     """Applies a Faults value: seeded random draws and the DetectLabel token bucket."""
 
-    def __init__(self, faults: Faults) -> None:
+    def __init__(self, faults: Faults, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._faults = faults
         self._rng = random.Random(faults.seed)
+        self._clock = clock  # the token bucket's time source (a test may pass its own)
         self._tokens = 0.0
-        self._refilled_at = time.monotonic()
+        self._refilled_at = clock()
         self._reset_bucket(faults)
 
     @property
@@ -98,7 +114,7 @@ class FaultInjector:
 
     def _reset_bucket(self, faults: Faults) -> None:
         self._tokens = max(1.0, faults.detect_qps or 0.0)
-        self._refilled_at = time.monotonic()
+        self._refilled_at = self._clock()
 
     def random(self) -> float:
         with self._lock:
@@ -133,7 +149,7 @@ class FaultInjector:
                 return True
             if f.detect_qps is None:
                 return False
-            now = time.monotonic()
+            now = self._clock()
             burst = max(1.0, f.detect_qps)
             self._tokens = min(burst, self._tokens + (now - self._refilled_at) * f.detect_qps)
             self._refilled_at = now

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .xml_bodies import XML_CONTENT_TYPE
@@ -24,6 +25,24 @@ class Request:
     key: str | None = None  # None for bucket-level requests
     secret_id: str | None = None  # set once the signature verified
     authorization: str = ""  # the signature as sent (header value, or rebuilt from the query)
+    # The body is read from the connection only when the service asks (after the signature is
+    # checked): the HTTP layer sets `body_reader(limit)`, which answers at most limit + 1 bytes
+    # (None: no limit) or raises BodyUnreadable. `content_length` is the declared length, None
+    # for a chunked body.
+    body_reader: Callable[[int | None], bytes] | None = None
+    content_length: int | None = 0
+
+    @property
+    def body_pending(self) -> bool:
+        """Whether a body was sent that nobody has read yet."""
+        return self.body_reader is not None and self.content_length != 0
+
+    def load_body(self, limit: int | None = None) -> bytes:
+        """Read the body (once); at most `limit` + 1 bytes, so that a caller can tell it is too long."""
+        if self.body_reader is not None:
+            reader, self.body_reader = self.body_reader, None
+            self.body = reader(limit)
+        return self.body
 
     def param(self, name: str) -> str | None:
         for key, value in self.query:
@@ -41,6 +60,10 @@ class Request:
         """A header value decoded as UTF-8 (clients send non-ASCII values as raw UTF-8 bytes)."""
         value = self.headers.get(name.lower())
         return None if value is None else latin1_to_text(value)
+
+
+class BodyUnreadable(Exception):
+    """The body could not be read: a bad chunked encoding, or the client went away."""
 
 
 @dataclass

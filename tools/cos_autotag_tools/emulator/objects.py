@@ -119,6 +119,26 @@ def _parse_range(value: str, size: int) -> tuple[int, int]:
     return start, end
 
 
+def delete_multiple_objects(backend: Backend, req: Request) -> Response:
+    """`POST /?delete`: remove up to 1000 keys. A key that does not exist counts as deleted, as in
+    COS; quiet mode lists only the failures."""
+    if req.header("content-md5") is None:
+        raise CosError("InvalidRequest", "DeleteMultipleObjects needs a Content-MD5 header")
+    check_content_md5(req.header("content-md5"), req.body)
+    quiet, keys = xml_bodies.parse_delete(req.body)
+    deleted: list[str] = []
+    errors: list[tuple[str, str, str]] = []
+    for key in keys:
+        if len(key.encode()) > cos_facts.KEY_MAX_BYTES:
+            errors.append((key, "KeyTooLong", f"The key is longer than {cos_facts.KEY_MAX_BYTES} bytes"))
+            continue
+        gone = backend.store.delete(req.bucket or "", key)
+        if gone is not None:
+            backend.emit("cos:ObjectRemove:Delete", req, gone)
+        deleted.append(key)
+    return xml_response(xml_bodies.delete_result_body([] if quiet else deleted, errors))
+
+
 def delete_object(backend: Backend, req: Request) -> Response:
     key = require_key(req)
     gone = backend.store.delete(req.bucket or "", key)

@@ -14,10 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .messages import Request, Response, text_to_latin1
+from .messages import BodyUnreadable, Request, Response, text_to_latin1
 
 HOST = "127.0.0.1"
 _MAX_CHUNK_LINE = 1024
+# An unread body up to this size is discarded to keep the connection; a larger one closes it.
+_DRAIN_MAX_BYTES = 64 * 1024
+_LINGER_S = 1.0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -43,14 +46,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_PUT = do_POST = do_DELETE = do_OPTIONS = do_GET
 
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+    def _read_body(self, length: int | None, limit: int | None) -> bytes:
+        """The body: `length` bytes (the service checked it against the cap), or chunked when
+        None, of which at most `limit` + 1 bytes are read."""
+        try:
+            if length is None:
+                return self._read_chunked(limit)
+            data = self.rfile.read(length) if length > 0 else b""
+            if len(data) != length:
+                raise BodyUnreadable(f"the client sent {len(data)} of {length} bytes")
+            return data
+        except (ValueError, OSError) as exc:
+            raise BodyUnreadable(str(exc)) from exc
+        finally:
+            self._body_done = True
 
-    def _read_chunked(self) -> bytes:
+    def _read_chunked(self, limit: int | None) -> bytes:
         chunks: list[bytes] = []
+        total = 0
         while True:
             line = self.rfile.readline(_MAX_CHUNK_LINE)
             size = int(line.split(b";", 1)[0].strip() or b"0", 16)
@@ -58,18 +71,30 @@ class _Handler(BaseHTTPRequestHandler):
                 while self.rfile.readline(_MAX_CHUNK_LINE) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
                 return b"".join(chunks)
+            if limit is not None and total + size > limit:
+                # Enough to tell it is too long; the rest is never read (the connection closes).
+                chunks.append(self.rfile.read(limit + 1 - total))
+                self.close_connection = True
+                return b"".join(chunks)
             chunks.append(self.rfile.read(size))
+            total += size
             self.rfile.readline(_MAX_CHUNK_LINE)
 
     def _serve(self) -> None:
         received_at = time.time()
-        try:
-            body = self._read_body()
-        except (ValueError, OSError):
-            # An unreadable body (bad Content-Length or chunking): answer and drop the connection.
-            self.close_connection = True
-            self._write(Response(400, {"x-cos-request-id": self.server.new_request_id()}), head_only=False)
-            return
+        self._body_done = False
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        length: int | None = None
+        if not chunked:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length < 0:
+                    raise ValueError(length)
+            except ValueError:
+                # An unusable Content-Length: answer and drop the connection (the body cannot be framed).
+                self.close_connection = True
+                self._write(Response(400, {"x-cos-request-id": self.server.new_request_id()}), head_only=False)
+                return
         target = self.path
         if "://" in target.split("?", 1)[0]:  # absolute-form request target
             parts = urlsplit(target)
@@ -82,13 +107,44 @@ class _Handler(BaseHTTPRequestHandler):
             raw_query=raw_query,
             query=parse_qsl(raw_query, keep_blank_values=True),
             headers={name.lower(): value for name, value in self.headers.items()},
-            body=body,
+            body=b"",
             client_ip=self.client_address[0],
             received_at=received_at,
             request_id=self.server.new_request_id(),
+            body_reader=lambda limit: self._read_body(length, limit),
+            content_length=length,
         )
         response = self.server.handle_request_callback(request)
+        if not self._body_done and (chunked or (length or 0) > 0):
+            # Answered without reading the body (a bad signature, a body over the cap, ...).
+            # A small body is drained so that the connection stays usable; a large one is never
+            # read: the connection closes after the answer.
+            if length is not None and length <= _DRAIN_MAX_BYTES:
+                try:
+                    self.rfile.read(length)
+                except OSError:
+                    self.close_connection = True
+            else:
+                self.close_connection = True
         self._write(response, head_only=self.command == "HEAD")
+        if self.close_connection and not self._body_done:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close gently after answering early: stop sending, then discard a bounded amount of what
+        the client is still sending, so that its socket gets our answer rather than a reset."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(_LINGER_S)
+            discarded = 0
+            while discarded < _DRAIN_MAX_BYTES:
+                chunk = self.connection.recv(16384)
+                if not chunk:
+                    break
+                discarded += len(chunk)
+        except OSError:
+            pass
 
     def _write(self, response: Response, head_only: bool) -> None:
         status = response.status

@@ -17,7 +17,8 @@ from . import auth, ci, listing, multipart, objects, postform, xml_bodies
 from .backend import Backend
 from .errors import CosError
 from .faults import SERVER_ERRORS
-from .messages import Request, Response
+from .messages import BodyUnreadable, Request, Response
+from .pauses import Gate, PauseRegistry
 from .requestlog import RequestLog, RequestRecord
 
 Operation = Callable[[Backend, Request], Response]
@@ -27,6 +28,7 @@ OPERATIONS: dict[str, Operation] = {
     "GetObject": objects.get_object,
     "HeadObject": objects.head_object,
     "DeleteObject": objects.delete_object,
+    "DeleteMultipleObjects": objects.delete_multiple_objects,
     "CopyObject": objects.copy_object,
     "PutObjectTagging": objects.put_object_tagging,
     "GetObjectTagging": objects.get_object_tagging,
@@ -68,6 +70,8 @@ _UNSUPPORTED_SUBRESOURCES = frozenset(
 def route(req: Request) -> str:
     """The COS operation name of a request (an unknown one is answered 501 NotImplemented)."""
     method = req.method
+    if method == "POST" and req.key is None and req.has_param("delete"):
+        return "DeleteMultipleObjects"
     unsupported = next((name for name, _ in req.query if name in _UNSUPPORTED_SUBRESOURCES), None)
     if unsupported is not None:
         return f"{method}:{unsupported}"
@@ -112,15 +116,18 @@ def route(req: Request) -> str:
 
 
 class CosService:
-    def __init__(self, backend: Backend, log: RequestLog) -> None:
+    def __init__(self, backend: Backend, log: RequestLog, pauses: PauseRegistry | None = None) -> None:
         self.backend = backend
         self.log = log
+        self.pauses = pauses if pauses is not None else PauseRegistry()
 
     def handle(self, req: Request) -> Response:
         start = time.monotonic()
         op = "Unknown"
+        before: Gate | None = None
         try:
             op = self._resolve(req)
+            before = self.pauses.arrive(op, req.method, req.bucket, req.key, req.request_id, "before")
             delay = self.backend.faults.latency_for(op)
             if delay > 0:
                 time.sleep(delay)
@@ -131,6 +138,9 @@ class CosService:
             traceback.print_exc(file=sys.stderr)
             response = self._error(req, CosError("InternalError", f"emulator error: {exc!r}", 500))
         response.headers["x-cos-request-id"] = req.request_id
+        after = None
+        if op != "Unknown":
+            after = self.pauses.arrive(op, req.method, req.bucket, req.key, req.request_id, "after")
         self.log.append(
             RequestRecord(
                 op=op,
@@ -145,6 +155,9 @@ class CosService:
                 secret_id=req.secret_id,
             )
         )
+        # After the log entry, so that a test woken by wait_done also sees the request logged.
+        PauseRegistry.served(before)
+        PauseRegistry.served(after)
         return response
 
     def _resolve(self, req: Request) -> str:
@@ -167,6 +180,7 @@ class CosService:
         if req.key is not None and len(req.key.encode()) > cos_facts.KEY_MAX_BYTES:
             raise CosError("KeyTooLong", f"The key is longer than {cos_facts.KEY_MAX_BYTES} bytes")
         if op != "PostObject":  # a form upload is signed by its policy, checked by the operation
+            # The signature covers the method, path, query and headers: checked before any body is read.
             signed = auth.verify(
                 method=req.method,
                 path=req.path,
@@ -177,6 +191,12 @@ class CosService:
                 token=backend.token,
             )
             req.secret_id, req.authorization = signed.secret_id, signed.authorization
+        if op in backend.faults.faults.denied_ops:
+            # What COS answers a signed request whose CAM policy lacks the action.
+            raise CosError("AccessDenied", f"Access Denied. The caller is not authorized to perform {op}.")
+        self._load_body(req)
+        if op == "DetectLabel" and not backend.ci_bound(req.bucket or ""):
+            raise CosError(cos_facts.CI_CODE_NOT_BOUND, cos_facts.CI_MESSAGE_NOT_BOUND, cos_facts.CI_STATUS_NOT_BOUND)
         server_error = backend.faults.server_error_for(op)
         if server_error is not None:
             raise CosError(server_error, f"injected fault: {server_error}", SERVER_ERRORS[server_error])
@@ -184,6 +204,21 @@ class CosService:
         if operation is None:
             raise CosError("NotImplemented", f"{op} is not emulated", 501)
         return operation(backend, req)
+
+    def _load_body(self, req: Request) -> None:
+        """Read the body, refusing one over the cap from its declared length without reading it."""
+        cap = self.backend.max_body_bytes
+        too_large = CosError(
+            "EntityTooLarge", f"Your proposed upload exceeds the maximum allowed object size ({cap} bytes)."
+        )
+        if req.content_length is not None and req.content_length > cap:
+            raise too_large
+        try:
+            body = req.load_body(cap)
+        except BodyUnreadable as exc:
+            raise CosError("InvalidRequest", f"The request body could not be read: {exc}") from exc
+        if len(body) > cap:
+            raise too_large
 
     @staticmethod
     def _error(req: Request, exc: CosError) -> Response:

@@ -254,3 +254,33 @@ def parse_complete_multipart(body: bytes) -> list[tuple[int, str]]:
     if not parts:
         raise CosError("MalformedXML", "<CompleteMultipartUpload> lists no <Part>")
     return parts
+
+
+def parse_delete(body: bytes) -> tuple[bool, list[str]]:
+    """(quiet, keys) of a DeleteMultipleObjects `<Delete><Quiet/><Object><Key/></Object>...` body."""
+    root = parse_xml(body, "Delete")
+    quiet_text = (child_text(root, "Quiet") or "false").strip().lower()
+    if quiet_text not in ("true", "false"):
+        raise CosError("MalformedXML", f"<Quiet> must be true or false, not {quiet_text!r}")
+    keys: list[str] = []
+    for obj in children(root, "Object"):
+        key = child_text(obj, "Key")
+        if not key:
+            raise CosError("MalformedXML", "every <Object> needs a non-empty <Key>")
+        keys.append(key)
+    if not keys:
+        raise CosError("MalformedXML", "<Delete> lists no <Object>")
+    if len(keys) > cos_facts.DELETE_MULTIPLE_MAX_KEYS:
+        most = cos_facts.DELETE_MULTIPLE_MAX_KEYS
+        raise CosError("MalformedXML", f"{len(keys)} objects listed; one request deletes at most {most}")
+    return quiet_text == "true", keys
+
+
+def delete_result_body(deleted: Iterable[str], errors: Iterable[tuple[str, str, str]]) -> bytes:
+    """`<DeleteResult>`: a `<Deleted>` per key removed (none when quiet), an `<Error>` per failure."""
+    parts = [f"<Deleted>{element('Key', key)}</Deleted>" for key in deleted]
+    parts += [
+        f"<Error>{element('Key', key)}{element('Code', code)}{element('Message', message)}</Error>"
+        for key, code, message in errors
+    ]
+    return (_DECL + "<DeleteResult>" + "".join(parts) + "</DeleteResult>").encode()
