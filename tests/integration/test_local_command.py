@@ -39,16 +39,22 @@ def clean_env() -> dict[str, str]:
 class LocalProcess:
     """`cos-autotag local` in the background, its output read line by line."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self, args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT, program: list[str] | None = None
+    ) -> None:
+        if "--port" in args:
+            self.port = int(args[args.index("--port") + 1])
+        else:
+            self.port = free_port()
+            args = ["--port", str(self.port), *args]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cos_autotag_tools.cli", "local", "--port", str(self.port), *args],
+            [*(program or [sys.executable, "-m", "cos_autotag_tools.cli"]), "local", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             encoding="utf-8",
             env=env or clean_env(),
-            cwd=ROOT,
+            cwd=cwd,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
