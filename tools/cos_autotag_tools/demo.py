@@ -175,6 +175,8 @@ def run_demo(argv: list[str] | None = None) -> int:
         detect_calls = sum(c.count("DetectLabel") for c in first.values())
         failed = [run for run in emu.invocations if run.outcome != "ok"]
         print()
+        for run in failed:  # never swallowed: what went wrong, per failed invocation
+            print(f"failed: {', '.join(run.keys)} (attempt {run.attempt}): {run.error}", file=sys.stderr)
         deliveries = len(emu.invocations) + len(first_runs)
         print(
             f"{len(uploads)} uploads, {deliveries} deliveries, {detect_calls} detect-label calls "
