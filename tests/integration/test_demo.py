@@ -20,7 +20,8 @@ def test_demo_labels_every_photo_once_and_redeliveries_cost_one_read(mode, capsy
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(("photos/", "notes/"))}
     assert len(rows) == 6
     coffee = rows["photos/coffee.png"]
-    assert "espresso" in coffee
+    # Chinese labels, as Cloud Infinite names them: a UTF-8 tag key, or percent-encoded metadata.
+    assert ("autotag:意式浓缩咖啡=96" if mode == "tags" else "意式浓缩咖啡:96") in coffee
     first_read = "get-tags" if mode == "tags" else "head"
     for key, row in rows.items():
         if key.startswith("photos/"):
@@ -33,3 +34,11 @@ def test_demo_labels_every_photo_once_and_redeliveries_cost_one_read(mode, capsy
         assert "owner=demo-user" in rows["photos/chelsea.png"]
     else:
         assert "album=summer" in rows["photos/chelsea.png"]
+    assert "Try it yourself: `.venv/bin/cos-autotag local`" in out
+
+
+def test_demo_in_english_on_request(capsys, monkeypatch):
+    monkeypatch.delenv("AUTOTAG_MIN_CONFIDENCE", raising=False)
+    assert run_demo(["--label-language", "en"]) == 0
+    coffee = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("photos/coffee.png"))
+    assert "autotag:espresso=96" in coffee

@@ -6,7 +6,13 @@ import hashlib
 
 import pytest
 
-from cos_autotag_tools.labels import DeterministicEngine, EfficientNetEngine, ImageDecodeError, make_engine
+from cos_autotag_tools.labels import (
+    DeterministicEngine,
+    EfficientNetEngine,
+    ImageDecodeError,
+    fallback_name,
+    make_engine,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"pretend pixels"
 JPEG = b"\xff\xd8\xff\xe0" + b"pretend pixels"
@@ -41,9 +47,23 @@ def test_unknown_content_gets_labels_named_after_its_hash() -> None:
 
     labels = DeterministicEngine().detect(PNG, ["camera"])["camera"]
 
-    assert [lb["Name"] for lb in labels] == [f"label-{digest[:6]}", f"label-{digest[6:12]}"]
+    assert [lb["Name"] for lb in labels] == [f"标签-{digest[:6]}", f"标签-{digest[6:12]}"]
+    assert labels[0]["Name"] == fallback_name(PNG)
+    assert (labels[0]["FirstCategory"], labels[0]["SecondCategory"]) == ("物品", "测试标签")
     assert int(labels[0]["Confidence"]) > int(labels[1]["Confidence"])
     assert all(0 <= int(lb["Confidence"]) <= 100 for lb in labels)
+
+
+def test_the_fallback_answers_in_english_on_request() -> None:
+    digest = hashlib.sha256(PNG).hexdigest()
+    chinese = DeterministicEngine().detect(PNG, ["camera"])["camera"]
+
+    labels = DeterministicEngine(language="en").detect(PNG, ["camera"])["camera"]
+
+    assert [lb["Name"] for lb in labels] == [f"label-{digest[:6]}", f"label-{digest[6:12]}"]
+    assert labels[0]["Name"] == fallback_name(PNG, "en")
+    assert (labels[0]["FirstCategory"], labels[0]["SecondCategory"]) == ("Object", "Deterministic")
+    assert [lb["Confidence"] for lb in labels] == [lb["Confidence"] for lb in chinese]
 
 
 def test_the_fallback_is_the_same_across_engines_and_differs_between_contents() -> None:
@@ -71,7 +91,7 @@ def test_the_signature_check_can_be_switched_off_and_skips_registered_content() 
     strict = DeterministicEngine()
     strict.register(b"plain text", {"web": [CAT]})
 
-    assert relaxed.detect(b"plain text", ["web"])["web"][0]["Name"].startswith("label-")  # type: ignore[union-attr]
+    assert relaxed.detect(b"plain text", ["web"])["web"][0]["Name"].startswith("标签-")  # type: ignore[union-attr]
     assert strict.detect(b"plain text", ["web"]) == {"web": [CAT]}
 
 
@@ -123,6 +143,13 @@ def test_a_malformed_hash_or_scene_is_refused() -> None:
 def test_make_engine_builds_each_named_engine() -> None:
     assert isinstance(make_engine("efficientnet"), EfficientNetEngine)
     assert isinstance(make_engine(" Deterministic "), DeterministicEngine)
+
+
+def test_make_engine_passes_the_language_and_refuses_an_unknown_one() -> None:
+    assert make_engine("efficientnet", language="en").language == "en"  # type: ignore[attr-defined]
+    assert make_engine("deterministic").language == "zh"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="zh, en"):
+        make_engine("deterministic", language="fr")
 
 
 def test_make_engine_refuses_an_unknown_name_with_the_choices() -> None:

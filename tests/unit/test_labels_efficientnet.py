@@ -149,20 +149,32 @@ def test_logits_for_the_coffee_photo_are_stable(engine: EfficientNetEngine) -> N
     assert float(np.abs(logits).sum()) == pytest.approx(777.77, rel=1e-3)
 
 
-def test_the_coffee_photo_is_labeled_espresso(engine: EfficientNetEngine) -> None:
+def test_the_coffee_photo_is_labeled_espresso_in_chinese_by_default(engine: EfficientNetEngine) -> None:
     labels = engine.detect(photo_path("coffee.png").read_bytes(), ["camera"])["camera"]
 
-    assert labels[0]["Name"] == "espresso"
+    assert labels[0]["Name"] == "意式浓缩咖啡"
     assert int(labels[0]["Confidence"]) >= 80
+    assert (labels[0]["FirstCategory"], labels[0]["SecondCategory"]) == ("食物", "饮品")
+
+
+def test_english_labels_on_request(engine: EfficientNetEngine) -> None:
+    english = EfficientNetEngine(language="en")
+    data = photo_path("coffee.png").read_bytes()
+
+    labels = english.detect(data, ["camera"])["camera"]
+
+    assert labels[0]["Name"] == "espresso"
     assert (labels[0]["FirstCategory"], labels[0]["SecondCategory"]) == ("Food", "Beverage")
+    chinese = engine.detect(data, ["camera"])["camera"]
+    assert [lb["Confidence"] for lb in labels] == [lb["Confidence"] for lb in chinese]  # same model, other names
 
 
 def test_the_cat_photo_is_labeled_a_cat(engine: EfficientNetEngine) -> None:
     labels = engine.detect(photo_path("chelsea.png").read_bytes(), ["camera"])["camera"]
 
     assert labels, "expected at least one confident label"
-    assert labels[0]["Name"] in {"tabby cat", "tiger cat", "Egyptian Mau"}
-    assert all(label["SecondCategory"] == "Cat" for label in labels)
+    assert labels[0]["Name"] in {"虎斑猫", "虎纹猫", "埃及猫"}
+    assert all(label["SecondCategory"] == "猫" for label in labels)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -184,8 +196,8 @@ def test_scenes_answer_differently_but_consistently(engine: EfficientNetEngine) 
 
     assert first == again
     names = {scene: [str(label["Name"]) for label in labels] for scene, labels in first.items()}
-    assert "Cat" in names["web"] and "Cat" not in names["camera"]  # web adds the SecondCategory
-    assert "Animal" in names["news"]  # news adds the FirstCategory
+    assert "猫" in names["web"] and "猫" not in names["camera"]  # web adds the SecondCategory
+    assert "动物" in names["news"]  # news adds the FirstCategory
     album = SCENE_POLICIES["album"]
     assert len(names["album"]) <= album.top_k
     assert all(int(lb["Confidence"]) >= album.min_confidence for lb in first["album"])
@@ -198,7 +210,7 @@ def test_scenes_answer_differently_but_consistently(engine: EfficientNetEngine) 
 def test_a_jpeg_photo_is_labeled(engine: EfficientNetEngine) -> None:
     labels = engine.detect(photo_path("rocket.jpg").read_bytes(), ["camera"])["camera"]
 
-    assert labels[0]["Name"] in {"missile", "projectile", "space shuttle"}
+    assert labels[0]["Name"] in {"导弹", "炮弹", "航天飞机"}
 
 
 @pytest.mark.parametrize(

@@ -166,7 +166,7 @@ def test_no_class_is_in_two_categories_and_every_index_exists() -> None:
     ],
 )
 def test_classes_carry_ci_style_categories(index: int, expected: tuple[str, str]) -> None:
-    cls = imagenet_classes()[index]
+    cls = imagenet_classes("en")[index]
 
     assert cls.index == index
     assert (cls.first_category, cls.second_category) == expected

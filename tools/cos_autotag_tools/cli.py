@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import mimetypes
 import sys
 import uuid
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +30,60 @@ def _context(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _read_event(source: str) -> Any:
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _upload(app: Any, event: Any, path: str) -> None:
+    """Put the file at the object the event's first record names, through the function's own
+    client (same endpoint, same credentials), and make the event describe that upload."""
+    from cos_autotag.events import CosRecord, parse_event
+
+    records = [r for r in parse_event(event) if isinstance(r, CosRecord)]
+    if not records:
+        raise ValueError("the event names no object to upload to")
+    record = records[0]
+    body = Path(path).read_bytes()
+    content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    client = app.gateway.client(record.region)
+    response = client.put_object(Bucket=record.bucket, Key=record.key, Body=body, ContentType=content_type)
+    cos_object = event["Records"][0]["cos"]["cosObject"]
+    cos_object["size"] = len(body)
+    meta = cos_object.setdefault("meta", {})
+    meta["Content-Type"] = content_type
+    request_id = (response or {}).get("x-cos-request-id")
+    if request_id:
+        meta["x-cos-request-id"] = request_id
+    print(f"uploaded {path} to {record.bucket}/{record.key} ({len(body)} bytes)", file=sys.stderr)
+
+
 def _invoke(args: argparse.Namespace) -> int:
+    from qcloud_cos.cos_exception import CosClientError, CosServiceError
+
     from cos_autotag.errors import ConfigurationError, RetryableFailure
     from cos_autotag.handler import App
 
     try:
-        event = json.loads(Path(args.event).read_text(encoding="utf-8"))
+        event = _read_event(args.event)
     except (OSError, ValueError) as error:
         print(f"cos-autotag invoke: cannot read {args.event}: {error}", file=sys.stderr)
         return 2
     try:
         app = App.from_env()
+        if args.upload:
+            _upload(app, event, args.upload)
         summary = app.handle(event, _context(args))
     except (SettingsError, ConfigurationError) as error:
         print(f"cos-autotag invoke: {error}", file=sys.stderr)
         return 2
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"cos-autotag invoke: cannot upload {args.upload}: {error}", file=sys.stderr)
+        return 2
+    except (CosServiceError, CosClientError) as error:
+        detail = error.get_error_msg() if isinstance(error, CosServiceError) else str(error)
+        print(f"cos-autotag invoke: the upload of {args.upload} failed: {detail}", file=sys.stderr)
+        return 1
     except RetryableFailure as error:
         print(f"cos-autotag invoke: {error} (SCF would retry this invocation)", file=sys.stderr)
         return 1
@@ -52,6 +93,7 @@ def _invoke(args: argparse.Namespace) -> int:
 
 # name -> (module, function, help): each function takes the remaining argv and answers an exit code.
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "event": ("event", "run_event", "print an SCF COS trigger event for one object"),
     "local": ("emulator.cli", "run_local", "serve the local COS + Cloud Infinite emulator"),
     "demo": ("demo", "run_demo", "run the whole flow locally on real photos"),
     "backfill": ("backfill", "run_backfill", "label the objects already in a bucket"),
@@ -62,6 +104,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _version() -> str:
+    try:
+        return metadata.version("cos-autotag")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in COMMANDS:
@@ -70,9 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(run(argv[1:]))
 
     parser = argparse.ArgumentParser(prog="cos-autotag", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"cos-autotag {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     invoke = sub.add_parser("invoke", help="run the handler on an event file and print the summary")
-    invoke.add_argument("event", help="an SCF COS trigger event (JSON), e.g. tests/fixtures/events/put.json")
+    invoke.add_argument("event", help="an SCF COS trigger event (JSON) file, or - for stdin")
+    invoke.add_argument(
+        "--upload", metavar="FILE", help="first put FILE at the event's object, with the function's settings"
+    )
     invoke.add_argument("--timeout-ms", type=int, default=30000, help="the context's time_limit_in_ms")
     invoke.add_argument("--function-name", default="cos-autotag")
     for name, (_, _, help_text) in COMMANDS.items():

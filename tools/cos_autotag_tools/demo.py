@@ -14,6 +14,7 @@ import os
 import secrets
 import sys
 import time
+import unicodedata
 from collections import Counter
 from typing import Any
 
@@ -23,7 +24,7 @@ from cos_autotag import cos_facts
 from cos_autotag import handler as handler_module
 from cos_autotag.writeback import LABELS_META, MARKER_META, decode_labels_meta
 from cos_autotag_tools.emulator import Emulator
-from cos_autotag_tools.labels import EfficientNetEngine
+from cos_autotag_tools.labels import DEFAULT_LANGUAGE, LANGUAGES, EfficientNetEngine
 from cos_autotag_tools.photos import list_photos
 
 BUCKET = "demo-1250000000"
@@ -38,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cos-autotag demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", choices=("tags", "metadata"), default="tags", help="write-back mode")
     parser.add_argument("--verbose", action="store_true", help="show the function's JSON log lines")
+    parser.add_argument(
+        "--label-language",
+        choices=LANGUAGES,
+        default=DEFAULT_LANGUAGE,
+        help="language of the labels; Cloud Infinite answers in Chinese (default: zh)",
+    )
     return parser
 
 
@@ -80,11 +87,20 @@ def _spent(calls: list[str]) -> str:
     return f"{len(calls)} (" + " ".join(short.get(op, op) for op in calls) + ")"
 
 
+def _width(text: str) -> int:
+    """Columns `text` takes in a terminal: Chinese characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+
 def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    widths = [max(_width(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     line = "  ".join("-" * w for w in widths)
-    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), line]
-    out += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    out = ["  ".join(_pad(h, w) for h, w in zip(headers, widths, strict=True)).rstrip(), line]
+    out += ["  ".join(_pad(str(c), w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(out)
 
 
@@ -92,7 +108,7 @@ def run_demo(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     function_key, uploader_key = secrets.token_hex(16), secrets.token_hex(16)
     print("Loading the offline label engine (EfficientNet-Lite0, numpy) ...", flush=True)
-    engine = EfficientNetEngine()
+    engine = EfficientNetEngine(language=args.label_language)
     emu = Emulator(
         credentials={UPLOADER_ID: uploader_key, FUNCTION_ID: function_key},
         label_engine=engine,
@@ -159,13 +175,18 @@ def run_demo(argv: list[str] | None = None) -> int:
         detect_calls = sum(c.count("DetectLabel") for c in first.values())
         failed = [run for run in emu.invocations if run.outcome != "ok"]
         print()
+        for run in failed:  # never swallowed: what went wrong, per failed invocation
+            print(f"failed: {', '.join(run.keys)} (attempt {run.attempt}): {run.error}", file=sys.stderr)
         deliveries = len(emu.invocations) + len(first_runs)
         print(
             f"{len(uploads)} uploads, {deliveries} deliveries, {detect_calls} detect-label calls "
             f"(USD {cos_facts.detect_cost_usd(detect_calls):.4f} at Cloud Infinite's public price), "
             f"{len(failed)} failed invocations."
         )
-        print("Try it yourself: `cos-autotag local` serves the emulator until Ctrl-C.")
+        print(
+            "Try it yourself: `.venv/bin/cos-autotag local` serves the emulator until Ctrl-C and labels "
+            'what you upload (see the README\'s "Try it yourself").'
+        )
         return 1 if failed else 0
     finally:
         emu.stop()

@@ -1,4 +1,7 @@
-"""ImageNet-1000 class names and the CI-style category of each class.
+"""ImageNet-1000 class names and the CI-style category of each class, in Chinese or English.
+
+Real Cloud Infinite names its labels in Chinese, so Chinese is the default language: each class
+and category has a Chinese name in a data file next to the English one (sources in SOURCES.md).
 
 Cloud Infinite answers every label with a `FirstCategory` and a `SecondCategory`; ImageNet has
 neither, so each class index is mapped here by hand: the animal, food, scenery and plant
@@ -14,6 +17,16 @@ from importlib import resources
 
 NUM_CLASSES = 1000
 DEFAULT_CATEGORY = ("Object", "Item")
+LANGUAGES = ("zh", "en")
+DEFAULT_LANGUAGE = "zh"
+
+
+def check_language(language: str) -> str:
+    """`language` normalised, or a ValueError naming the choices."""
+    key = language.strip().lower()
+    if key not in LANGUAGES:
+        raise ValueError(f"unknown label language {language!r}; expected one of {', '.join(LANGUAGES)}")
+    return key
 
 
 @dataclass(frozen=True)
@@ -139,6 +152,42 @@ def class_names() -> tuple[str, ...]:
     return names
 
 
+def _tsv_rows(name: str, columns: int) -> list[list[str]]:
+    text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    rows = [line.split("\t") for line in text.splitlines()[1:] if line.strip()]  # first line: header
+    for number, row in enumerate(rows, start=2):
+        if len(row) != columns or not all(cell.strip() for cell in row):
+            raise RuntimeError(f"{name} line {number}: expected {columns} non-empty tab-separated columns")
+    return rows
+
+
+@functools.cache
+def chinese_class_names() -> tuple[str, ...]:
+    """The Chinese name of every class in index order (from `imagenet_classes.zh.tsv`).
+
+    Each row repeats the English name, so a shifted row is caught here rather than mislabeling.
+    """
+    rows = _tsv_rows("imagenet_classes.zh.tsv", 3)
+    english = class_names()
+    if [int(row[0]) for row in rows] != list(range(NUM_CLASSES)):
+        raise RuntimeError(f"imagenet_classes.zh.tsv must list indices 0..{NUM_CLASSES - 1} in order")
+    for index, name, _ in rows:
+        if name != english[int(index)]:
+            raise RuntimeError(f"imagenet_classes.zh.tsv row {index}: {name!r} is not {english[int(index)]!r}")
+    return tuple(row[2].strip() for row in rows)
+
+
+@functools.cache
+def chinese_category_names() -> dict[str, str]:
+    """English category name -> Chinese (from `imagenet_categories.zh.tsv`)."""
+    return {english: chinese.strip() for english, chinese in _tsv_rows("imagenet_categories.zh.tsv", 2)}
+
+
+def category_name(english: str, language: str = DEFAULT_LANGUAGE) -> str:
+    """A category's name in `language`; KeyError if the Chinese table lacks it (tested)."""
+    return english if check_language(language) == "en" else chinese_category_names()[english]
+
+
 @functools.cache
 def _category_by_index() -> dict[int, tuple[str, str]]:
     table: dict[int, tuple[str, str]] = {}
@@ -149,7 +198,13 @@ def _category_by_index() -> dict[int, tuple[str, str]]:
 
 
 @functools.cache
-def imagenet_classes() -> tuple[ImageNetClass, ...]:
-    """Every class with its name and CI-style categories, in index order."""
+def imagenet_classes(language: str = DEFAULT_LANGUAGE) -> tuple[ImageNetClass, ...]:
+    """Every class with its name and CI-style categories in `language`, in index order."""
+    language = check_language(language)
     table = _category_by_index()
-    return tuple(ImageNetClass(i, name, *table.get(i, DEFAULT_CATEGORY)) for i, name in enumerate(class_names()))
+    names = chinese_class_names() if language == "zh" else class_names()
+    out = []
+    for i, name in enumerate(names):
+        first, second = table.get(i, DEFAULT_CATEGORY)
+        out.append(ImageNetClass(i, name, category_name(first, language), category_name(second, language)))
+    return tuple(out)

@@ -1,7 +1,8 @@
 """A label engine for tests: canned answers by content hash, hash-derived labels otherwise.
 
-Unknown content gets labels named after its sha256 (`label-<first 6 hex>`), so a test can
-tell from the tags alone which upload was labeled, with no model and no randomness.
+Unknown content gets labels named after its sha256 (`标签-<first 6 hex>` in Chinese, the default
+as with real Cloud Infinite, or `label-<first 6 hex>` in English), so a test can tell from the
+tags alone which upload was labeled, with no model and no randomness.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 
+from cos_autotag_tools.labels.classes import DEFAULT_LANGUAGE, category_name, check_language
 from cos_autotag_tools.labels.errors import ImageDecodeError
 from cos_autotag_tools.labels.scenes import Label, SceneLabels, normalise_scenes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 FALLBACK_CATEGORY = ("Object", "Deterministic")
+# The prefix of the hash-derived label names, per language.
+FALLBACK_PREFIX = {"zh": "标签-", "en": "label-"}
 _LABEL_KEYS = frozenset({"Name", "Confidence", "FirstCategory", "SecondCategory"})
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -25,15 +29,22 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def fallback_labels(digest: str) -> list[Label]:
+def fallback_name(data: bytes, language: str = DEFAULT_LANGUAGE) -> str:
+    """The name of the top label the engine derives for `data` it has no canned answer for."""
+    return FALLBACK_PREFIX[check_language(language)] + content_hash(data)[:6]
+
+
+def fallback_labels(digest: str, language: str = DEFAULT_LANGUAGE) -> list[Label]:
     """Two labels derived from a sha256 hex digest; different contents give different names."""
     top = 60 + int(digest[12:14], 16) % 40  # 60..99
     second = 20 + int(digest[14:16], 16) % 40  # 20..59, always below `top`
-    first_cat, second_cat = FALLBACK_CATEGORY
+    language = check_language(language)
+    prefix = FALLBACK_PREFIX[language]
+    first_cat, second_cat = (category_name(name, language) for name in FALLBACK_CATEGORY)
     return [
-        {"Name": f"label-{digest[:6]}", "Confidence": top, "FirstCategory": first_cat, "SecondCategory": second_cat},
+        {"Name": f"{prefix}{digest[:6]}", "Confidence": top, "FirstCategory": first_cat, "SecondCategory": second_cat},
         {
-            "Name": f"label-{digest[6:12]}",
+            "Name": f"{prefix}{digest[6:12]}",
             "Confidence": second,
             "FirstCategory": first_cat,
             "SecondCategory": second_cat,
@@ -60,7 +71,8 @@ def _validated_label(raw: Mapping[str, object], where: str) -> Label:
 class DeterministicEngine:
     """Same `detect` as the real engine; answers from a table, else from the content hash."""
 
-    def __init__(self, *, require_image_signature: bool = True) -> None:
+    def __init__(self, *, require_image_signature: bool = True, language: str = DEFAULT_LANGUAGE) -> None:
+        self.language = check_language(language)
         # Like CI, refuse bytes that are not even PNG/JPEG-shaped unless a test opts out.
         self.require_image_signature = require_image_signature
         self._table: dict[str, dict[str, list[Label]]] = {}
@@ -100,4 +112,4 @@ class DeterministicEngine:
         if canned is not None:
             # Copies, so a caller that edits the answer cannot change the table.
             return {scene: [dict(label) for label in canned.get(scene, [])] for scene in wanted}
-        return {scene: fallback_labels(digest) for scene in wanted}
+        return {scene: fallback_labels(digest, self.language) for scene in wanted}

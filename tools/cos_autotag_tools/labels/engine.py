@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from cos_autotag_tools.labels.classes import imagenet_classes
+from cos_autotag_tools.labels.classes import DEFAULT_LANGUAGE, check_language, imagenet_classes
 from cos_autotag_tools.labels.efficientnet import EfficientNetLite0, shared_model, softmax
 from cos_autotag_tools.labels.image import preprocess
 from cos_autotag_tools.labels.scenes import SceneLabels, labels_for_scenes
@@ -25,10 +25,15 @@ class LabelEngine(Protocol):
 
 
 class EfficientNetEngine:
-    """Real labels from EfficientNet-Lite0 run in numpy; the weights load on first use."""
+    """Real labels from EfficientNet-Lite0 run in numpy; the weights load on first use.
 
-    def __init__(self, checkpoint: str | Path | None = None) -> None:
+    Labels are named in Chinese by default, as Cloud Infinite names them; `language="en"` gives
+    the English ImageNet names.
+    """
+
+    def __init__(self, checkpoint: str | Path | None = None, language: str = DEFAULT_LANGUAGE) -> None:
         self._checkpoint = checkpoint
+        self.language = check_language(language)
 
     @property
     def model(self) -> EfficientNetLite0:
@@ -40,19 +45,20 @@ class EfficientNetEngine:
         return softmax(self.model.logits(preprocess(data)))
 
     def detect(self, data: bytes, scenes: Sequence[str]) -> SceneLabels:
-        return labels_for_scenes(self.probabilities(data), imagenet_classes(), scenes)
+        return labels_for_scenes(self.probabilities(data), imagenet_classes(self.language), scenes)
 
 
 ENGINE_NAMES = ("efficientnet", "deterministic")
 
 
-def make_engine(name: str) -> LabelEngine:
-    """`"efficientnet"` (real model) or `"deterministic"` (hash-derived, for tests)."""
+def make_engine(name: str, language: str = DEFAULT_LANGUAGE) -> LabelEngine:
+    """`"efficientnet"` (real model) or `"deterministic"` (hash-derived, for tests), naming
+    labels in `language` ("zh" or "en")."""
     key = name.strip().lower()
     if key == "efficientnet":
-        return EfficientNetEngine()
+        return EfficientNetEngine(language=language)
     if key == "deterministic":
         from cos_autotag_tools.labels.deterministic import DeterministicEngine
 
-        return DeterministicEngine()
+        return DeterministicEngine(language=language)
     raise ValueError(f"unknown label engine {name!r}; expected one of {', '.join(ENGINE_NAMES)}")
