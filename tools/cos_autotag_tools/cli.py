@@ -4,6 +4,8 @@
     cos-autotag local                serve the local COS + Cloud Infinite emulator
     cos-autotag demo                 the whole flow on real photos, locally, in one command
     cos-autotag backfill ...         label the objects already in a bucket
+    cos-autotag policy ...           the execution role's least-privilege CAM policy (JSON)
+    cos-autotag check ...            preflight: settings, credentials, bucket, tag access, CI
 
 Sub-commands other than `invoke` live in their own modules and are imported only when used,
 so `invoke` stays as light as the deployed function.
@@ -69,6 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         from .backfill import run_backfill
 
         return run_backfill(argv[1:])
+    if argv and argv[0] == "policy":
+        from .deploy.policy import run_policy
+
+        return run_policy(argv[1:])
+    if argv and argv[0] == "check":
+        from .deploy.check import run_check
+
+        return run_check(argv[1:])
 
     parser = argparse.ArgumentParser(prog="cos-autotag", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("local", help="serve the local COS + Cloud Infinite emulator (see: cos-autotag local -h)")
     sub.add_parser("demo", help="run the whole flow locally on real photos")
     sub.add_parser("backfill", help="label existing objects (see: cos-autotag backfill -h)")
+    sub.add_parser("policy", help="print the execution role's CAM policy (see: cos-autotag policy -h)")
+    sub.add_parser("check", help="preflight a deployment's settings and access (see: cos-autotag check -h)")
     args = parser.parse_args(argv)
     return _invoke(args)
 
