@@ -249,6 +249,16 @@ CI_CODE_RESOLUTION_EXCEEDED = "ImageResolutionExceed"
 CI_CODE_IMAGE_TOO_SMALL = "InvalidArgument"
 CI_CODE_BAD_IMAGE_SOURCE = "InvalidImageSource"
 CI_THROTTLE_MESSAGE = "The request frequency is too high"
+# What detect-label answers on a bucket that is not bound to Cloud Infinite, or whose AI content
+# recognition service is not enabled. UNVERIFIED: Tencent's docs name the requirement but not the
+# error; this code, status and message are the emulator's stand-in. The function must not rely on
+# the code: any non-image 4xx from detect-label is a configuration error.
+CI_CODE_NOT_BOUND = "CINotEnabled"
+CI_STATUS_NOT_BOUND = 403
+CI_MESSAGE_NOT_BOUND = (
+    "Cloud Infinite is not enabled for this bucket: bind the bucket to Cloud Infinite and enable "
+    "AI content recognition before calling detect-label"
+)
 
 # detect-label's `scenes` values and the response element each one fills.
 DETECT_SCENE_ELEMENTS: dict[str, str] = {

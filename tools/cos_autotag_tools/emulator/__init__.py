@@ -10,23 +10,27 @@
 Modules, one concern each: `server` (HTTP), `service` (routing, auth, faults, logging),
 `auth` (signatures), `store` (state, memory or disk), `objects`/`multipart`/`postform`/`listing`
 (COS operations), `ci` (detect-label), `engine` (label engines), `triggers` (SCF COS trigger),
-`faults` (fault knobs), `xml_bodies` (XML in and out), `cli` (the `local` command).
+`faults` (fault knobs), `pauses` (pause points), `xml_bodies` (XML in and out), `cli` (the `local` command).
 """
 
 from .emulator import DEFAULT_CREDENTIALS, Emulator
 from .engine import DigestLabelEngine, LabelEngine
 from .errors import CosError
 from .faults import Faults
+from .pauses import Arrival, Gate, GateTimeout
 from .requestlog import RequestRecord
 from .store import ObjectState
 from .triggers import Invocation, Trigger
 
 __all__ = [
     "DEFAULT_CREDENTIALS",
+    "Arrival",
     "CosError",
     "DigestLabelEngine",
     "Emulator",
     "Faults",
+    "Gate",
+    "GateTimeout",
     "Invocation",
     "LabelEngine",
     "ObjectState",

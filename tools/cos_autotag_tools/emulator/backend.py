@@ -59,6 +59,17 @@ class Backend:
         self.notify = notify
         self.uploads: dict[str, Upload] = {}
         self.uploads_lock = threading.Lock()
+        # Buckets not bound to Cloud Infinite (every bucket is bound unless told otherwise).
+        self.ci_unbound: set[str] = set()
+
+    def ci_bound(self, bucket: str) -> bool:
+        return bucket not in self.ci_unbound
+
+    def set_ci_bound(self, bucket: str, bound: bool) -> None:
+        if bound:
+            self.ci_unbound.discard(bucket)
+        else:
+            self.ci_unbound.add(bucket)
 
     def emit(self, event_name: str, req: Request, state: ObjectState) -> None:
         """Tell the trigger machinery that `req` created (or removed) `state`."""

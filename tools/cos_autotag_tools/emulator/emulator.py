@@ -13,9 +13,10 @@ from cos_autotag import cos_facts
 from .backend import Backend, storage_class_from, validate_tags
 from .engine import LabelEngine, default_engine
 from .faults import FaultInjector, Faults
+from .pauses import Gate, PauseRegistry, When
 from .requestlog import RequestLog, RequestRecord
 from .server import HOST, CosHTTPServer, ServerThread
-from .service import CosService, new_request_id
+from .service import OPERATIONS, CosService, new_request_id
 from .store import ObjectState, Store
 from .triggers import (
     DEFAULT_UIN,
@@ -56,7 +57,7 @@ class Emulator:
         if not creds:
             raise ValueError("credentials must hold at least one SecretId: SecretKey pair")
         self.appid = appid
-        self._faults = FaultInjector(faults or Faults())
+        self._faults = FaultInjector(_checked(faults or Faults()))
         self._log = RequestLog()
         self._dispatcher = Dispatcher(appid, self._faults, workers=delivery_workers, uin=uin)
         self.event_key_encoding = event_key_encoding
@@ -69,7 +70,8 @@ class Emulator:
             faults=self._faults,
             notify=self._dispatcher.notify,
         )
-        self._service = CosService(self._backend, self._log)
+        self._pauses = PauseRegistry()
+        self._service = CosService(self._backend, self._log, self._pauses)
         self._server: ServerThread | None = None
         self._stopped = False
 
@@ -91,6 +93,7 @@ class Emulator:
         if self._stopped:
             return
         self._stopped = True
+        self._pauses.release_all()  # a held request must not keep a server thread alive
         self._dispatcher.stop()
         if self._server is not None:
             self._server.stop()
@@ -161,13 +164,51 @@ class Emulator:
 
     @faults.setter
     def faults(self, value: Faults) -> None:
-        self._faults.set(value)
+        self._faults.set(_checked(value))
 
     def set_faults(self, faults: Faults | None = None, **changes: Any) -> Faults:
         """Swap the fault knobs at run time: a whole new Faults, or changes to the current one."""
-        new = dataclasses.replace(faults or self._faults.faults, **changes)
+        new = _checked(dataclasses.replace(faults or self._faults.faults, **changes))
         self._faults.set(new)
         return new
+
+    # --- pause points -------------------------------------------------------------------------
+
+    def pause(
+        self,
+        op: str,
+        key: str | None = None,
+        *,
+        bucket: str | None = None,
+        count: int = 1,
+        when: When = "before",
+        hold_timeout_s: float = 30.0,
+    ) -> Gate:
+        """Hold the first `count` requests of operation `op` (optionally for `key` / `bucket`)
+        until `gate.release()`: `when="before"` the operation runs, or `"after"` it ran but before
+        its answer is sent. Later matching requests pass. Use it as a context manager (leaving it
+        releases); see `pauses` for the whole API."""
+        return self._pauses.add(
+            Gate(
+                self._pauses,
+                _known_op(op),
+                key=key,
+                bucket=bucket,
+                count=count,
+                when=when,
+                hold=True,
+                hold_timeout_s=hold_timeout_s,
+            )
+        )
+
+    def watch(
+        self, op: str, key: str | None = None, *, bucket: str | None = None, count: int = 1, when: When = "before"
+    ) -> Gate:
+        """Like `pause`, without holding: `gate.wait_arrived()` / `wait_done()` block until the
+        first `count` matching requests arrived / were answered."""
+        return self._pauses.add(
+            Gate(self._pauses, _known_op(op), key=key, bucket=bucket, count=count, when=when, hold=False)
+        )
 
     def sdk_config(self, region: str, secret_id: str | None = None) -> dict[str, Any]:
         """Keyword arguments for `qcloud_cos.CosConfig` that point the SDK at this emulator."""
@@ -184,12 +225,26 @@ class Emulator:
 
     # --- buckets and state --------------------------------------------------------------------
 
-    def create_bucket(self, bucket: str, region: str = "ap-guangzhou") -> None:
-        """Create `<name>-<appid>` in `region` (idempotent for the same region)."""
+    def create_bucket(self, bucket: str, region: str = "ap-guangzhou", ci_bound: bool = True) -> None:
+        """Create `<name>-<appid>` in `region` (idempotent for the same region).
+
+        `ci_bound=False` plays a bucket not bound to Cloud Infinite (or without AI content
+        recognition): detect-label on it answers `cos_facts.CI_CODE_NOT_BOUND`."""
         match = cos_facts.BUCKET_RE.match(bucket)
         if match and match.group("appid") != self.appid:
             raise ValueError(f"bucket {bucket} belongs to appid {match.group('appid')}, not {self.appid}")
         self._backend.store.create_bucket(bucket, region)
+        self._backend.set_ci_bound(bucket, ci_bound)
+
+    def set_ci_bound(self, bucket: str, bound: bool = True) -> None:
+        """Bind `bucket` to Cloud Infinite, or unbind it (`bound=False`), at run time."""
+        if bucket not in self.buckets():
+            raise ValueError(f"bucket {bucket} does not exist; create_bucket() it first")
+        self._backend.set_ci_bound(bucket, bound)
+
+    def ci_bound(self, bucket: str) -> bool:
+        """Whether detect-label works on `bucket` (see `create_bucket`)."""
+        return self._backend.ci_bound(bucket)
 
     def buckets(self) -> dict[str, str]:
         """bucket -> region."""
@@ -295,3 +350,16 @@ class Emulator:
     def clear_logs(self) -> None:
         self._log.clear()
         self._dispatcher.clear_invocations()
+
+
+def _known_op(op: str) -> str:
+    if op not in OPERATIONS:
+        raise ValueError(f"unknown operation {op!r}; the emulator's operations are {sorted(OPERATIONS)}")
+    return op
+
+
+def _checked(faults: Faults) -> Faults:
+    unknown = sorted(op for op in faults.denied_ops if op not in OPERATIONS)
+    if unknown:
+        raise ValueError(f"denied_ops names unknown operations {unknown}; known: {sorted(OPERATIONS)}")
+    return faults

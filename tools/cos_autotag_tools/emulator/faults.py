@@ -43,6 +43,12 @@ class Faults:
     error_5xx_codes: tuple[str, ...] = ("SlowDown", "InternalError")
     seed: int = 0
 
+    # --- misconfiguration ---
+    # Operations the caller's role is not allowed (a CAM policy missing an action): answered
+    # 403 AccessDenied after the signature checks out. Names as in the request log
+    # ("PutObjectTagging", "DetectLabel", ...), not CAM actions.
+    denied_ops: frozenset[str] = frozenset()
+
     def __post_init__(self) -> None:
         if self.duplicate_deliveries < 1:
             raise ValueError("duplicate_deliveries must be >= 1 (1 delivers each event once)")
@@ -70,6 +76,15 @@ class Faults:
         # Accept any iterable of operation names, stored as a frozenset.
         if self.error_5xx_ops is not None:
             object.__setattr__(self, "error_5xx_ops", frozenset(self.error_5xx_ops))
+        if isinstance(self.denied_ops, str):
+            raise ValueError("denied_ops is a set of operation names, not one string")
+        object.__setattr__(self, "denied_ops", frozenset(self.denied_ops))
+        prefixed = sorted(op for op in self.denied_ops if ":" in op)
+        if prefixed:
+            raise ValueError(
+                f"denied_ops takes operation names as the request log shows them (PutObjectTagging), "
+                f"not CAM actions: {prefixed}"
+            )
         object.__setattr__(self, "latency_by_op", dict(self.latency_by_op))
 
 

@@ -18,6 +18,7 @@ from .backend import Backend
 from .errors import CosError
 from .faults import SERVER_ERRORS
 from .messages import Request, Response
+from .pauses import Gate, PauseRegistry
 from .requestlog import RequestLog, RequestRecord
 
 Operation = Callable[[Backend, Request], Response]
@@ -109,15 +110,18 @@ def route(req: Request) -> str:
 
 
 class CosService:
-    def __init__(self, backend: Backend, log: RequestLog) -> None:
+    def __init__(self, backend: Backend, log: RequestLog, pauses: PauseRegistry | None = None) -> None:
         self.backend = backend
         self.log = log
+        self.pauses = pauses if pauses is not None else PauseRegistry()
 
     def handle(self, req: Request) -> Response:
         start = time.monotonic()
         op = "Unknown"
+        before: Gate | None = None
         try:
             op = self._resolve(req)
+            before = self.pauses.arrive(op, req.method, req.bucket, req.key, req.request_id, "before")
             delay = self.backend.faults.latency_for(op)
             if delay > 0:
                 time.sleep(delay)
@@ -128,6 +132,9 @@ class CosService:
             traceback.print_exc(file=sys.stderr)
             response = self._error(req, CosError("InternalError", f"emulator error: {exc!r}", 500))
         response.headers["x-cos-request-id"] = req.request_id
+        after = None
+        if op != "Unknown":
+            after = self.pauses.arrive(op, req.method, req.bucket, req.key, req.request_id, "after")
         self.log.append(
             RequestRecord(
                 op=op,
@@ -142,6 +149,9 @@ class CosService:
                 secret_id=req.secret_id,
             )
         )
+        # After the log entry, so that a test woken by wait_done also sees the request logged.
+        PauseRegistry.served(before)
+        PauseRegistry.served(after)
         return response
 
     def _resolve(self, req: Request) -> str:
@@ -173,6 +183,11 @@ class CosService:
                 token=backend.token,
             )
             req.secret_id, req.authorization = signed.secret_id, signed.authorization
+        if op in backend.faults.faults.denied_ops:
+            # What COS answers a signed request whose CAM policy lacks the action.
+            raise CosError("AccessDenied", f"Access Denied. The caller is not authorized to perform {op}.")
+        if op == "DetectLabel" and not backend.ci_bound(req.bucket or ""):
+            raise CosError(cos_facts.CI_CODE_NOT_BOUND, cos_facts.CI_MESSAGE_NOT_BOUND, cos_facts.CI_STATUS_NOT_BOUND)
         server_error = backend.faults.server_error_for(op)
         if server_error is not None:
             raise CosError(server_error, f"injected fault: {server_error}", SERVER_ERRORS[server_error])
