@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -545,3 +546,94 @@ def test_built_layer_fits_scf_limits_with_packages_at_the_root(built_layer: dict
     assert built_layer["zipped_bytes"] < cos_facts.SCF_ZIP_UPLOAD_MAX_BYTES
     assert built_layer["unzipped_bytes"] < cos_facts.SCF_CODE_UNZIPPED_MAX_BYTES
     assert built_layer["unzipped_bytes"] < built_layer["pip_installed_bytes"], "stripping removed nothing"
+    build = load_build_module()
+    locked = [f"{pin.name}=={pin.version}" for pin in build.read_lock(build.LOCK)]
+    assert built_layer.get("locked") == locked, "the layer was not built from the current lock: run `make layer`"
+
+
+# --- the pinned layer: layers/requirements.lock -------------------------------------------------
+
+
+def _target_closure(requirements: list[str]) -> set[str]:
+    """Distribution names the requirements pull in on SCF's Python, read from the installed
+    packages' metadata with SCF's environment markers (not this interpreter's)."""
+    from packaging.requirements import Requirement
+
+    build = load_build_module()
+    names: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        requirement = todo.pop()
+        name = build._canonical(requirement.name)
+        if name in names:
+            continue
+        names.add(name)
+        for spec in importlib.metadata.requires(name) or []:
+            sub = Requirement(spec)
+            if sub.marker is None or sub.marker.evaluate(build.TARGET_MARKER_ENV):
+                todo.append(sub)
+    return names
+
+
+def test_lock_pins_every_package_of_the_layer_with_a_hash() -> None:
+    build = load_build_module()
+    pins = build.read_lock(build.LOCK)
+    deps = build.runtime_dependencies(PYPROJECT)
+    assert build.lock_problems(pins, deps) == []
+    for pin in pins:
+        assert pin.hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in pin.hashes), pin
+        assert re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", pin.version), pin
+    locked = {pin.name for pin in pins}
+    needed = _target_closure(deps)
+    assert {"typing-extensions", "crcmod", "pycryptodome"} <= needed, "SCF's markers are not applied"
+    assert locked == needed, f"not pinned: {sorted(needed - locked)}; pinned but unused: {sorted(locked - needed)}"
+
+
+def test_model_wheel_is_pinned_by_hash_at_the_version_pyproject_names() -> None:
+    build = load_build_module()
+    (pin,) = build.read_lock(build.MODEL_LOCK)
+    assert pin.name == build.MODEL_PACKAGE and re.fullmatch(r"[0-9a-f]{64}", pin.hashes[0])
+    assert f'"{build.MODEL_PACKAGE}=={pin.version}"' in PYPROJECT.read_text(encoding="utf-8")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "--require-hashes --no-deps -r tools/requirements-model.lock" in makefile
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("requests>=2.31 --hash=sha256:" + "a" * 64 + "\n", "expected NAME==VERSION"),
+        ("requests==2.31.0\n", "expected NAME==VERSION"),
+        ("requests==2.31.0 --hash=md5:abc\n", "expected NAME==VERSION"),
+        ("a==1 --hash=sha256:" + "a" * 64 + "\nA==1 --hash=sha256:" + "b" * 64 + "\n", "twice"),
+    ],
+)
+def test_lock_reader_refuses_unpinned_or_unhashed_lines(tmp_path: Path, text: str, expected: str) -> None:
+    build = load_build_module()
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(text, encoding="utf-8")
+    with pytest.raises(build.BuildFailed, match=expected):
+        build.read_lock(lock)
+
+
+def test_lock_that_no_longer_covers_pyproject_is_refused() -> None:
+    build = load_build_module()
+    pins = [build.Pin("requests", "2.30.0", ["a" * 64])]
+    problems = build.lock_problems(pins, ["requests>=2.31", "structlog>=24.1"])
+    assert problems == ["requests==2.30.0 does not satisfy requests>=2.31", "structlog is not pinned"]
+
+
+def test_layer_installs_from_the_lock_with_hash_checking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pip invocation the build makes (recorded, not run): hash-checked, nothing resolved."""
+    build = load_build_module()
+    calls: list[list[str]] = []
+    monkeypatch.setattr(build, "_pip", lambda args, env=None: calls.append(list(args)))
+    pins = [build.Pin("requests", "2.32.0", ["a" * 64]), build.Pin("idna", "3.7", ["b" * 64, "c" * 64])]
+    build.install_from_lock(pins, tmp_path / "layer", tmp_path / "work")
+    (install,) = calls
+    assert install[0] == "install" and "--require-hashes" in install and "--no-deps" in install
+    assert install[install.index("--python-version") + 1] == build.PYTHON_VERSION
+    requirements = Path(install[install.index("-r") + 1]).read_text(encoding="utf-8").splitlines()
+    assert requirements == [
+        "requests==2.32.0 --hash=sha256:" + "a" * 64,
+        "idna==3.7 --hash=sha256:" + "b" * 64 + " --hash=sha256:" + "c" * 64,
+    ]
