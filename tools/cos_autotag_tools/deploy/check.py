@@ -12,8 +12,9 @@ AUTOTAG_COS_ENDPOINT it talks to the local emulator instead of COS.
 Each line is `ok`, `failed` (with the fix) or `not checked` (with why). The exit code is 1 if
 anything failed. Nothing is printed that holds a secret: every line passes a redaction of the
 keys, the token and the Redis password. It costs a listing and a few object reads; it writes
-only with --write-probe (the probe object's tag set, written back unchanged), and it calls
-detect-label (billed) only with --with-detect.
+only with --write-probe (the probe object's tag set, written back unchanged). Whether Cloud
+Infinite's AI content recognition is enabled is asked of its free status query (which needs
+ci:DescribeAIBuckets); detect-label itself (billed) is called only with --with-detect.
 """
 
 from __future__ import annotations
@@ -353,15 +354,21 @@ def run_checks(env: Mapping[str, str], key: str | None, write_probe: bool, with_
     else:
         report.add(NOT_CHECKED, "tag write", "the tag read failed, so there is no tag set to write back")
 
-    # Cloud Infinite.
+    # Cloud Infinite: first the free status query, then (only if asked) one paid call.
     if not with_detect:
-        report.add(
-            NOT_CHECKED,
-            "Cloud Infinite",
-            "whether the bucket is bound to Cloud Infinite with AI content recognition enabled "
-            "could not be checked without paying",
-            "pass --with-detect for one detect-label call on the probe object (billed, about USD 0.0015)",
-        )
+        status = ai_recognition_status(_describe_ai_bucket(gateway, bucket, region), bucket)
+        if status is True:
+            report.add(OK, "Cloud Infinite", f"AI content recognition is enabled for {bucket} (DescribeAIBuckets)")
+        elif status is False:
+            report.add(FAILED, "Cloud Infinite", f"AI content recognition is not enabled for {bucket}", CI_FIX)
+        else:
+            report.add(
+                NOT_CHECKED,
+                "Cloud Infinite",
+                "whether the bucket is bound to Cloud Infinite with AI content recognition enabled "
+                "could not be checked without paying (the free status query was refused or is not served here)",
+                "pass --with-detect for one detect-label call on the probe object (billed, about USD 0.0015)",
+            )
         return report
     scenes = settings.scenes
     detected, answer = probe.call(
@@ -384,6 +391,36 @@ def run_checks(env: Mapping[str, str], key: str | None, write_probe: bool, with_
             # authorised; Tencent does not document one code for it.
             report.add(FAILED, "Cloud Infinite", f"{answer.code} ({answer.status}): {answer.message}", CI_FIX)
     return report
+
+
+def _describe_ai_bucket(gateway: CosGateway, bucket: str, region: str) -> Any:
+    """Cloud Infinite's free status query (GET /ai_bucket, CI API 460/79594), or None when it
+    cannot be asked: it needs ci:DescribeAIBuckets, which the function's role does not have,
+    and the emulator does not serve it."""
+    from qcloud_cos.cos_exception import CosClientError, CosServiceError
+
+    try:
+        return gateway.client(region).ci_get_ai_bucket(Regions=region, BucketNames=bucket)
+    except (CosServiceError, CosClientError, OSError, ValueError):
+        return None
+    except Exception as error:  # requests' errors and anything the SDK's parser raises
+        if type(error).__module__.startswith(("requests", "urllib3", "xml", "qcloud_cos")):
+            return None
+        raise
+
+
+def ai_recognition_status(answer: Any, bucket: str) -> bool | None:
+    """True: `bucket` is in the answer's AiBucketList; False: the answer says it lists no bucket
+    (TotalCount 0); None: the answer cannot tell (missing, another shape)."""
+    if not isinstance(answer, Mapping):
+        return None
+    listed = answer.get("AiBucketList")
+    entries = [listed] if isinstance(listed, Mapping) else listed if isinstance(listed, list) else []
+    if any(isinstance(entry, Mapping) and entry.get("Name") == bucket for entry in entries):
+        return True
+    if str(answer.get("TotalCount", "")).strip() == "0" and not entries:
+        return False
+    return None
 
 
 def _add_plain_failure(report: Report, probe: _Probe, name: str, ok: bool, result: Any, key: str) -> None:
