@@ -212,3 +212,19 @@ def test_env_file_is_read_and_overrides_the_environment(emulator: Emulator, tmp_
     with pytest.raises(ValueError) as info:
         read_env_file(env_file)
     assert SECRET_KEY not in str(info.value)
+
+
+def test_a_session_token_is_never_printed() -> None:
+    token = "session-token-abcdefghijklmnop"
+    with Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID, token=token) as emu:
+        emu.create_bucket(BUCKET, REGION)
+        emu.seed_object(BUCKET, "uploads/cat.jpg", image_bytes(seed=5), content_type="image/jpeg")
+        env = env_for(emu, TENCENT_SECRET_ID="-", TENCENT_SECRET_KEY="-")
+        env.update(TENCENTCLOUD_SECRETID=SECRET_ID, TENCENTCLOUD_SECRETKEY=SECRET_KEY, TENCENTCLOUD_SESSIONTOKEN=token)
+        code, text = check(env, "--write-probe")
+        assert code == 0, text
+        assert "TENCENTCLOUD_SESSIONTOKEN" in line(text, "ok", "target") and token not in text
+        env["TENCENTCLOUD_SESSIONTOKEN"] = "expired-" + token
+        code, text = check(env)
+        assert code == 1 and token not in text
+        line(text, "failed", "credentials")

@@ -157,15 +157,15 @@ class _Probe:
     def _settle_credentials_and_bucket(self, error: CosCallError | None) -> None:
         """The first answer from COS settles the credentials and bucket lines."""
         if not self.credentials_known:
-            if error is None or (error.code not in KEY_ERRORS and error.code not in ("NetworkError", "NoSuchBucket")):
+            if error is None or (not _is_key_problem(error) and error.code not in ("NetworkError", "NoSuchBucket")):
                 self.credentials_known = True
                 self.report.add(OK, "credentials", "COS accepted the signature")
-            elif error.code in KEY_ERRORS:
+            elif _is_key_problem(error):
                 self.credentials_known = True
                 self.report.add(
                     FAILED,
                     "credentials",
-                    f"{error.code} ({error.status}): COS refused the keys",
+                    f"{error.code} ({error.status}): COS refused the keys: {error.message}",
                     "set the SecretId and SecretKey of an API key (CAM console > Access Key > API Keys) in "
                     "TENCENT_SECRET_ID / TENCENT_SECRET_KEY, or temporary keys in TENCENTCLOUD_SECRETID / "
                     "TENCENTCLOUD_SECRETKEY / TENCENTCLOUD_SESSIONTOKEN (all three, unexpired)",
@@ -195,15 +195,28 @@ class _Probe:
             self.report.add(OK, "bucket", f"{self.bucket} exists in {self.region}")
 
 
+# COS also answers AccessDenied for a missing, expired or mismatched token or signature: the
+# message tells those from a missing permission.
+_KEY_WORDS = ("token", "expire", "signature", "secretid", "access key")
+
+
+def _is_key_problem(error: CosCallError) -> bool:
+    if error.code in KEY_ERRORS:
+        return True
+    return error.code == "AccessDenied" and any(word in error.message.lower() for word in _KEY_WORDS)
+
+
 def _is_permission(error: CosCallError) -> bool:
     """403 AccessDenied: a HEAD's 403 has no body, so its code is unknown; any other 403 code
     (a key error, Cloud Infinite not enabled) says something else."""
+    if _is_key_problem(error):
+        return False
     return error.code == "AccessDenied" or (error.status == 403 and error.code in ("", "Unknown", "NoSuchResource"))
 
 
 def _explained(error: CosCallError) -> bool:
     """Already a line of its own: the keys, the bucket, the network or a permission."""
-    return error.code in KEY_ERRORS or error.code in ("NoSuchBucket", "NetworkError") or _is_permission(error)
+    return _is_key_problem(error) or error.code in ("NoSuchBucket", "NetworkError") or _is_permission(error)
 
 
 def _action_of(what: str) -> str:
