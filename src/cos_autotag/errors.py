@@ -8,10 +8,14 @@ from __future__ import annotations
 
 
 class SettingsError(ValueError):
-    """A setting has a value the function cannot run with."""
+    """A setting has a value the function cannot run with.
 
-    def __init__(self, var: str, value: str, allowed: str) -> None:
-        super().__init__(f"{var}={value!r} is not valid: expected {allowed}")
+    `value` None: the value can hold a secret, so the message names the variable only.
+    """
+
+    def __init__(self, var: str, value: str | None, allowed: str) -> None:
+        shown = f"{var}={value!r}" if value is not None else f"{var} (value not shown: it can hold a password)"
+        super().__init__(f"{shown} is not valid: expected {allowed}")
         self.var, self.value, self.allowed = var, value, allowed
 
 

@@ -1,13 +1,19 @@
 """The function's settings: environment variables, validated once at cold start.
 
+`SETTINGS` is the one table of them: variable, default, parser and help text. Validation reads
+it here; the README's settings table and `.env.example` are generated from it by
+`python -m cos_autotag_tools.deploy.settings_doc`, and a test fails when they drift.
+
 A bad value fails loudly with the variable's name, the value and what is allowed, so a
-misconfigured deploy shows up in the first log line instead of as mislabeled objects.
+misconfigured deploy shows up in the first log line instead of as mislabeled objects. A value
+that can hold a secret (the Redis URL's password) is never repeated, in any form.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -18,27 +24,235 @@ MODES = ("tags", "metadata")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LARGE_IMAGE_POLICIES = ("thumbnail", "skip")
 
-# Every variable the function reads; serverless.yml and the README list exactly these.
-ENV_VARS = (
-    "AUTOTAG_MODE",
-    "AUTOTAG_SCENES",
-    "AUTOTAG_MAX_LABELS",
-    "AUTOTAG_MIN_CONFIDENCE",
-    "AUTOTAG_LOG_LEVEL",
-    "AUTOTAG_LOG_EVENT",
-    "AUTOTAG_COS_ENDPOINT",
-    "AUTOTAG_INCLUDE_PREFIXES",
-    "AUTOTAG_EXCLUDE_PREFIXES",
-    "AUTOTAG_INCLUDE_SUFFIXES",
-    "AUTOTAG_EXCLUDE_SUFFIXES",
-    "AUTOTAG_BUCKETS",
-    "AUTOTAG_LARGE_IMAGES",
-    "AUTOTAG_IDEMPOTENCY_REDIS_URL",
-    "AUTOTAG_IDEMPOTENCY_TTL_SECONDS",
-)
-
 # The function keeps one tag for its marker, so at most TAGS_MAX_PER_OBJECT - 1 labels.
 MAX_LABELS_LIMIT = cos_facts.TAGS_MAX_PER_OBJECT - 1
+TTL_MIN_S, TTL_MAX_S = 60, 366 * 24 * 3600
+
+PREFIX = "AUTOTAG_"
+
+
+# --- parsers: (variable, stripped non-empty text) -> value, or SettingsError ---------------------
+
+
+def _choice(allowed: tuple[str, ...], fold: Callable[[str], str]) -> Callable[[str, str], str]:
+    def parse(var: str, value: str) -> str:
+        if fold(value) not in allowed:
+            raise SettingsError(var, value, "one of " + ", ".join(allowed))
+        return fold(value)
+
+    return parse
+
+
+def _int(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(var: str, value: str) -> int:
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise SettingsError(var, value, f"a whole number from {low} to {high}") from None
+        if not low <= number <= high:
+            raise SettingsError(var, value, f"a whole number from {low} to {high}")
+        return number
+
+    return parse
+
+
+def _bool(var: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(var, value, "true or false")
+
+
+def _items(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _list(var: str, value: str) -> tuple[str, ...]:
+    return _items(value)
+
+
+def _scenes(var: str, value: str) -> tuple[str, ...]:
+    scenes = _items(value.lower())
+    allowed = "a comma-separated list of " + ", ".join(cos_facts.DETECT_SCENES)
+    if not scenes or any(scene not in cos_facts.DETECT_SCENES for scene in scenes):
+        raise SettingsError(var, value, allowed)
+    return tuple(dict.fromkeys(scenes))  # keep order, drop repeats
+
+
+def _endpoint(var: str, value: str) -> tuple[str, str, int]:
+    parts = urlsplit(value)
+    allowed = "http://HOST:PORT or https://HOST:PORT"
+    try:
+        port = parts.port
+    except ValueError:
+        raise SettingsError(var, value, allowed) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None or parts.path not in ("", "/"):
+        raise SettingsError(var, value, allowed)
+    return parts.scheme, parts.hostname, port
+
+
+def _buckets(var: str, value: str) -> frozenset[str]:
+    buckets = _items(value)
+    for bucket in buckets:
+        if not cos_facts.BUCKET_RE.match(bucket):
+            raise SettingsError(var, value, "a comma-separated list of <name>-<appid> buckets")
+    return frozenset(buckets)
+
+
+def _redis_url(var: str, value: str) -> str:
+    """The URL may carry a password: an error names what is wrong, never any part of the value
+    (not even the scheme: a value without `://` would make a password look like one)."""
+    allowed = "redis://[:password@]HOST:PORT[/DB] or rediss://..."
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 host
+        raise SettingsError(var, None, f"{allowed} (it is not a URL)") from None
+    if parts.scheme not in ("redis", "rediss"):
+        raise SettingsError(var, None, f"{allowed} (it does not start with redis:// or rediss://)")
+    if "@" in value[len(parts.scheme) + 3 + len(parts.netloc) :]:
+        # A / or ? inside the password ends the host part early; the rest looks like a path.
+        raise SettingsError(var, None, f"{allowed} (percent-encode / ? # @ in the password)")
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise SettingsError(var, None, f"{allowed} (the port is not a number)") from None
+    if not parts.hostname:
+        raise SettingsError(var, None, f"{allowed} (it names no host)")
+    return value
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    var: str  # the environment variable
+    attr: str  # the Settings field it fills
+    default: str  # as written in .env.example; "" = unset
+    parse: Callable[[str, str], object]
+    help: str  # one line: what the variable does and what it accepts (README, .env.example)
+    secret: bool = False  # the value can hold a password: never shown in an error
+    deployed: bool = True  # False: only for local runs, serverless.yml does not set it
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "AUTOTAG_MODE",
+        "mode",
+        "tags",
+        _choice(MODES, str.lower),
+        "Write labels as object tags (`tags`) or as `x-cos-meta-*` metadata (`metadata`).",
+    ),
+    Setting(
+        "AUTOTAG_SCENES",
+        "scenes",
+        ",".join(cos_facts.DETECT_DEFAULT_SCENES),
+        _scenes,
+        "detect-label scenes, comma-separated from `" + ",".join(cos_facts.DETECT_SCENES) + "` (each one is billed).",
+    ),
+    Setting(
+        "AUTOTAG_MAX_LABELS",
+        "max_labels",
+        "5",
+        _int(1, MAX_LABELS_LIMIT),
+        f"How many labels to keep, 1-{MAX_LABELS_LIMIT} (one of COS's "
+        f"{cos_facts.TAGS_MAX_PER_OBJECT} tags is the function's marker).",
+    ),
+    Setting(
+        "AUTOTAG_MIN_CONFIDENCE",
+        "min_confidence",
+        "50",
+        _int(0, 100),
+        "Drop labels below this confidence, 0-100.",
+    ),
+    Setting(
+        "AUTOTAG_LOG_LEVEL",
+        "log_level",
+        "INFO",
+        _choice(LOG_LEVELS, str.upper),
+        "`" + "`, `".join(LOG_LEVELS) + "`.",
+    ),
+    Setting(
+        "AUTOTAG_LOG_EVENT",
+        "log_event",
+        "false",
+        _bool,
+        "Log each incoming event, secrets redacted: `true` or `false`.",
+    ),
+    Setting(
+        "AUTOTAG_COS_ENDPOINT",
+        "cos_endpoint",
+        "",
+        _endpoint,
+        "`http://HOST:PORT`: send every COS/CI request there, keeping the bucket's virtual-host "
+        "`Host` (local runs and tests; never deployed).",
+        deployed=False,
+    ),
+    Setting(
+        "AUTOTAG_INCLUDE_PREFIXES",
+        "include_prefixes",
+        "",
+        _list,
+        "Comma-separated key prefixes to label; unset: every key.",
+    ),
+    Setting(
+        "AUTOTAG_EXCLUDE_PREFIXES",
+        "exclude_prefixes",
+        "",
+        _list,
+        "Comma-separated key prefixes to skip.",
+    ),
+    Setting(
+        "AUTOTAG_INCLUDE_SUFFIXES",
+        "include_suffixes",
+        "",
+        _list,
+        "Comma-separated key suffixes to label; unset: every key.",
+    ),
+    Setting(
+        "AUTOTAG_EXCLUDE_SUFFIXES",
+        "exclude_suffixes",
+        "",
+        _list,
+        "Comma-separated key suffixes to skip.",
+    ),
+    Setting(
+        "AUTOTAG_BUCKETS",
+        "buckets",
+        "",
+        _buckets,
+        "Allow-list of `<name>-<appid>` buckets; an event for another bucket is refused with a "
+        "log line and no call. Unset: any bucket (serverless.yml sets the trigger's bucket).",
+    ),
+    Setting(
+        "AUTOTAG_LARGE_IMAGES",
+        "large_images",
+        "thumbnail",
+        _choice(LARGE_IMAGE_POLICIES, str.lower),
+        "Photos over detect-label's 3 MB limit: label a thumbnail (`thumbnail`) or skip them (`skip`).",
+    ),
+    Setting(
+        "AUTOTAG_IDEMPOTENCY_REDIS_URL",
+        "redis_url",
+        "",
+        _redis_url,
+        "`redis://[:password@]HOST:PORT[/DB]` (or `rediss://`): strict duplicate suppression "
+        "across invocations. Unset: the marker the function writes on each object guards.",
+        secret=True,
+    ),
+    Setting(
+        "AUTOTAG_IDEMPOTENCY_TTL_SECONDS",
+        "idempotency_ttl_s",
+        str(7 * 24 * 3600),
+        _int(TTL_MIN_S, TTL_MAX_S),
+        "How long (seconds) Redis remembers a completed upload.",
+    ),
+)
+
+# Every variable the function reads, in table order.
+ENV_VARS = tuple(setting.var for setting in SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -56,110 +270,34 @@ class Settings:
     exclude_suffixes: tuple[str, ...] = ()
     buckets: frozenset[str] = field(default_factory=frozenset)  # empty: any bucket
     large_images: str = "thumbnail"
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
     idempotency_ttl_s: int = 7 * 24 * 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return None if value is None or value.strip() == "" else value.strip()
-
         kwargs: dict[str, object] = {}
-        if (v := get("AUTOTAG_MODE")) is not None:
-            kwargs["mode"] = _choice("AUTOTAG_MODE", v.lower(), MODES)
-        if (v := get("AUTOTAG_SCENES")) is not None:
-            kwargs["scenes"] = _scenes(v)
-        if (v := get("AUTOTAG_MAX_LABELS")) is not None:
-            kwargs["max_labels"] = _int("AUTOTAG_MAX_LABELS", v, 1, MAX_LABELS_LIMIT)
-        if (v := get("AUTOTAG_MIN_CONFIDENCE")) is not None:
-            kwargs["min_confidence"] = _int("AUTOTAG_MIN_CONFIDENCE", v, 0, 100)
-        if (v := get("AUTOTAG_LOG_LEVEL")) is not None:
-            kwargs["log_level"] = _choice("AUTOTAG_LOG_LEVEL", v.upper(), LOG_LEVELS)
-        if (v := get("AUTOTAG_LOG_EVENT")) is not None:
-            kwargs["log_event"] = _bool("AUTOTAG_LOG_EVENT", v)
-        if (v := get("AUTOTAG_COS_ENDPOINT")) is not None:
-            kwargs["cos_endpoint"] = _endpoint("AUTOTAG_COS_ENDPOINT", v)
-        for name, attr in (
-            ("AUTOTAG_INCLUDE_PREFIXES", "include_prefixes"),
-            ("AUTOTAG_EXCLUDE_PREFIXES", "exclude_prefixes"),
-            ("AUTOTAG_INCLUDE_SUFFIXES", "include_suffixes"),
-            ("AUTOTAG_EXCLUDE_SUFFIXES", "exclude_suffixes"),
-        ):
-            if (v := get(name)) is not None:
-                kwargs[attr] = _list(v)
-        if (v := get("AUTOTAG_BUCKETS")) is not None:
-            kwargs["buckets"] = _buckets(v)
-        if (v := get("AUTOTAG_LARGE_IMAGES")) is not None:
-            kwargs["large_images"] = _choice("AUTOTAG_LARGE_IMAGES", v.lower(), LARGE_IMAGE_POLICIES)
-        if (v := get("AUTOTAG_IDEMPOTENCY_REDIS_URL")) is not None:
-            kwargs["redis_url"] = _redis_url("AUTOTAG_IDEMPOTENCY_REDIS_URL", v)
-        if (v := get("AUTOTAG_IDEMPOTENCY_TTL_SECONDS")) is not None:
-            kwargs["idempotency_ttl_s"] = _int("AUTOTAG_IDEMPOTENCY_TTL_SECONDS", v, 60, 366 * 24 * 3600)
+        for setting in SETTINGS:
+            raw = env.get(setting.var)
+            if raw is not None and raw.strip() != "":
+                kwargs[setting.attr] = setting.parse(setting.var, raw.strip())
         return cls(**kwargs)  # type: ignore[arg-type]
 
 
-def _choice(var: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise SettingsError(var, value, "one of " + ", ".join(allowed))
-    return value
+def unknown_variables(
+    env: Mapping[str, str] | None = None, *, also_known: tuple[str, ...] = ()
+) -> list[tuple[str, str | None]]:
+    """`AUTOTAG_*` names in `env` that no setting reads (a typo is otherwise silently ignored),
+    each with the closest known name, or None when nothing is close. `also_known`: names other
+    programs read (the tooling's own variables), not to report."""
+    env = os.environ if env is None else env
+    known = set(ENV_VARS) | set(also_known)
+    unknown = sorted(name for name in env if name.startswith(PREFIX) and name not in known)
+    # Compare without the shared prefix, which would make every name look close.
+    suffixes = {var.removeprefix(PREFIX): var for var in ENV_VARS}
 
+    def closest(name: str) -> str | None:
+        match = difflib.get_close_matches(name.removeprefix(PREFIX), list(suffixes), n=1, cutoff=0.75)
+        return suffixes[match[0]] if match else None
 
-def _int(var: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value, 10)
-    except ValueError:
-        raise SettingsError(var, value, f"a whole number from {low} to {high}") from None
-    if not low <= number <= high:
-        raise SettingsError(var, value, f"a whole number from {low} to {high}")
-    return number
-
-
-def _bool(var: str, value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(var, value, "true or false")
-
-
-def _list(value: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in value.split(",") if item.strip())
-
-
-def _scenes(value: str) -> tuple[str, ...]:
-    scenes = _list(value.lower())
-    allowed = "a comma-separated list of " + ", ".join(cos_facts.DETECT_SCENES)
-    if not scenes or any(scene not in cos_facts.DETECT_SCENES for scene in scenes):
-        raise SettingsError("AUTOTAG_SCENES", value, allowed)
-    return tuple(dict.fromkeys(scenes))  # keep order, drop repeats
-
-
-def _endpoint(var: str, value: str) -> tuple[str, str, int]:
-    parts = urlsplit(value)
-    allowed = "http://HOST:PORT or https://HOST:PORT"
-    try:
-        port = parts.port
-    except ValueError:
-        raise SettingsError(var, value, allowed) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or port is None or parts.path not in ("", "/"):
-        raise SettingsError(var, value, allowed)
-    return parts.scheme, parts.hostname, port
-
-
-def _buckets(value: str) -> frozenset[str]:
-    buckets = _list(value)
-    for bucket in buckets:
-        if not cos_facts.BUCKET_RE.match(bucket):
-            raise SettingsError("AUTOTAG_BUCKETS", value, "a comma-separated list of <name>-<appid> buckets")
-    return frozenset(buckets)
-
-
-def _redis_url(var: str, value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise SettingsError(var, value, "redis://[:password@]HOST:PORT[/DB] or rediss://...")
-    return value
+    return [(name, closest(name)) for name in unknown]

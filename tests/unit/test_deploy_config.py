@@ -7,13 +7,13 @@ and docs/configure.md), with the example values of .env.example filled in, and c
 they agree with the code: the settings the function reads, the handler, the local-only package
 left out of the upload, the runtime the layer is built for.
 
-Each rule is a function returning problems, and each has a negative test: a mutated copy of
-the real file that the rule must reject.
+The rules live in `cos_autotag_tools.deploy.components` (and the import scanner in `.imports`);
+each rule returns problems, and each has a negative test here: a mutated copy of the real file
+that the rule must reject.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
 import importlib
 import importlib.metadata
@@ -24,21 +24,38 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-import yaml
 
 from cos_autotag import cos_facts
+from cos_autotag_tools.deploy import settings_doc
+from cos_autotag_tools.deploy.components import (
+    FUNCTION_YML,
+    LAYER_YML,
+    OUTPUT_RE,
+    ROOT,
+    deploy_files,
+    env_names,
+    example_env,
+    function_doc,
+    function_problems,
+    function_src,
+    glob_regex,
+    layer_doc,
+    layer_problems,
+    load_yaml,
+    required_env_names,
+    resolve_env,
+    resolved,
+    variable_problems,
+    variables_in,
+)
+from cos_autotag_tools.deploy.imports import import_problems, reachable_modules, runtime_import_names
 
-ROOT = Path(__file__).resolve().parents[2]
-FUNCTION_YML = ROOT / "serverless.yml"
-LAYER_YML = ROOT / "layers" / "serverless.yml"
-ENV_EXAMPLE = ROOT / ".env.example"
-CAM_POLICY = ROOT / "cam-policy.json"
 BUILD_PY = ROOT / "layers" / "build.py"
 PYPROJECT = ROOT / "pyproject.toml"
 
@@ -46,43 +63,10 @@ PYPROJECT = ROOT / "pyproject.toml"
 LOCAL_ONLY_SETTINGS = {
     "AUTOTAG_COS_ENDPOINT": "points the SDK at the local emulator; the cloud uses the real endpoint",
 }
-# Variables .env.example may list that no deployment file uses: the CLI itself reads them.
+# Variables .env.example may list that no deployment file uses: the deploy CLI itself reads
+# them, or a documented command takes them (`cos-autotag policy --appid "$COS_APPID"`).
 CLI_VARIABLES = frozenset({"TENCENT_SECRET_ID", "TENCENT_SECRET_KEY", "TENCENT_TOKEN", "SERVERLESS_PLATFORM_VENDOR"})
-
-# From the scf component's serverless.component.yml (name) and docs/configure.md (handler).
-NAME_RE = re.compile(r"^[A-Za-z][\w-]{0,58}[A-Za-z0-9]$")
-HANDLER_PART_RE = re.compile(r"^[A-Za-z][\w-]{0,58}[A-Za-z]$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-VARIABLE_KINDS = ("env:", "output:")
-PLAIN_VARIABLES = frozenset({"name", "stage", "app"})
-OUTPUT_RE = re.compile(r"^output:(?P<stage>[^:]+):(?P<app>[^:]+):(?P<instance>[\w-]+)\.(?P<key>\w+)$")
-TRIGGER_PARAMETERS = frozenset({"qualifier", "bucket", "filter", "events", "enable"})
-
-
-# --- reading the files ----------------------------------------------------------------------------
-
-
-def load_yaml(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    assert isinstance(data, dict), f"{path.name} must be a mapping"
-    return data
-
-
-def parse_env_example(text: str) -> tuple[dict[str, str], dict[str, str]]:
-    """(active NAME=value lines, commented-out `# NAME=value` lines: optional, documented)."""
-    active: dict[str, str] = {}
-    optional: dict[str, str] = {}
-    for line in text.splitlines():
-        stripped = line.strip()
-        commented = stripped.startswith("#")
-        match = re.match(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$", stripped)
-        if match:
-            (optional if commented else active)[match.group(1)] = match.group(2).strip()
-    return active, optional
-
-
-def example_env() -> tuple[dict[str, str], dict[str, str]]:
-    return parse_env_example(ENV_EXAMPLE.read_text(encoding="utf-8"))
+COMMAND_VARIABLES = frozenset({"COS_APPID"})
 
 
 def load_build_module() -> ModuleType:
@@ -94,457 +78,7 @@ def load_build_module() -> ModuleType:
     return module
 
 
-# --- ${...} variables --------------------------------------------------------------------------
-
-
-def variables_in(text: str) -> list[str]:
-    """The insides of every `${...}` in `text`, nested ones included (outermost first)."""
-    found: list[str] = []
-    starts: list[int] = []
-    i = 0
-    while i < len(text):
-        if text.startswith("${", i):
-            starts.append(i + 2)
-            i += 2
-            continue
-        if text[i] == "}" and starts:
-            start = starts.pop()
-            found.append(text[start:i])
-        i += 1
-    if starts:
-        found.append(text[starts[-1] :] + " (unclosed)")
-    return sorted(found, key=len, reverse=True)
-
-
-def walk_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """(dotted path, string) for every string in a YAML document, keys included."""
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield f"{path}.{key}#key", str(key)
-            yield from walk_strings(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from walk_strings(item, f"{path}[{index}]")
-
-
-def variable_problems(doc: Mapping[str, Any]) -> list[str]:
-    """Only `${env:X}`, `${output:...}`, `${name}`, `${stage}` and `${app}`: the Components CLI
-    treats `${self:}`, `${opt:}` and `${file:}` as errors."""
-    problems: list[str] = []
-    for path, text in walk_strings(doc):
-        for inner in variables_in(text):
-            if inner.endswith("(unclosed)"):
-                problems.append(f"{path}: unclosed ${{ in {text!r}")
-            elif inner in PLAIN_VARIABLES:
-                continue
-            elif inner.startswith("env:"):
-                if not ENV_NAME_RE.match(inner[4:]):
-                    problems.append(f"{path}: bad variable name in ${{{inner}}}")
-            elif inner.startswith("output:"):
-                flat = re.sub(r"\$\{(\w+)\}", r"\1", inner)  # ${stage} -> stage for the shape check
-                if not OUTPUT_RE.match(flat):
-                    problems.append(f"{path}: ${{{inner}}} is not output:STAGE:APP:INSTANCE.KEY")
-            else:
-                problems.append(f"{path}: ${{{inner}}} is not supported (only env:, output:, name, stage, app)")
-    return problems
-
-
-def env_names(doc: Any) -> set[str]:
-    return {inner[4:] for _, text in walk_strings(doc) for inner in variables_in(text) if inner.startswith("env:")}
-
-
-_ENV_VAR = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class _Dropped:
-    """Marker for a value whose ${env:X} is unset: the CLI drops the key."""
-
-
-DROPPED = _Dropped()
-
-
-def resolve_env(value: Any, env: Mapping[str, str]) -> Any:
-    """`value` as the Components CLI sends it: ${env:X} filled in, keys with an unset X dropped."""
-    if isinstance(value, str):
-        names = _ENV_VAR.findall(value)
-        if any(env.get(name, "") == "" for name in names):
-            return DROPPED
-        return _ENV_VAR.sub(lambda m: env[m.group(1)], value)
-    if isinstance(value, dict):
-        resolved = {key: resolve_env(item, env) for key, item in value.items()}
-        return {key: item for key, item in resolved.items() if item is not DROPPED}
-    if isinstance(value, list):
-        return [item for item in (resolve_env(v, env) for v in value) if item is not DROPPED]
-    return value
-
-
-def resolve_plain(value: Any, doc: Mapping[str, Any]) -> Any:
-    """Replace ${name}, ${stage}, ${app} with the document's own values (as the cloud does)."""
-    if isinstance(value, str):
-        for var in PLAIN_VARIABLES:
-            if isinstance(doc.get(var), str):
-                value = value.replace("${" + var + "}", doc[var])
-        return value
-    if isinstance(value, dict):
-        return {key: resolve_plain(item, doc) for key, item in value.items()}
-    if isinstance(value, list):
-        return [resolve_plain(item, doc) for item in value]
-    return value
-
-
-def resolved(doc: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    out = resolve_env(doc, env)
-    assert isinstance(out, dict)
-    return dict(resolve_plain(out, out))
-
-
-# --- the component rules ------------------------------------------------------------------------
-
-
-def _is_output_ref(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith("${output:") and value.endswith("}")
-
-
-def _memory_ok(value: Any) -> bool:
-    if not isinstance(value, int) or isinstance(value, bool):
-        return False
-    in_range = cos_facts.SCF_MEMORY_MIN_MB <= value <= cos_facts.SCF_MEMORY_MAX_MB
-    return in_range and (value == cos_facts.SCF_MEMORY_MIN_MB or value % cos_facts.SCF_MEMORY_STEP_MB == 0)
-
-
-def _events_overlap(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    created_any = cos_facts.EVENT_CREATED_ANY
-    return (a == created_any and b.startswith(cos_facts.EVENT_CREATED_PREFIX)) or (
-        b == created_any and a.startswith(cos_facts.EVENT_CREATED_PREFIX)
-    )
-
-
-def _filters_overlap(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
-    pa, pb = a.get("prefix", ""), b.get("prefix", "")
-    sa, sb = a.get("suffix", ""), b.get("suffix", "")
-    return (pa.startswith(pb) or pb.startswith(pa)) and (sa.endswith(sb) or sb.endswith(sa))
-
-
-def trigger_problems(inputs: Mapping[str, Any]) -> list[str]:
-    problems: list[str] = []
-    events = inputs.get("events", [])
-    if not isinstance(events, list):
-        return ["inputs.events must be a list"]
-    region = inputs.get("region")
-    allowed_buckets = str(inputs.get("environment", {}).get("variables", {}).get("AUTOTAG_BUCKETS", ""))
-    seen: list[tuple[str, str, dict[str, str]]] = []
-    cos_count = 0
-    for i, event in enumerate(events):
-        where = f"events[{i}]"
-        if not isinstance(event, dict) or len(event) != 1:
-            problems.append(f"{where} must be a mapping with one trigger type")
-            continue
-        kind, body = next(iter(event.items()))
-        if kind != "cos":
-            problems.append(f"{where}: only cos triggers are expected, got {kind!r}")
-            continue
-        cos_count += 1
-        params = body.get("parameters") if isinstance(body, dict) else None
-        if not isinstance(params, dict):
-            problems.append(f"{where}.cos.parameters must be a mapping")
-            continue
-        unknown = set(params) - TRIGGER_PARAMETERS
-        if unknown:
-            problems.append(f"{where}: unknown cos parameters {sorted(unknown)}")
-        bucket_host = params.get("bucket")
-        match = cos_facts.COS_HOST_RE.match(bucket_host) if isinstance(bucket_host, str) else None
-        if not match or not str(bucket_host).endswith("." + cos_facts.COS_DOMAIN):
-            problems.append(f"{where}: bucket {bucket_host!r} is not <name>-<appid>.cos.<region>.myqcloud.com")
-        else:
-            if match.group("region") != region:
-                problems.append(f"{where}: bucket region {match.group('region')} is not the function's ({region})")
-            if allowed_buckets and match.group("bucket") not in allowed_buckets.split(","):
-                problems.append(f"{where}: bucket {match.group('bucket')} is not in AUTOTAG_BUCKETS")
-        name = params.get("events")
-        if name not in cos_facts.TRIGGER_EVENT_NAMES:
-            problems.append(f"{where}: events {name!r} is not one of the component's cos event names")
-        elif not str(name).startswith(cos_facts.EVENT_CREATED_PREFIX):
-            problems.append(f"{where}: events {name!r} is not an object-created event; the function labels uploads")
-        if params.get("enable") is not True:
-            problems.append(f"{where}: enable must be the boolean true (the component defaults to false)")
-        flt = params.get("filter", {})
-        if not isinstance(flt, dict) or set(flt) - {"prefix", "suffix"}:
-            problems.append(f"{where}: filter may only have prefix and suffix")
-            flt = {}
-        for key, value in flt.items():
-            if not isinstance(value, str):
-                problems.append(f"{where}: filter.{key} must be a string, got {value!r}")
-        if "qualifier" in params and not isinstance(params["qualifier"], str):
-            problems.append(f"{where}: qualifier must be a string")
-        if isinstance(name, str) and isinstance(bucket_host, str):
-            str_filter = {k: v for k, v in flt.items() if isinstance(v, str)}
-            for j, (other_bucket, other_name, other_filter) in enumerate(seen):
-                if (
-                    other_bucket == bucket_host
-                    and _events_overlap(name, other_name)
-                    and _filters_overlap(str_filter, other_filter)
-                ):
-                    problems.append(f"{where} overlaps events[{j}]: the same upload would be delivered twice")
-            seen.append((bucket_host, name, str_filter))
-    if cos_count == 0:
-        problems.append("no cos trigger: nothing would invoke the function")
-    if cos_count > cos_facts.SCF_TRIGGERS_PER_TYPE_MAX:
-        problems.append(f"{cos_count} cos triggers; SCF allows {cos_facts.SCF_TRIGGERS_PER_TYPE_MAX} per type")
-    return problems
-
-
-def function_problems(doc: Mapping[str, Any]) -> list[str]:
-    """Problems of a resolved scf component document (env and ${name}/${stage}/${app} filled)."""
-    problems: list[str] = []
-    if doc.get("component") != "scf":
-        problems.append("component must be scf")
-    for key in ("name", "app", "stage"):
-        if not isinstance(doc.get(key), str) or not NAME_RE.match(doc[key]):
-            problems.append(f"{key} {doc.get(key)!r} must match {NAME_RE.pattern}")
-    inputs = doc.get("inputs")
-    if not isinstance(inputs, dict):
-        return [*problems, "inputs must be a mapping"]
-    function_name = inputs.get("name", f"{doc.get('name')}-{doc.get('stage')}-{doc.get('app')}")
-    if not NAME_RE.match(str(function_name)) or len(str(function_name)) > cos_facts.SCF_FUNCTION_NAME_MAX_CHARS:
-        problems.append(f"function name {function_name!r} is not a valid SCF function name")
-    src = inputs.get("src")
-    if isinstance(src, dict):
-        if not isinstance(src.get("src"), str):
-            problems.append("inputs.src.src (the code folder) is required")
-        exclude = src.get("exclude", [])
-        if not isinstance(exclude, list) or not all(isinstance(p, str) for p in exclude):
-            problems.append("inputs.src.exclude must be a list of glob strings")
-    elif not isinstance(src, str):
-        problems.append("inputs.src is required")
-    handler = inputs.get("handler")
-    parts = handler.split(".") if isinstance(handler, str) else []
-    if len(parts) != 2 or not all(HANDLER_PART_RE.match(p) for p in parts):
-        problems.append(f"handler {handler!r} must be FILE.FUNCTION")
-    if inputs.get("runtime") not in cos_facts.SCF_PYTHON_RUNTIMES:
-        problems.append(f"runtime {inputs.get('runtime')!r} is not one of {cos_facts.SCF_PYTHON_RUNTIMES}")
-    region = inputs.get("region")
-    if not isinstance(region, str) or not cos_facts.REGION_RE.match(region):
-        problems.append(f"region {region!r} is not a full region name (it would default to ap-guangzhou)")
-    if not _memory_ok(inputs.get("memorySize")):
-        problems.append(f"memorySize {inputs.get('memorySize')!r} must be 64 or a multiple of 128 up to 3072")
-    timeout = inputs.get("timeout")
-    if (
-        not isinstance(timeout, int)
-        or isinstance(timeout, bool)
-        or not cos_facts.SCF_TIMEOUT_MIN_S <= timeout <= cos_facts.SCF_TIMEOUT_MAX_S
-    ):
-        problems.append(f"timeout {timeout!r} must be {cos_facts.SCF_TIMEOUT_MIN_S}..{cos_facts.SCF_TIMEOUT_MAX_S}")
-    if not isinstance(inputs.get("role"), str) or not inputs["role"]:
-        problems.append("role (the execution role) is required: without it the function has no credentials")
-    if inputs.get("asyncRunEnable", False) is not False:
-        problems.append("asyncRunEnable must be false: true switches to long-running mode, without SCF's retries")
-    for key in ("retryNum", "msgTTL"):
-        if key in inputs:
-            problems.append(f"{key} is ignored by the component unless asyncRunEnable is true; remove it")
-    variables = inputs.get("environment", {}).get("variables", {})
-    if not isinstance(variables, dict):
-        problems.append("environment.variables must be a mapping")
-        variables = {}
-    size = 0
-    for key, value in variables.items():
-        if not ENV_NAME_RE.match(str(key)):
-            problems.append(f"environment variable name {key!r} is invalid")
-        if str(key).startswith(cos_facts.SCF_RESERVED_ENV_PREFIXES):
-            problems.append(f"environment variable {key} uses a prefix SCF reserves")
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            problems.append(f"environment variable {key} must be a string or number")
-        size += len(str(key).encode()) + len(str(value).encode())
-    if size > cos_facts.SCF_ENV_MAX_BYTES:
-        problems.append(f"environment variables take {size} bytes; SCF allows {cos_facts.SCF_ENV_MAX_BYTES}")
-    layers = inputs.get("layers", [])
-    if not isinstance(layers, list) or len(layers) > cos_facts.SCF_LAYERS_PER_FUNCTION_MAX:
-        problems.append(f"layers must be a list of at most {cos_facts.SCF_LAYERS_PER_FUNCTION_MAX}")
-        layers = []
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, dict) or not isinstance(layer.get("name"), str) or not layer["name"]:
-            problems.append(f"layers[{i}].name (a string) is required")
-            continue
-        version = layer.get("version")
-        if not (isinstance(version, int) and not isinstance(version, bool) and version > 0) and not _is_output_ref(
-            version
-        ):
-            problems.append(f"layers[{i}].version must be a number (or a ${{output:...}} reference)")
-    problems.extend(trigger_problems(inputs))
-    return problems
-
-
-def layer_problems(doc: Mapping[str, Any]) -> list[str]:
-    """Problems of a resolved layer component document."""
-    problems: list[str] = []
-    if doc.get("component") != "layer":
-        problems.append("component must be layer")
-    for key in ("name", "app", "stage"):
-        if not isinstance(doc.get(key), str) or not NAME_RE.match(doc[key]):
-            problems.append(f"{key} {doc.get(key)!r} must match {NAME_RE.pattern}")
-    inputs = doc.get("inputs")
-    if not isinstance(inputs, dict):
-        return [*problems, "inputs must be a mapping"]
-    if not isinstance(inputs.get("region"), str) or not cos_facts.REGION_RE.match(inputs["region"]):
-        problems.append(f"region {inputs.get('region')!r} is not a full region name")
-    if not isinstance(inputs.get("name"), str) or not NAME_RE.match(inputs["name"]):
-        problems.append(f"layer name {inputs.get('name')!r} must match {NAME_RE.pattern}")
-    if not isinstance(inputs.get("src"), str):
-        problems.append("inputs.src (the folder to upload) is required")
-    runtimes = inputs.get("runtimes")
-    if not isinstance(runtimes, list) or not runtimes or not all(r in cos_facts.SCF_PYTHON_RUNTIMES for r in runtimes):
-        problems.append(f"runtimes {runtimes!r} must list SCF Python runtimes")
-    return problems
-
-
-# --- the upload: src with its excludes --------------------------------------------------------
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """A minimatch-style glob (`**` any depth, `*` and `?` within a segment) as a regex."""
-    parts = pattern.strip("/").split("/")
-    out = ""
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if part == "**":
-            out += ".*" if last else "(?:[^/]+/)*"
-            continue
-        segment = "".join("[^/]*" if ch == "*" else "[^/]" if ch == "?" else re.escape(ch) for ch in part)
-        out += segment + ("" if last else "/")
-    return re.compile("^" + out + "$")
-
-
-def deploy_files(src: Path, exclude: list[str]) -> list[str]:
-    """Files under `src` the component would upload, as posix paths relative to `src`."""
-    patterns = [glob_regex(p) for p in exclude]
-    files = []
-    for path in sorted(src.rglob("*")):
-        if path.is_file():
-            rel = path.relative_to(src).as_posix()
-            if not any(p.match(rel) for p in patterns):
-                files.append(rel)
-    return files
-
-
-def function_src(doc: Mapping[str, Any]) -> tuple[Path, list[str]]:
-    src = doc["inputs"]["src"]
-    if isinstance(src, str):
-        return (ROOT / src).resolve(), []
-    return (ROOT / src["src"]).resolve(), list(src.get("exclude", []))
-
-
-# --- imports of the uploaded code -----------------------------------------------------------------
-
-
-def _requirement_name(spec: str) -> str:
-    match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
-    assert match, f"cannot read a package name from {spec!r}"
-    return re.sub(r"[-_.]+", "-", match.group(1)).lower()
-
-
-def runtime_import_names(requirements: list[str]) -> set[str]:
-    """Top-level import names of the runtime dependencies and everything they pull in."""
-    from packaging.requirements import Requirement
-
-    dists: set[str] = set()
-    todo = [_requirement_name(r) for r in requirements]
-    while todo:
-        name = todo.pop()
-        if name in dists:
-            continue
-        dists.add(name)
-        for spec in importlib.metadata.requires(name) or []:
-            requirement = Requirement(spec)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(_requirement_name(requirement.name))
-    names: set[str] = set()
-    for module, owners in importlib.metadata.packages_distributions().items():
-        if any(_requirement_name(owner) in dists for owner in owners):
-            names.add(module)
-    return names
-
-
-_IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError"})
-
-
-def _optional_import_nodes(tree: ast.AST) -> set[int]:
-    """ids of nodes whose imports cannot break the function: inside `if TYPE_CHECKING:` (never
-    run) or inside a `try:` whose handler catches ImportError (an optional extra)."""
-    skipped: set[int] = set()
-    for node in ast.walk(tree):
-        body: list[ast.stmt] = []
-        if isinstance(node, ast.If):
-            test = node.test
-            name = test.id if isinstance(test, ast.Name) else test.attr if isinstance(test, ast.Attribute) else ""
-            if name == "TYPE_CHECKING":
-                body = node.body
-        elif isinstance(node, ast.Try):
-            caught: set[str] = set()
-            for handler in node.handlers:
-                kinds = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
-                caught |= {k.id for k in kinds if isinstance(k, ast.Name)}
-            if caught & _IMPORT_ERRORS:
-                body = node.body
-        skipped.update(id(child) for stmt in body for child in ast.walk(stmt))
-    return skipped
-
-
-def import_problems(src: Path, files: list[str], allowed_third_party: set[str], local_package: str) -> list[str]:
-    """Imports in the uploaded code that the deployed function could not satisfy."""
-    problems: list[str] = []
-    ours = {Path(f).parts[0].removesuffix(".py") for f in files}
-    for rel in files:
-        if not rel.endswith(".py"):
-            continue
-        path = src / rel
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        skipped = _optional_import_nodes(tree)
-        module = rel.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
-        package = module if rel.endswith("__init__.py") else module.rpartition(".")[0]
-        for node in ast.walk(tree):
-            if id(node) in skipped:
-                continue
-            targets: list[str] = []
-            lineno = getattr(node, "lineno", 0)
-            if isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    parts = package.split(".")
-                    base = ".".join(parts[: len(parts) - (node.level - 1)] + ([node.module] if node.module else []))
-                    targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
-                else:
-                    targets = [node.module or ""]
-            for target in targets:
-                top = target.split(".")[0]
-                if target == local_package or target.startswith(local_package + "."):
-                    problems.append(f"{rel}:{lineno} imports {target}, which is not uploaded")
-                elif top in sys.stdlib_module_names or top in allowed_third_party:
-                    continue
-                elif top in ours:
-                    continue  # our own code: whether it imports is the handler test's job
-                else:
-                    problems.append(
-                        f"{rel}:{lineno} imports {top}, which is not a runtime dependency "
-                        "(add it to [project].dependencies so the layer carries it, or keep the code local)"
-                    )
-    return sorted(set(problems))
-
-
 # --- tests: the files as they are -------------------------------------------------------------
-
-
-def function_doc() -> dict[str, Any]:
-    active, _ = example_env()
-    return resolved(load_yaml(FUNCTION_YML), active)
-
-
-def layer_doc() -> dict[str, Any]:
-    active, _ = example_env()
-    return resolved(load_yaml(LAYER_YML), active)
 
 
 def test_function_config_follows_the_scf_component_rules() -> None:
@@ -567,23 +101,6 @@ def test_every_env_variable_used_is_documented_in_env_example() -> None:
     assert not undocumented, f"the CLI drops these silently when unset; document them: {sorted(undocumented)}"
 
 
-def required_env_names(function: Mapping[str, Any], layer: Mapping[str, Any]) -> set[str]:
-    """Names whose absence would break the deploy rather than fall back to a default.
-
-    A function setting or a trigger filter whose whole value is one `${env:X}` may stay unset:
-    the CLI drops the key and the default applies. Anywhere else (region, role, bucket, stage)
-    a dropped key deploys something else than intended, e.g. to ap-guangzhou.
-    """
-    doc = copy.deepcopy(dict(function))
-    inputs = doc.get("inputs", {})
-    optional_blocks = [inputs.get("environment", {}).get("variables", {})]
-    optional_blocks += [e["cos"]["parameters"].get("filter", {}) for e in inputs.get("events", []) if "cos" in e]
-    for block in optional_blocks:
-        for key in [k for k, v in block.items() if isinstance(v, str) and _ENV_VAR.fullmatch(v)]:
-            del block[key]
-    return env_names(doc) | env_names(layer)
-
-
 def test_required_env_variables_have_example_values() -> None:
     active, _ = example_env()
     required = required_env_names(load_yaml(FUNCTION_YML), load_yaml(LAYER_YML))
@@ -600,17 +117,15 @@ def test_required_env_rule_spares_only_whole_value_settings() -> None:
 def test_env_example_lists_nothing_unused() -> None:
     active, optional = example_env()
     used = env_names(load_yaml(FUNCTION_YML)) | env_names(load_yaml(LAYER_YML))
-    used |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", CAM_POLICY.read_text(encoding="utf-8")))
-    stale = (active.keys() | optional.keys()) - used - CLI_VARIABLES
+    stale = (active.keys() | optional.keys()) - used - CLI_VARIABLES - COMMAND_VARIABLES
     assert not stale, f".env.example documents names nothing reads: {sorted(stale)}"
 
 
 def test_environment_variables_are_the_settings_the_function_reads() -> None:
     settings = importlib.import_module("cos_autotag.settings")
-    if not hasattr(settings, "ENV_VARS"):
-        pytest.skip("cos_autotag.settings does not export ENV_VARS yet")
     env_vars = set(settings.ENV_VARS)
     assert set(LOCAL_ONLY_SETTINGS) <= env_vars, "LOCAL_ONLY_SETTINGS names a setting the code no longer reads"
+    assert {s.var for s in settings.SETTINGS if not s.deployed} == set(LOCAL_ONLY_SETTINGS)
     deployed = set(load_yaml(FUNCTION_YML)["inputs"]["environment"]["variables"])
     expected = env_vars - set(LOCAL_ONLY_SETTINGS)
     assert deployed == expected, f"missing: {sorted(expected - deployed)}; unknown: {sorted(deployed - expected)}"
@@ -645,19 +160,44 @@ def test_handler_resolves_to_a_callable_in_the_uploaded_code() -> None:
     assert callable(getattr(module, function_name, None)), f"{module_name}.{function_name} is not callable"
 
 
-def test_upload_leaves_out_the_local_package_and_build_debris() -> None:
+def test_upload_is_exactly_the_handler_module_and_the_function_package() -> None:
+    """serverless.yml names what ships (src/ whole): index.py and cos_autotag, nothing else."""
     src, exclude = function_src(function_doc())
+    assert src == (ROOT / "src").resolve()
     files = deploy_files(src, exclude)
-    package_files = [f for f in files if f.startswith("cos_autotag/")]
-    assert package_files, "the cos_autotag package is not uploaded"
-    assert not [f for f in files if f.startswith("cos_autotag_tools/")], "local-only code is uploaded"
+    assert {Path(f).parts[0] for f in files} == {"index.py", "cos_autotag"}
+    package = sorted(p.relative_to(src).as_posix() for p in (src / "cos_autotag").glob("*.py"))
+    assert [f for f in files if f != "index.py"] == package, "the package ships whole, and only its modules"
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or ".egg-info/" in f]
+
+
+def test_excludes_drop_only_build_debris(tmp_path: Path) -> None:
+    """The upload's exclusions, applied to a src/ holding what Python and pip leave behind."""
+    _, exclude = function_src(function_doc())
+    for rel in (
+        "index.py",
+        "cos_autotag/__init__.py",
+        "cos_autotag/__pycache__/handler.cpython-310.pyc",
+        "__pycache__/index.cpython-310.pyc",
+        "cos_autotag.egg-info/PKG-INFO",
+    ):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("", encoding="utf-8")
+    assert deploy_files(tmp_path, exclude) == ["cos_autotag/__init__.py", "index.py"]
+
+
+def test_settings_set_from_deploy_variables_match_serverless_yml() -> None:
+    """.env.example leaves out the settings serverless.yml fills from another variable."""
+    variables = load_yaml(FUNCTION_YML)["inputs"]["environment"]["variables"]
+    for setting, deploy_var in settings_doc.SET_FROM_DEPLOY_VARS.items():
+        assert variables[setting] == "${env:" + deploy_var + "}"
+    for name, value in variables.items():
+        if name not in settings_doc.SET_FROM_DEPLOY_VARS:
+            assert value == "${env:" + name + "}", f"{name} is filled from another name: add it to SET_FROM_DEPLOY_VARS"
 
 
 def test_upload_holds_every_module_the_handler_can_import() -> None:
     """Excluding too much breaks the function in the cloud only; catch it here."""
-    from tests.unit.test_cam_policy import reachable_modules
-
     src, exclude = function_src(function_doc())
     files = set(deploy_files(src, exclude))
     needed = {
@@ -1006,3 +546,94 @@ def test_built_layer_fits_scf_limits_with_packages_at_the_root(built_layer: dict
     assert built_layer["zipped_bytes"] < cos_facts.SCF_ZIP_UPLOAD_MAX_BYTES
     assert built_layer["unzipped_bytes"] < cos_facts.SCF_CODE_UNZIPPED_MAX_BYTES
     assert built_layer["unzipped_bytes"] < built_layer["pip_installed_bytes"], "stripping removed nothing"
+    build = load_build_module()
+    locked = [f"{pin.name}=={pin.version}" for pin in build.read_lock(build.LOCK)]
+    assert built_layer.get("locked") == locked, "the layer was not built from the current lock: run `make layer`"
+
+
+# --- the pinned layer: layers/requirements.lock -------------------------------------------------
+
+
+def _target_closure(requirements: list[str]) -> set[str]:
+    """Distribution names the requirements pull in on SCF's Python, read from the installed
+    packages' metadata with SCF's environment markers (not this interpreter's)."""
+    from packaging.requirements import Requirement
+
+    build = load_build_module()
+    names: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        requirement = todo.pop()
+        name = build._canonical(requirement.name)
+        if name in names:
+            continue
+        names.add(name)
+        for spec in importlib.metadata.requires(name) or []:
+            sub = Requirement(spec)
+            if sub.marker is None or sub.marker.evaluate(build.TARGET_MARKER_ENV):
+                todo.append(sub)
+    return names
+
+
+def test_lock_pins_every_package_of_the_layer_with_a_hash() -> None:
+    build = load_build_module()
+    pins = build.read_lock(build.LOCK)
+    deps = build.runtime_dependencies(PYPROJECT)
+    assert build.lock_problems(pins, deps) == []
+    for pin in pins:
+        assert pin.hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in pin.hashes), pin
+        assert re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", pin.version), pin
+    locked = {pin.name for pin in pins}
+    needed = _target_closure(deps)
+    assert {"typing-extensions", "crcmod", "pycryptodome"} <= needed, "SCF's markers are not applied"
+    assert locked == needed, f"not pinned: {sorted(needed - locked)}; pinned but unused: {sorted(locked - needed)}"
+
+
+def test_model_wheel_is_pinned_by_hash_at_the_version_pyproject_names() -> None:
+    build = load_build_module()
+    (pin,) = build.read_lock(build.MODEL_LOCK)
+    assert pin.name == build.MODEL_PACKAGE and re.fullmatch(r"[0-9a-f]{64}", pin.hashes[0])
+    assert f'"{build.MODEL_PACKAGE}=={pin.version}"' in PYPROJECT.read_text(encoding="utf-8")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "--require-hashes --no-deps -r tools/requirements-model.lock" in makefile
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("requests>=2.31 --hash=sha256:" + "a" * 64 + "\n", "expected NAME==VERSION"),
+        ("requests==2.31.0\n", "expected NAME==VERSION"),
+        ("requests==2.31.0 --hash=md5:abc\n", "expected NAME==VERSION"),
+        ("a==1 --hash=sha256:" + "a" * 64 + "\nA==1 --hash=sha256:" + "b" * 64 + "\n", "twice"),
+    ],
+)
+def test_lock_reader_refuses_unpinned_or_unhashed_lines(tmp_path: Path, text: str, expected: str) -> None:
+    build = load_build_module()
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(text, encoding="utf-8")
+    with pytest.raises(build.BuildFailed, match=expected):
+        build.read_lock(lock)
+
+
+def test_lock_that_no_longer_covers_pyproject_is_refused() -> None:
+    build = load_build_module()
+    pins = [build.Pin("requests", "2.30.0", ["a" * 64])]
+    problems = build.lock_problems(pins, ["requests>=2.31", "structlog>=24.1"])
+    assert problems == ["requests==2.30.0 does not satisfy requests>=2.31", "structlog is not pinned"]
+
+
+def test_layer_installs_from_the_lock_with_hash_checking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pip invocation the build makes (recorded, not run): hash-checked, nothing resolved."""
+    build = load_build_module()
+    calls: list[list[str]] = []
+    monkeypatch.setattr(build, "_pip", lambda args, env=None: calls.append(list(args)))
+    pins = [build.Pin("requests", "2.32.0", ["a" * 64]), build.Pin("idna", "3.7", ["b" * 64, "c" * 64])]
+    build.install_from_lock(pins, tmp_path / "layer", tmp_path / "work")
+    (install,) = calls
+    assert install[0] == "install" and "--require-hashes" in install and "--no-deps" in install
+    assert install[install.index("--python-version") + 1] == build.PYTHON_VERSION
+    requirements = Path(install[install.index("-r") + 1]).read_text(encoding="utf-8").splitlines()
+    assert requirements == [
+        "requests==2.32.0 --hash=sha256:" + "a" * 64,
+        "idna==3.7 --hash=sha256:" + "b" * 64 + " --hash=sha256:" + "c" * 64,
+    ]

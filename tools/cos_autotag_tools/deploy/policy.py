@@ -1,0 +1,68 @@
+"""`cos-autotag policy`: the least-privilege CAM policy for one deployment, as JSON on stdout.
+
+    cos-autotag policy --mode tags --bucket examplebucket-1250000000 --region ap-guangzhou \
+        --appid 1250000000 [--prefix uploads/] [--redis] > policy.json
+    cos-autotag policy --trust > trust.json     # the role's trust relationship with SCF
+
+stdout carries only the JSON, so it can be redirected into a file or `tccli`; what each
+action is for goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import cam
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cos-autotag policy",
+        description="Print the execution role's least-privilege CAM policy (or its trust policy) as JSON.",
+    )
+    parser.add_argument("--mode", choices=cam.MODES, help="the function's AUTOTAG_MODE")
+    parser.add_argument("--bucket", help="the trigger's bucket, <name>-<appid>")
+    parser.add_argument("--region", help="the bucket's region, e.g. ap-guangzhou")
+    parser.add_argument("--appid", help="your APPID (the number the bucket name ends with)")
+    parser.add_argument("--prefix", default="", help="the trigger's key prefix: scope the grants to it")
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="the function uses AUTOTAG_IDEMPOTENCY_REDIS_URL (Redis is reached over the VPC: no CAM action)",
+    )
+    parser.add_argument(
+        "--trust", action="store_true", help="print the trust policy (principal scf.qcloud.com) instead"
+    )
+    return parser
+
+
+def run_policy(argv: list[str]) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.trust:
+        print(json.dumps(cam.trust_policy(), indent=2))
+        return 0
+    missing = [f"--{name}" for name in ("mode", "bucket", "region", "appid") if not getattr(args, name)]
+    if missing:
+        parser.error(f"missing {', '.join(missing)} (or pass --trust for the trust policy)")
+    problems = cam.deployment_problems(args.bucket, args.region, args.appid, args.prefix)
+    if problems:
+        for problem in problems:
+            print(f"cos-autotag policy: {problem}", file=sys.stderr)
+        return 2
+    actions = cam.MODE_ACTIONS[args.mode]
+    policy = cam.role_policy(actions, args.bucket, args.region, args.appid, args.prefix)
+    print(json.dumps(policy, indent=2))
+    print(f"# {args.mode} mode needs:", file=sys.stderr)
+    for action in sorted(actions):
+        print(f"#   {action}: {cam.ACTION_PURPOSE[action]}", file=sys.stderr)
+    if args.redis:
+        print(
+            "# --redis: Redis is reached over the network, not through CAM: put the function in the "
+            "Redis instance's VPC (SCF console: Function configuration > Network); the role needs nothing more.",
+            file=sys.stderr,
+        )
+    print("# Trust policy of the role: cos-autotag policy --trust", file=sys.stderr)
+    return 0
