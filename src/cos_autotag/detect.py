@@ -8,11 +8,11 @@ as a list, an empty element as None, and every value as a string.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from . import cos_facts
 from .eligibility import Verdict
+from .label import Label
 from .outcome import Outcome, Reason
 from .ports import LabelDetector, ObjectStore
 from .run import RecordRun
@@ -21,13 +21,6 @@ from .run import RecordRun
 THUMBNAIL_RULE = "imageMogr2/thumbnail/1280x1280/format/jpg"
 
 
-@dataclass(frozen=True)
-class Label:
-    name: str
-    confidence: int  # 0-100
-    first_category: str = ""
-    second_category: str = ""
-    scene: str = ""
 
 
 def detect(

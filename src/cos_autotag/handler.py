@@ -21,7 +21,7 @@ from .guard import StrictStore
 from .outcome import Outcome, RecordResult
 from .pipeline import Pipeline
 from .retry import Deadline
-from .settings import Settings
+from .settings import Settings, unknown_variables
 
 DEFAULT_TIME_LIMIT_MS = 3000  # SCF's default timeout, if the context does not say
 # Stop retrying early enough to log the summary and return before SCF's timeout.
@@ -48,6 +48,10 @@ class App:
 
             strict_store = RedisStore.from_url(settings.redis_url, ttl_s=settings.idempotency_ttl_s)
         self.log = observability.get_logger()
+        # A misspelt setting would otherwise be silently ignored: name it, with the closest known one.
+        # AUTOTAG_SCF_ENDPOINT is the local tooling's own (the backfill's SCF stand-in).
+        for name, closest in unknown_variables(env, also_known=("AUTOTAG_SCF_ENDPOINT",)):
+            self.log.warning("unknown setting ignored", variable=name, did_you_mean=closest)
         # The adapter is both ports: object storage and label detection.
         self.pipeline = Pipeline(settings, self.gateway, self.gateway, strict_store, self.log)
         self._cold = True

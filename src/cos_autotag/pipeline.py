@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from . import cos_facts
-from .detect import Label, detect
+from .detect import detect
 from .eligibility import Verdict, check_record, confirm_by_bytes
 from .errors import AlreadyInProgress, CosCallError, ObjectKeptChanging, StoreUnavailable
 from .events import CosRecord
 from .guard import Claim, StrictStore, marker_says_done
+from .label import Label
 from .modes import WriteBackMode, mode_for
 from .outcome import Finished, Outcome, Reason, RecordResult
 from .ports import LabelDetector, ObjectStore

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .detect import Label
+from .label import Label
 
 
 def select_labels(labels: Iterable[Label], min_confidence: int, max_labels: int) -> list[Label]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import quote, unquote
 
 from . import cos_facts
-from .detect import Label
+from .label import Label
 
 MARKER_TAG = "autotag"
 LABEL_TAG_PREFIX = "autotag:"

@@ -35,6 +35,7 @@ def test_demo_labels_every_photo_once_and_redeliveries_cost_one_read(mode, capsy
     else:
         assert "album=summer" in rows["photos/chelsea.png"]
     assert "Try it yourself: `.venv/bin/cos-autotag local`" in out
+    assert "`.venv/bin/cos-autotag gallery --demo`" in out
 
 
 def test_demo_in_english_on_request(capsys, monkeypatch):

@@ -80,3 +80,12 @@ def test_an_undeclared_image_under_50_pixels_costs_no_detect_label(stack):
     summary = stack.app().handle(stack.event("icons/tiny", rid, content_type=""), context())
     assert summary["skipped"] == {"too small": 1}
     assert stack.emulator.count("DetectLabel") == 0
+
+
+def test_a_misspelt_setting_is_named_at_cold_start_with_the_closest_known_one(stack):
+    from cos_autotag.handler import App
+
+    with captured_logs() as logs:
+        App(stack.settings(), env={"AUTOTAG_MIN_CONFIDANCE": "30", "AUTOTAG_MODE": "tags"})
+    (line,) = [line for line in logs if line["message"] == "unknown setting ignored"]
+    assert line["variable"] == "AUTOTAG_MIN_CONFIDANCE" and line["did_you_mean"] == "AUTOTAG_MIN_CONFIDENCE"

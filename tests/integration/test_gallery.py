@@ -27,7 +27,7 @@ import requests
 from qcloud_cos import CosS3Client
 
 from cos_autotag import cos_facts
-from cos_autotag.detect import Label
+from cos_autotag.label import Label
 from cos_autotag.settings import Settings
 from cos_autotag.writeback import LABELS_META, MARKER_META, encode_labels_meta
 from cos_autotag_tools.emulator import Emulator

@@ -19,12 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import headless_chromium
 from tests.conftest import free_port
+from tests.integration.test_gallery import wait_for
 from tests.integration.test_local_command import LocalProcess, clean_env
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 README_PORT = "9100"
+README_GALLERY_PORT = "9200"
 
 
 def try_it_commands() -> list[str]:
@@ -47,13 +50,14 @@ def test_the_try_it_section_runs_as_written(tmp_path: Path) -> None:
     venv = Path(sys.executable).parent.parent
     (tmp_path / "tools").symlink_to(ROOT / "tools")
     (tmp_path / ".venv").symlink_to(venv)
-    port = str(free_port())
+    port, gallery_port = str(free_port()), str(free_port())
+    gallery: subprocess.Popen[str] | None = None
     env = {**clean_env(), "HOME": str(tmp_path)}
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     local: LocalProcess | None = None
     try:
         for command in try_it_commands():
-            command = command.replace(README_PORT, port)
+            command = command.replace(README_PORT, port).replace(README_GALLERY_PORT, gallery_port)
             if command == "make demo":
                 recipe = re.search(r"^demo:.*\n\t(.+)$", makefile, re.M)
                 assert recipe and recipe.group(1) == "$(BIN)/cos-autotag demo", "update this test with the Makefile"
@@ -64,6 +68,15 @@ def test_the_try_it_section_runs_as_written(tmp_path: Path) -> None:
                 local = LocalProcess(args, env=env, cwd=tmp_path, program=[str(tmp_path / ".venv/bin/cos-autotag")])
                 local.wait_for("Press Ctrl-C to stop.")
                 continue
+            if command.startswith((".venv/bin/cos-autotag show ", ".venv/bin/cos-autotag find ")):
+                assert local is not None
+                local.wait_for("  photos/coffee.png  labeled")  # the trigger labels in the background
+            if command.startswith(".venv/bin/cos-autotag gallery "):
+                gallery = subprocess.Popen(
+                    ["bash", "-c", command], env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True
+                )
+                _check_gallery_in_a_browser(gallery, gallery_port)
+                continue
             if command.startswith("export "):
                 env.update(dict(item.split("=", 1) for item in shlex.split(command)[1:]))
                 continue
@@ -71,6 +84,10 @@ def test_the_try_it_section_runs_as_written(tmp_path: Path) -> None:
                 ["bash", "-c", command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
             )
             assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+            if command.startswith(".venv/bin/cos-autotag show "):
+                assert "意式浓缩咖啡" in done.stdout and "marker: v1:" in done.stdout, done.stdout
+            if command.startswith(".venv/bin/cos-autotag find "):
+                assert "photos/coffee.png" in done.stdout, done.stdout
             if command.startswith(".venv/bin/cos-autotag invoke"):
                 assert re.search(r'"(labeled|duplicates)": 1', done.stdout), done.stdout
         assert local is not None, "the section never starts `cos-autotag local`"
@@ -79,7 +96,27 @@ def test_the_try_it_section_runs_as_written(tmp_path: Path) -> None:
         assert "宫殿" in local.wait_for("  photos/china.jpg  labeled")
         local.wait_for("  photos/flower.jpg  ")
     finally:
+        if gallery is not None:
+            gallery.send_signal(signal.SIGINT)
+            gallery.wait(timeout=30)
         if local is not None:
             local.proc.send_signal(signal.SIGINT)
             assert local.stop() == 0
     assert os.path.exists(tmp_path / "put.json")
+
+
+def _check_gallery_in_a_browser(gallery: subprocess.Popen[str], port: str) -> None:
+    """The page the README's gallery command serves, loaded in headless Chromium: photo and labels."""
+    assert gallery.stdout is not None
+    for line in gallery.stdout:
+        if line.startswith("Gallery: "):
+            url = line.split()[1]
+            break
+    else:
+        raise AssertionError(f"the gallery stopped before serving (exit {gallery.wait()})")
+    assert url.rstrip("/").endswith(f":{port}"), url
+    with headless_chromium() as driver:
+        driver.get(url)
+        wait_for(driver, "return document.body.dataset.ready === 'true'")
+        grid = driver.find_element("id", "grid").text
+    assert "coffee.png" in grid and "意式浓缩咖啡" in grid, grid

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from qcloud_cos import CosS3Client
 
-from cos_autotag.detect import Label
+from cos_autotag.label import Label
 from cos_autotag.writeback import LABELS_META, MARKER_META, encode_labels_meta
 from cos_autotag_tools.cli import main
 from cos_autotag_tools.emulator import Emulator

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cos_autotag import cos_facts
-from cos_autotag.detect import THUMBNAIL_RULE, Label
+from cos_autotag.detect import THUMBNAIL_RULE
+from cos_autotag.label import Label
 from cos_autotag.selection import select_labels
 from cos_autotag.settings import Settings
 from cos_autotag.writeback import (

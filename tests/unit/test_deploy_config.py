@@ -166,7 +166,7 @@ def test_upload_is_exactly_the_handler_module_and_the_function_package() -> None
     assert src == (ROOT / "src").resolve()
     files = deploy_files(src, exclude)
     assert {Path(f).parts[0] for f in files} == {"index.py", "cos_autotag"}
-    package = sorted(p.relative_to(src).as_posix() for p in (src / "cos_autotag").glob("*.py"))
+    package = sorted(p.relative_to(src).as_posix() for p in (src / "cos_autotag").rglob("*.py"))
     assert [f for f in files if f != "index.py"] == package, "the package ships whole, and only its modules"
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or ".egg-info/" in f]
 

@@ -1,4 +1,5 @@
-from cos_autotag.detect import Label, parse_detect_response
+from cos_autotag.detect import parse_detect_response
+from cos_autotag.label import Label
 from cos_autotag.selection import select_labels
 
 

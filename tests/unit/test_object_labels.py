@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from cos_autotag.detect import Label
 from cos_autotag.errors import CosCallError
+from cos_autotag.label import Label
 from cos_autotag.writeback import LABELS_META, MARKER_META, encode_labels_meta
 from cos_autotag_tools.backfill.listing import ListedObject
 from cos_autotag_tools.object_labels import (

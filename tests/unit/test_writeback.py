@@ -1,5 +1,5 @@
 from cos_autotag import cos_facts
-from cos_autotag.detect import Label
+from cos_autotag.label import Label
 from cos_autotag.writeback import (
     LABELS_META,
     MARKER_META,

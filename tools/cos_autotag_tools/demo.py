@@ -187,6 +187,10 @@ def run_demo(argv: list[str] | None = None) -> int:
             "Try it yourself: `.venv/bin/cos-autotag local` serves the emulator until Ctrl-C and labels "
             'what you upload (see the README\'s "Try it yourself").'
         )
+        print(
+            "See these photos and their labels in your browser: `.venv/bin/cos-autotag gallery --demo` "
+            "(then open the address it prints)."
+        )
         return 1 if failed else 0
     finally:
         emu.stop()

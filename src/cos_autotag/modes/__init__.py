@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeVar
 
-from ..detect import Label
 from ..eligibility import Verdict
 from ..events import CosRecord
+from ..label import Label
 from ..ports import ObjectStore
 from ..run import RecordRun
 from ..settings import Settings

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..detect import Label
 from ..eligibility import Verdict, check_record
 from ..errors import CosCallError
 from ..events import CosRecord
+from ..label import Label
 from ..outcome import Outcome, Reason
 from ..ports import ObjectStore
 from ..run import RecordRun

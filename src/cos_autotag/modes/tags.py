@@ -7,10 +7,10 @@ tags set meanwhile, by the user or a new upload, are merged into, never overwrit
 
 from __future__ import annotations
 
-from ..detect import Label
 from ..eligibility import Verdict
 from ..errors import CosCallError
 from ..events import CosRecord
+from ..label import Label
 from ..outcome import Reason
 from ..ports import ObjectStore
 from ..run import RecordRun

@@ -79,7 +79,7 @@ class CountingGateway:
         self, bucket: str, region: str, key: str, scenes: Sequence[str], detect_url: str | None = None
     ) -> Any:
         return self._count(
-            "detect_labels", self.inner.detect_labels, bucket, region, key, scenes, detect_url=detect_url
+            OPERATIONS["detect_labels"], self.inner.detect_labels, bucket, region, key, scenes, detect_url=detect_url
         )
 
     def list_objects(
