@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.function_stack import captured_logs, context, jpeg, running_stack
+from tests.function_stack import BUCKET, captured_logs, context, jpeg, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +89,27 @@ def test_a_misspelt_setting_is_named_at_cold_start_with_the_closest_known_one(st
         App(stack.settings(), env={"AUTOTAG_MIN_CONFIDANCE": "30", "AUTOTAG_MODE": "tags"})
     (line,) = [line for line in logs if line["message"] == "unknown setting ignored"]
     assert line["variable"] == "AUTOTAG_MIN_CONFIDANCE" and line["did_you_mean"] == "AUTOTAG_MIN_CONFIDENCE"
+
+
+def test_a_bucket_not_bound_to_cloud_infinite_says_so_once_and_is_not_a_rejected_image(stack):
+    stack.emulator.set_ci_bound(BUCKET, False)
+    keys = ["a.jpg", "b.jpg"]
+    event = merged(*(stack.event(key, stack.put(key, jpeg(i))) for i, key in enumerate(keys)))
+    with captured_logs() as logs:
+        summary = stack.app().handle(event, context())
+    assert summary["skipped"] == {} and [f["key"] for f in summary["failed"]] == keys
+    (line,) = errors_about_the_deployment(logs)
+    assert "bind the bucket to Cloud Infinite" in line["message"] and line["records"] == 2
+    assert not any("rejected by detect-label" in str(line.get("reason", "")) for line in logs)
+
+
+@pytest.mark.parametrize("mode, denied", [("tags", "PutObjectTagging"), ("metadata", "CopyObject")])
+def test_a_role_missing_a_permission_names_the_call_and_the_policy_command(stack, mode, denied):
+    stack.emulator.set_faults(denied_ops=frozenset({denied}))
+    rid = stack.put("a.jpg", jpeg(3))
+    with captured_logs() as logs:
+        summary = stack.app(mode=mode).handle(stack.event("a.jpg", rid), context())
+    (failed,) = summary["failed"]
+    assert failed["retryable"] is False and f"AccessDenied on {denied}" in failed["reason"]
+    (line,) = errors_about_the_deployment(logs)
+    assert denied in line["message"] and "cos-autotag policy" in line["message"]
