@@ -28,7 +28,10 @@ def _calls(stack: Any, key: str, since: float, until: float = float("inf")) -> d
 
 
 def _mode(mode: str) -> dict[str, Any]:
-    from tests.function_stack import BUCKET, context, jpeg, running_stack
+    from tests.support.constants import BUCKET
+    from tests.support.function_stack import running_stack
+    from tests.support.images import jpeg
+    from tests.support.scf import context
 
     # The function's JSON logs go to stdout, from the trigger's threads too: keep the report readable.
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), running_stack() as stack:

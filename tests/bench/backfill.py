@@ -23,7 +23,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .common import BUCKET, REGION, ROOT, SRC, WORK, Figure, child_env, ratio_text
+from tests.support.constants import BUCKET, REGION
+
+from .common import ROOT, TOOLING_PYTHONPATH, WORK, Figure, child_env, ratio_text
 from .emulator_proc import EmulatorProcess
 from .throughput import _raw_loop
 
@@ -57,7 +59,7 @@ def _command(emu: EmulatorProcess, prefix: str, *extra: str) -> tuple[list[str],
         "--quiet",
         *extra,
     ]
-    env = child_env({**emu.function_env(AUTOTAG_MIN_CONFIDENCE="10"), "PYTHONPATH": str(SRC)})
+    env = child_env({**emu.function_env(AUTOTAG_MIN_CONFIDENCE="10"), "PYTHONPATH": TOOLING_PYTHONPATH})
     return argv, env
 
 
@@ -72,7 +74,7 @@ def _run(emu: EmulatorProcess, prefix: str, report: Path, *extra: str) -> tuple[
 
 
 def _objects(prefix: str, count: int) -> dict[str, bytes]:
-    from tests.function_stack import jpeg
+    from tests.support.images import jpeg
 
     return {f"{prefix}{i:04d}.jpg": jpeg(i) for i in range(count)}
 

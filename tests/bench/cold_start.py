@@ -13,7 +13,9 @@ import re
 import subprocess
 import sys
 
-from .common import CREDENTIAL_ENV, REGION, RESULT_PREFIX, ROOT, SRC, Figure, child_env, median, ratio_text, run_python
+from tests.support.constants import CREDENTIAL_ENV, REGION
+
+from .common import RESULT_PREFIX, ROOT, SRC, Figure, child_env, median, ratio_text, run_python
 
 GOAL_RATIO = 1.15
 PRELUDE = f"import sys, time, json\nsys.path.insert(0, {str(SRC)!r})\nstarted = time.perf_counter()\n"

@@ -1,4 +1,6 @@
-"""What every benchmark shares: the figure record, paths, medians, events and subprocess helpers.
+"""What every benchmark shares: the figure record, paths, medians and subprocess helpers.
+
+The bucket, credentials, events, context and images are the tests' own, from tests/support.
 
 A benchmark is not a test: it asserts nothing about time. It measures a figure and a baseline
 in the same run, and the report says whether the goal was met and by how much.
@@ -15,18 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
+TOOLS = ROOT / "tools"
+# A child running the tooling imports this checkout's function and tooling, not an installed copy.
+TOOLING_PYTHONPATH = os.pathsep.join((str(SRC), str(TOOLS)))
 WORK = ROOT / ".bench"  # scratch space for one run (git-ignored)
 
-BUCKET = "photos-1250000000"
-APPID = "1250000000"
-REGION = "ap-guangzhou"
-SECRET_ID = "AKIDbenchmark00001"
-SECRET_KEY = "bench-secret-key-0123456789abcdef"
-CREDENTIAL_ENV = {"TENCENTCLOUD_SECRETID": SECRET_ID, "TENCENTCLOUD_SECRETKEY": SECRET_KEY}
 RESULT_PREFIX = "BENCH-RESULT "  # a child process's one line of results among its JSON logs
 
 
@@ -92,48 +90,6 @@ def parse_result(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
             return result
     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
     raise RuntimeError(f"the child process (exit {proc.returncode}) printed no result:\n{tail}")
-
-
-def cos_event(key: str, request_id: str, size: int, event_name: str = "cos:ObjectCreated:Put") -> dict[str, Any]:
-    """One record in the SCF COS trigger shape (tests/fixtures/events/put.json), for BUCKET."""
-    name = BUCKET.rsplit("-", 1)[0]
-    return {
-        "Records": [
-            {
-                "cos": {
-                    "cosSchemaVersion": "1.0",
-                    "cosObject": {
-                        "url": f"http://{BUCKET}.cos.{REGION}.myqcloud.com/{quote(key)}",
-                        "meta": {"x-cos-request-id": request_id, "Content-Type": "image/jpeg"},
-                        "vid": "",
-                        "key": f"/{APPID}/{name}/{key}",
-                        "size": size,
-                    },
-                    "cosBucket": {"region": "gz", "name": name, "appid": APPID},
-                    "cosNotificationId": "unkown",
-                },
-                "event": {
-                    "eventName": event_name,
-                    "eventVersion": "1.0",
-                    "eventTime": 1732420000,
-                    "eventSource": "qcs::cos",
-                    "requestParameters": {"requestSourceIP": "127.0.0.1", "requestHeaders": {}},
-                    "eventQueue": f"qcs:0:scf:gz:appid/{APPID}:default.cos-autotag.$LATEST",
-                    "reservedInfo": "",
-                    "reqid": 1,
-                },
-            }
-        ]
-    }
-
-
-def scf_context(request_id: str = "bench-0") -> dict[str, Any]:
-    return {
-        "request_id": request_id,
-        "function_name": "cos-autotag",
-        "memory_limit_in_mb": 64,
-        "time_limit_in_ms": 30000,
-    }
 
 
 def mib(kib: float) -> float:

@@ -22,7 +22,10 @@ from typing import IO, Any
 
 from qcloud_cos import CosConfig, CosS3Client
 
-from .common import BUCKET, CREDENTIAL_ENV, REGION, ROOT, SECRET_ID, SECRET_KEY, SRC, child_env, cos_event
+from tests.support.constants import BUCKET, CREDENTIAL_ENV, REGION, SECRET_ID, SECRET_KEY
+from tests.support.scf import cos_event
+
+from .common import ROOT, TOOLING_PYTHONPATH, child_env
 
 
 class EmulatorProcess:
@@ -40,7 +43,7 @@ class EmulatorProcess:
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
-            env=child_env({"PYTHONPATH": str(SRC)}),
+            env=child_env({"PYTHONPATH": TOOLING_PYTHONPATH}),
         )
         hello = self._read()
         self.port = int(hello["port"])

@@ -20,7 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import BUCKET, REGION, ROOT, SECRET_ID, SECRET_KEY, SRC, WORK, Figure, child_env, parse_result
+from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY
+
+from .common import ROOT, SRC, WORK, Figure, child_env, parse_result
 from .emulator_proc import EmulatorProcess
 
 SCF_PYTHON = "3.10"
@@ -70,7 +72,7 @@ def build_layer(out: Path) -> tuple[int, dict[str, Any], str]:
 
 def drive(emu: EmulatorProcess, layer: Path, mode: str, objects: int, python: tuple[str, dict[str, str]]) -> Any:
     """Run the function from src/ + `layer` only; answer the driver's result."""
-    from tests.function_stack import jpeg
+    from tests.support.images import jpeg
 
     tag = f"{mode}-{layer.name}-{os.urandom(3).hex()}"
     events = emu.put_many({f"layer/{tag}/{i}.jpg": jpeg(200 + i) for i in range(objects)})

@@ -33,7 +33,7 @@ INVOCATION = (
 
 
 def measure(repeats: int = 3) -> Figure:
-    from tests.function_stack import jpeg
+    from tests.support.images import jpeg
 
     WORK.mkdir(exist_ok=True)
     handler_kib: list[int] = []

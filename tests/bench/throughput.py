@@ -25,8 +25,10 @@ from functools import partial
 from typing import Any
 
 from cos_autotag.cos_adapter import CosGateway
+from tests.support.constants import BUCKET, CREDENTIAL_ENV
+from tests.support.scf import context
 
-from .common import BUCKET, CREDENTIAL_ENV, Figure, median, ratio_text, scf_context
+from .common import Figure, median, ratio_text
 from .emulator_proc import EmulatorProcess
 
 GOAL_RATIO = 0.9
@@ -84,7 +86,7 @@ class Side:
 def measure(records: int = 120, rounds: int = 5) -> Figure:
     from cos_autotag.handler import App
     from cos_autotag.settings import Settings
-    from tests.function_stack import jpeg
+    from tests.support.images import jpeg
 
     bodies = [jpeg(i) for i in range(records)]
     sides = {"fn": Side(), "raw": Side(), "raw3": Side(), "timed": Side(), "quiet": Side()}
@@ -102,8 +104,8 @@ def measure(records: int = 120, rounds: int = 5) -> Figure:
         # One untimed record per client: its first request opens the connection.
         warm = emu.put_many({f"warm/{n}.jpg": bodies[0] for n in range(3)})
         with contextlib.redirect_stdout(devnull):
-            App(settings, gateway=gateway, env=CREDENTIAL_ENV).handle(warm["warm/0.jpg"], scf_context())
-            App(settings, gateway=timed, env=CREDENTIAL_ENV).handle(warm["warm/1.jpg"], scf_context())
+            App(settings, gateway=gateway, env=CREDENTIAL_ENV).handle(warm["warm/0.jpg"], context())
+            App(settings, gateway=timed, env=CREDENTIAL_ENV).handle(warm["warm/1.jpg"], context())
         _raw_loop(client, ["warm/2.jpg"], scenes, settings.max_labels)
 
         def function_round(side: str, app: App, r: int) -> None:
@@ -111,7 +113,7 @@ def measure(records: int = 120, rounds: int = 5) -> Figure:
             with contextlib.redirect_stdout(devnull):
                 for i in range(records):
                     key = f"{side}/{r}/{i:04d}.jpg"
-                    app.handle(events[key], scf_context(key))
+                    app.handle(events[key], context(request_id=key))
 
         for r in range(rounds):
             # App configures structlog's level process-wide: each App is built right before its round.

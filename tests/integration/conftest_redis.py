@@ -1,4 +1,4 @@
-"""Pytest fixtures for a real redis-server (see tests/redis_server.py).
+"""Pytest fixtures for a real redis-server (see tests/support/redis_server.py).
 
 Use them from any test module with
     pytest_plugins = ("tests.integration.conftest_redis",)
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis_server import RedisServer, RedisServerFactory, RedisServerMissing
+from tests.support.redis_server import RedisServer, RedisServerFactory, RedisServerMissing
 
 
 @pytest.fixture

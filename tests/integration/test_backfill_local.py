@@ -25,7 +25,8 @@ from cos_autotag_tools.backfill.progress import Progress
 from cos_autotag_tools.backfill.report import Report
 from cos_autotag_tools.backfill.runner import Backfill, CountingGateway, run_local
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator, Faults
-from tests.conftest import APPID, REGION, SECRET_ID, SECRET_KEY, image_bytes
+from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
 

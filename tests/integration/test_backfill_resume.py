@@ -36,7 +36,8 @@ from cos_autotag_tools.backfill.checkpoint import load
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator
 from cos_autotag_tools.emulator.engine import Label
 from cos_autotag_tools.emulator.requestlog import RequestRecord
-from tests.conftest import APPID, REGION, SECRET_ID, SECRET_KEY, image_bytes
+from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
 

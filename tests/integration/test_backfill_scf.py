@@ -28,7 +28,8 @@ from cos_autotag.settings import Settings
 from cos_autotag_tools.backfill import run_backfill
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator
 from cos_autotag_tools.scf_api import ScfApi
-from tests.conftest import APPID, REGION, SECRET_ID, SECRET_KEY, image_bytes
+from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
 

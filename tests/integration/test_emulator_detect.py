@@ -15,7 +15,9 @@ from qcloud_cos.cos_exception import CosServiceError
 
 from cos_autotag import cos_facts
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator, auth
-from tests.conftest import BUCKET, REGION, SECRET_ID, SECRET_KEY, image_bytes, make_client
+from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY
+from tests.support.images import image_bytes
+from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,9 @@ from qcloud_cos import CosS3Client
 from qcloud_cos.cos_exception import CosServiceError
 
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator, Faults
-from tests.conftest import APPID, BUCKET, REGION, SECRET_ID, SECRET_KEY, image_bytes, make_client
+from tests.support.constants import APPID, BUCKET, REGION, SECRET_ID, SECRET_KEY
+from tests.support.images import image_bytes
+from tests.support.sdk import make_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

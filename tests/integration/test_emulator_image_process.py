@@ -16,7 +16,8 @@ from cos_autotag import cos_facts
 from cos_autotag.cos_adapter import CosGateway
 from cos_autotag.settings import Settings
 from cos_autotag_tools.emulator import Emulator
-from tests.conftest import BUCKET, REGION, SECRET_ID, SECRET_KEY, image_bytes
+from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
 

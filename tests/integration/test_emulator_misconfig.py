@@ -9,7 +9,9 @@ from qcloud_cos.cos_exception import CosServiceError
 
 from cos_autotag import cos_facts
 from cos_autotag_tools.emulator import Emulator, Faults
-from tests.conftest import APPID, BUCKET, REGION, image_bytes, make_client
+from tests.support.constants import APPID, BUCKET, REGION
+from tests.support.images import image_bytes
+from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,8 @@ from qcloud_cos.cos_exception import CosServiceError
 
 from cos_autotag import cos_facts
 from cos_autotag_tools.emulator import Emulator
-from tests.conftest import BUCKET, REGION, make_client
+from tests.support.constants import BUCKET, REGION
+from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
 

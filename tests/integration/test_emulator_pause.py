@@ -12,7 +12,8 @@ import pytest
 from qcloud_cos import CosS3Client
 
 from cos_autotag_tools.emulator import Emulator, GateTimeout
-from tests.conftest import BUCKET, make_client
+from tests.support.constants import BUCKET
+from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,8 @@ from qcloud_cos.cos_exception import CosClientError, CosServiceError
 from cos_autotag_tools.emulator import Emulator
 from cos_autotag_tools.emulator.cli import run_local
 from cos_autotag_tools.emulator.store import Store
-from tests.conftest import APPID, BUCKET, REGION, SECRET_ID, SECRET_KEY, free_port, make_client
+from tests.support.constants import APPID, BUCKET, REGION, SECRET_ID, SECRET_KEY, free_port
+from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
 SRC = str(Path(__file__).resolve().parents[2] / "src")

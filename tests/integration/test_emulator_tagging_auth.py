@@ -16,7 +16,8 @@ from qcloud_cos.cos_exception import CosServiceError
 
 from cos_autotag import cos_facts
 from cos_autotag_tools.emulator import Emulator, auth
-from tests.conftest import BUCKET, REGION, SECRET_ID, SECRET_KEY, make_client
+from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY
+from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
 HOST = cos_facts.cos_host(BUCKET, REGION)

@@ -14,7 +14,7 @@ from qcloud_cos import CosS3Client
 
 from cos_autotag import cos_facts
 from cos_autotag_tools.emulator import Emulator, auth
-from tests.conftest import APPID, BUCKET, REGION, SECRET_ID, SECRET_KEY
+from tests.support.constants import APPID, BUCKET, REGION, SECRET_ID, SECRET_KEY
 
 pytestmark = pytest.mark.integration
 

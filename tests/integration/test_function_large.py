@@ -9,7 +9,9 @@ from urllib.parse import unquote
 import pytest
 
 from cos_autotag import cos_facts
-from tests.function_stack import TOKEN, context, running_stack
+from tests.support.constants import TOKEN
+from tests.support.function_stack import running_stack
+from tests.support.scf import context
 
 pytestmark = pytest.mark.integration
 

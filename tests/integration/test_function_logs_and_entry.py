@@ -12,7 +12,10 @@ import pytest
 import index
 from cos_autotag import handler as handler_module
 from cos_autotag.errors import SettingsError
-from tests.function_stack import SECRET_KEY, TOKEN, captured_logs, context, jpeg, running_stack
+from tests.support.constants import SECRET_KEY, TOKEN
+from tests.support.function_stack import captured_logs, running_stack
+from tests.support.images import jpeg
+from tests.support.scf import context
 
 pytestmark = pytest.mark.integration
 POWERTOOLS_KEYS = {

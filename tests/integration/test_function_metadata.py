@@ -6,7 +6,10 @@ import time
 import pytest
 
 from cos_autotag.writeback import LABELS_META, MARKER_META, decode_labels_meta
-from tests.function_stack import BUCKET, context, jpeg, running_stack
+from tests.support.constants import BUCKET
+from tests.support.function_stack import running_stack
+from tests.support.images import jpeg
+from tests.support.scf import context
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.function_stack import BUCKET, captured_logs, context, jpeg, running_stack
+from tests.support.constants import BUCKET
+from tests.support.function_stack import captured_logs, running_stack
+from tests.support.images import jpeg
+from tests.support.scf import context
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,9 @@ import pytest
 
 from cos_autotag.errors import RetryableFailure
 from cos_autotag_tools.emulator import Faults
-from tests.function_stack import captured_logs, context, jpeg, running_stack
+from tests.support.function_stack import captured_logs, running_stack
+from tests.support.images import jpeg
+from tests.support.scf import context
 
 pytestmark = pytest.mark.integration
 

@@ -35,8 +35,9 @@ from cos_autotag_tools.gallery import GalleryServer, open_gallery
 from cos_autotag_tools.gallery.index import Photo
 from cos_autotag_tools.gallery.server import THUMBNAIL_RULE, Gallery
 from cos_autotag_tools.photos import list_photos
-from tests.browser import headless_chromium
-from tests.conftest import APPID, REGION, SECRET_ID, SECRET_KEY, make_client
+from tests.support.browser import headless_chromium
+from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
+from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
 
@@ -419,7 +420,7 @@ def test_gallery_demo_shows_the_demo_photos_as_the_function_labeled_them(tmp_pat
 def test_an_unreachable_endpoint_is_a_502_that_shows_no_signature_or_token(tmp_path: Path) -> None:
     from cos_autotag.cos_adapter import CosGateway
     from cos_autotag_tools.object_labels import Bucket
-    from tests.conftest import free_port
+    from tests.support.constants import free_port
 
     token = "session-token-that-must-not-show"
     settings = Settings(cos_endpoint=("http", "127.0.0.1", free_port()))

@@ -29,9 +29,11 @@ from cos_autotag.handler import App
 from cos_autotag.settings import Settings
 from cos_autotag.writeback import MARKER_TAG
 from cos_autotag_tools.emulator import Emulator
-from tests.conftest import BUCKET, REGION, SECRET_ID, SECRET_KEY, image_bytes
-from tests.helpers import load_event, scf_context
-from tests.redis_server import RedisServer, RedisServerFactory
+from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY
+from tests.support.images import image_bytes
+from tests.support.redis_server import RedisServer, RedisServerFactory
+from tests.support.scf import context as scf_context
+from tests.support.scf import load_event
 
 pytest_plugins = ("tests.integration.conftest_redis",)
 

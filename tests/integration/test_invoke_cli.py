@@ -13,7 +13,7 @@ from cos_autotag_tools.emulator import Emulator
 from cos_autotag_tools.event import build_event
 from cos_autotag_tools.labels import fallback_name
 from cos_autotag_tools.photos import photo_path
-from tests.conftest import BUCKET, SECRET_ID, SECRET_KEY
+from tests.support.constants import BUCKET, SECRET_ID, SECRET_KEY
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from cos_autotag.errors import ConfigurationError, RetryableFailure
 from cos_autotag_tools.emulator.cli import ConsoleReporter
 from cos_autotag_tools.event import build_event
 from cos_autotag_tools.photos import photo_path
-from tests.conftest import free_port
+from tests.support.constants import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

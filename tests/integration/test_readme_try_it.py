@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import headless_chromium
-from tests.conftest import free_port
 from tests.integration.test_gallery import wait_for
 from tests.integration.test_local_command import LocalProcess, clean_env
+from tests.support.browser import headless_chromium
+from tests.support.constants import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

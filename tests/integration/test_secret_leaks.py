@@ -301,7 +301,7 @@ def redis_url(redis_server_factory) -> str:
 
 @contextmanager
 def function_under_faults(mode: str, redis_url: str, drop_rule: bool = False) -> Iterator[Any]:
-    from tests.function_stack import running_stack
+    from tests.support.function_stack import running_stack
 
     with running_stack(token=TOKEN) as stack:
         proxy = FaultProxy(stack.emulator.port)
@@ -346,7 +346,7 @@ def _fail(stack: Any, proxy: FaultProxy, op: str, failure: str | None) -> None:
 
 
 def _run_every_failure(stack: Any, proxy: FaultProxy, host: HostProcess, flows: list[tuple[str, Any, tuple]]) -> str:
-    from tests.function_stack import context
+    from tests.support.scf import context
 
     for key, event, ops in flows:
         for op in ops:
@@ -377,7 +377,7 @@ def _secrets(stack: Any) -> dict[str, str]:
 
 
 def _tags_flows(stack: Any, photo: bytes) -> list[tuple[str, Any, tuple]]:
-    from tests.function_stack import jpeg
+    from tests.support.images import jpeg
 
     # No extension and a generic type: the function reads the first bytes (GetObject) to decide.
     large = stack.put("leak/large-photo", photo, content_type="application/octet-stream")

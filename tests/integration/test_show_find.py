@@ -19,7 +19,9 @@ from cos_autotag.label import Label
 from cos_autotag.writeback import LABELS_META, MARKER_META, encode_labels_meta
 from cos_autotag_tools.cli import main
 from cos_autotag_tools.emulator import Emulator
-from tests.conftest import APPID, REGION, SECRET_ID, SECRET_KEY, image_bytes, make_client
+from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
+from tests.support.images import image_bytes
+from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
 

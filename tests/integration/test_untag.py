@@ -19,7 +19,10 @@ import pytest
 from cos_autotag.writeback import LABEL_TAG_PREFIX, LABELS_META, MARKER_META, MARKER_TAG
 from cos_autotag_tools import untag
 from cos_autotag_tools.cli import main
-from tests.function_stack import BUCKET, REGION, SECRET_ID, SECRET_KEY, Stack, context, jpeg, running_stack
+from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY
+from tests.support.function_stack import Stack, running_stack
+from tests.support.images import jpeg
+from tests.support.scf import context
 
 pytestmark = pytest.mark.integration
 

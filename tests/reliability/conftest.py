@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis_server import RedisServer, RedisServerMissing
 from tests.reliability import report
 from tests.reliability.runner import REDIS_PASSWORD, ScenarioResult
 from tests.reliability.scenarios import IDS
+from tests.support.redis_server import RedisServer, RedisServerMissing
 
 RESULTS_FILE = Path(__file__).parent / "RESULTS.md"
 _SCOREBOARD = pytest.StashKey[list[ScenarioResult]]()

@@ -28,9 +28,10 @@ from qcloud_cos import CosConfig, CosS3Client
 from cos_autotag import cos_facts
 from cos_autotag.handler import App
 from cos_autotag_tools.emulator import Faults
-from tests.function_stack import BUCKET, REGION, SECRET_ID, SECRET_KEY, TOKEN, Stack, running_stack
 from tests.reliability import invariants
 from tests.reliability.invariants import Expected
+from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY, TOKEN
+from tests.support.function_stack import Stack, running_stack
 
 MODES = ("tags", "metadata")
 STORES = ("marker", "redis")

@@ -16,8 +16,8 @@ from functools import partial
 from cos_autotag import cos_facts
 from cos_autotag_tools.emulator import Faults
 from cos_autotag_tools.emulator.pauses import When
-from tests.function_stack import jpeg
 from tests.reliability.runner import Run, Setup, Upload
+from tests.support.images import jpeg
 
 # A held request that does not arrive (or finish) within this long is a broken scenario.
 PAUSE_TIMEOUT_S = 30.0

@@ -14,10 +14,10 @@ import pytest
 from cos_autotag.settings import Settings
 from cos_autotag.writeback import LABELS_META, MARKER_META
 from cos_autotag_tools.labels import DeterministicEngine
-from tests.function_stack import jpeg
 from tests.reliability import invariants
 from tests.reliability.invariants import Expected, check_object, expected_labels, find_secrets, parse_log_lines
 from tests.reliability.runner import _loops
+from tests.support.images import jpeg
 
 pytestmark = pytest.mark.reliability
 

@@ -10,7 +10,7 @@ from cos_autotag import cos_facts
 from cos_autotag.events import MAX_RECORDS_PER_EVENT, CosRecord, parse_event
 from cos_autotag_tools.backfill.fanout import EventBatcher, synthetic_record
 from cos_autotag_tools.backfill.listing import ListedObject
-from tests.helpers import load_event
+from tests.support.scf import load_event
 
 BUCKET, REGION = "photos-1250000000", "ap-guangzhou"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests import browser
+from tests.support import browser
 
 
 @pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])

@@ -217,8 +217,10 @@ def test_every_request_the_handler_makes_is_granted(mode: str) -> None:
     """The real handler, in `mode`, against the emulator: a JPEG by its name, and an object
     whose type is only known from its first bytes (the ranged read)."""
     pytest.importorskip("PIL")
-    from tests.function_stack import BUCKET as EMU_BUCKET
-    from tests.function_stack import context, jpeg, running_stack
+    from tests.support.constants import BUCKET as EMU_BUCKET
+    from tests.support.function_stack import running_stack
+    from tests.support.images import jpeg
+    from tests.support.scf import context
 
     with running_stack() as stack:
         since = time.time()

@@ -2,7 +2,7 @@ import pytest
 
 from cos_autotag.errors import EventError
 from cos_autotag.events import CosRecord, MalformedRecord, parse_event
-from tests.helpers import load_event
+from tests.support.scf import load_event
 
 
 def only(event_name: str) -> CosRecord:

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from cos_autotag.errors import EventError
 from cos_autotag.events import CosRecord, MalformedRecord, parse_event
-from tests.helpers import load_event
+from tests.support.scf import load_event
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=40),

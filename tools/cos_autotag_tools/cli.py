@@ -11,23 +11,16 @@ import importlib
 import json
 import mimetypes
 import sys
-import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from cos_autotag.errors import SettingsError
+from cos_autotag_tools.scf_context import scf_context
 
 
 def _context(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "request_id": str(uuid.uuid4()),
-        "function_name": args.function_name,
-        "function_version": "$LATEST",
-        "namespace": "default",
-        "memory_limit_in_mb": 128,
-        "time_limit_in_ms": args.timeout_ms,
-    }
+    return scf_context(function_name=args.function_name, time_limit_in_ms=args.timeout_ms)
 
 
 def _read_event(source: str) -> Any:

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from cos_autotag import cos_facts
+from cos_autotag_tools.scf_context import DEFAULT_UIN, scf_context
 
 HOST = "127.0.0.1"
 ALGORITHM = "TC3-HMAC-SHA256"
@@ -38,7 +39,6 @@ JSON_CONTENT_TYPE = "application/json"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 INVOCATION_TYPES = ("Event", "RequestResponse")
 DEFAULT_APPID = "1250000000"
-DEFAULT_UIN = "100000000001"
 
 Handler = Callable[[dict[str, Any], dict[str, Any]], Any]
 
@@ -415,27 +415,17 @@ class ScfApi:
     # --- running the handler -------------------------------------------------------------------------
 
     def _context(self, job: _Job) -> dict[str, Any]:
-        env = {
-            "SCF_NAMESPACE": self.namespace,
-            "SCF_FUNCTIONNAME": job.function_name,
-            "SCF_FUNCTIONVERSION": job.qualifier,
-            "TENCENTCLOUD_REGION": job.region,
-            "TENCENTCLOUD_APPID": self.appid,
-            "TENCENTCLOUD_UIN": DEFAULT_UIN,
-        }
-        return {
-            "request_id": job.request_id,
-            "function_name": job.function_name,
-            "function_version": job.qualifier,
-            "namespace": self.namespace,
-            "memory_limit_in_mb": self.memory_mb,
-            "time_limit_in_ms": self.time_limit_ms,
-            "tencentcloud_region": job.region,
-            "tencentcloud_appid": self.appid,
-            "tencentcloud_uin": DEFAULT_UIN,
-            "environment": json.dumps(env),
-            "environ": ";".join(f"{k}={v}" for k, v in env.items()),
-        }
+        return scf_context(
+            request_id=job.request_id,
+            function_name=job.function_name,
+            function_version=job.qualifier,
+            namespace=self.namespace,
+            memory_limit_in_mb=self.memory_mb,
+            time_limit_in_ms=self.time_limit_ms,
+            region=job.region,
+            appid=self.appid,
+            uin=DEFAULT_UIN,
+        )
 
     def _run(self, job: _Job, invocation_type: str) -> ScfInvocation:
         started_at, start = time.time(), time.monotonic()

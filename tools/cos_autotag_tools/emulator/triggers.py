@@ -20,13 +20,13 @@ import random
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from cos_autotag import cos_facts
+from cos_autotag_tools.scf_context import DEFAULT_UIN, scf_context
 
 from .faults import FaultInjector, Faults
 
@@ -34,7 +34,6 @@ Handler = Callable[[dict[str, Any], dict[str, Any]], Any]
 EVENT_KEY_ENCODINGS = ("raw", "url")
 FUNCTION_VERSION = "$LATEST"
 NAMESPACE = "default"
-DEFAULT_UIN = "100000000001"
 
 
 @dataclass(frozen=True)
@@ -160,31 +159,16 @@ def build_record(event: ObjectEvent, appid: str, function_name: str, key_encodin
 
 def build_context(trigger: Trigger, region: str, appid: str, uin: str) -> dict[str, Any]:
     """An SCF Python context dict; `request_id` is new for every attempt."""
-    env = {
-        "SCF_NAMESPACE": NAMESPACE,
-        "SCF_FUNCTIONNAME": trigger.function_name,
-        "SCF_FUNCTIONVERSION": FUNCTION_VERSION,
-        "SCF_RUNTIME": "Python3.10",
-        "SCF_MEMORYSIZE": str(trigger.memory_mb),
-        "TENCENTCLOUD_REGION": region,
-        "TENCENTCLOUD_APPID": appid,
-        "TENCENTCLOUD_UIN": uin,
-        "TENCENTCLOUD_RUNENV": "SCF",
-        "TENCENTCLOUD_TZ": "UTC",
-    }
-    return {
-        "request_id": str(uuid.uuid4()),
-        "function_name": trigger.function_name,
-        "function_version": FUNCTION_VERSION,
-        "namespace": NAMESPACE,
-        "memory_limit_in_mb": trigger.memory_mb,
-        "time_limit_in_ms": trigger.time_limit_ms,
-        "tencentcloud_region": region,
-        "tencentcloud_appid": appid,
-        "tencentcloud_uin": uin,
-        "environment": json.dumps(env),
-        "environ": ";".join(f"{k}={v}" for k, v in env.items()),
-    }
+    return scf_context(
+        function_name=trigger.function_name,
+        function_version=FUNCTION_VERSION,
+        namespace=NAMESPACE,
+        memory_limit_in_mb=trigger.memory_mb,
+        time_limit_in_ms=trigger.time_limit_ms,
+        region=region,
+        appid=appid,
+        uin=uin,
+    )
 
 
 @dataclass

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import replace
 from typing import Any
-from urllib.parse import quote
 
 from qcloud_cos import CosConfig, CosS3Client
 
@@ -23,28 +21,16 @@ from cos_autotag.settings import Settings
 from cos_autotag_tools.emulator import Emulator, Faults
 from cos_autotag_tools.labels import DeterministicEngine
 
-BUCKET = "photos-1250000000"
-REGION = "ap-guangzhou"
-SECRET_ID = "AKIDfunctiontest0001"
-SECRET_KEY = "fn-secret-key-0123456789abcdef"
-TOKEN = "fn-session-token-abcdefghijklmnop"
-
-
-def jpeg(seed: int = 0, size: tuple[int, int] = (96, 64)) -> bytes:
-    """A small real JPEG whose content (and so its deterministic labels) depends on `seed`."""
-    from PIL import Image
-
-    image = Image.new("RGB", size, ((seed * 37) % 256, (seed * 91) % 256, (seed * 53) % 256))
-    image.putpixel((seed % size[0], 0), (255 - seed % 256, 0, 0))
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=90)
-    return out.getvalue()
+from .constants import BUCKET, CREDENTIAL_ENV, REGION, SECRET_ID, SECRET_KEY
+from .scf import cos_event
 
 
 class Stack:
+    """A started emulator serving BUCKET, its label engine, and what builds the function against it."""
+
     def __init__(self, emulator: Emulator, engine: DeterministicEngine) -> None:
         self.emulator, self.engine = emulator, engine
-        self.env = {"TENCENTCLOUD_SECRETID": SECRET_ID, "TENCENTCLOUD_SECRETKEY": SECRET_KEY}
+        self.env = dict(CREDENTIAL_ENV)  # a copy: a test may add a session token
         self.client = CosS3Client(CosConfig(**emulator.sdk_config(REGION, secret_id=SECRET_ID)), retry=0)
 
     def settings(self, **changes: Any) -> Settings:
@@ -69,40 +55,19 @@ class Stack:
         size: int | None = None,
         meta: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """An event in the SCF COS trigger shape (see tests/fixtures/events/put.json)."""
-        state = self.emulator.get_object_state(BUCKET, key)
-        obj_meta = {"x-cos-request-id": request_id, "Content-Type": content_type, **(meta or {})}
-        return {
-            "Records": [
-                {
-                    "cos": {
-                        "cosSchemaVersion": "1.0",
-                        "cosObject": {
-                            "url": f"http://{BUCKET}.cos.{REGION}.myqcloud.com/{quote(key)}",
-                            "meta": obj_meta,
-                            "vid": "",
-                            "key": f"/1250000000/photos/{key}",
-                            "size": size if size is not None else (state.size if state else 0),
-                        },
-                        "cosBucket": {"region": "gz", "name": "photos", "appid": "1250000000"},
-                        "cosNotificationId": "unkown",
-                    },
-                    "event": {
-                        "eventName": event_name,
-                        "eventVersion": "1.0",
-                        "eventTime": 1732420000,
-                        "eventSource": "qcs::cos",
-                        "requestParameters": {
-                            "requestSourceIP": "127.0.0.1",
-                            "requestHeaders": {"Authorization": "q-sign-algorithm=sha1&q-signature=deadbeef00"},
-                        },
-                        "eventQueue": "qcs:0:scf:gz:appid/1250000000:default.cos-autotag.$LATEST",
-                        "reservedInfo": "",
-                        "reqid": 1,
-                    },
-                }
-            ]
-        }
+        """An event in the SCF COS trigger shape for an upload to `key` (its size unless given)."""
+        if size is None:
+            state = self.emulator.get_object_state(BUCKET, key)
+            size = state.size if state else 0
+        return cos_event(
+            key,
+            request_id,
+            size,
+            event_name=event_name,
+            content_type=content_type,
+            meta=meta,
+            request_headers={"Authorization": "q-sign-algorithm=sha1&q-signature=deadbeef00"},
+        )
 
     def tags(self, key: str) -> dict[str, str]:
         state = self.emulator.get_object_state(BUCKET, key)
@@ -115,15 +80,6 @@ class Stack:
             if request.key == key and request.timestamp >= since and request.op != "PutObject":
                 out[request.op] = out.get(request.op, 0) + 1
         return out
-
-
-def context(time_limit_ms: int = 30000) -> dict[str, Any]:
-    return {
-        "request_id": str(uuid.uuid4()),
-        "function_name": "cos-autotag",
-        "memory_limit_in_mb": 128,
-        "time_limit_in_ms": time_limit_ms,
-    }
 
 
 @contextmanager

@@ -11,14 +11,14 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 INSTALL_HINT = "install it: apt-get install chromium chromium-driver (CI does this in .ci/system-deps.sh)"
 
 
-def _missing(what: str) -> None:
+def _missing(what: str) -> NoReturn:
     message = f"{what} is missing, so the gallery cannot be tested in a real browser: {INSTALL_HINT}"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message)
