@@ -68,8 +68,10 @@ def test_a_checkpoint_of_another_bucket_is_refused_and_left_untouched(
     assert path.read_bytes() == before
 
 
-def test_missing_required_options_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        run_backfill(["--region", "ap-guangzhou"], env=ENV)
-    assert exit_info.value.code == 2
-    assert "--bucket" in capsys.readouterr().err
+def test_a_missing_bucket_exits_2_naming_the_flag_and_the_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_backfill(["--region", "ap-guangzhou"], env=ENV) == 2
+    err = capsys.readouterr().err
+    assert "no bucket given: pass --bucket NAME-APPID, or set COS_BUCKET" in err
+    # The variable fills in for the flag.
+    options = parse_options(["--region", "ap-guangzhou"], {**ENV, "COS_BUCKET": "photos-1250000000"})
+    assert (options.bucket, options.region) == ("photos-1250000000", "ap-guangzhou")

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
-from cos_autotag import cos_facts, observability
+from cos_autotag import observability
 from cos_autotag.cos_adapter import CosGateway
 from cos_autotag.errors import ConfigurationError, CosCallError, SettingsError
 from cos_autotag.retry import Deadline, call_with_retry
@@ -33,8 +33,9 @@ from cos_autotag.writeback import (
     marker_in_tags,
 )
 
-from .backfill.cli import UsageError, _region
 from .backfill.listing import ListedObject
+from .bucket_args import UsageError, resolve_bucket
+from .bucket_args import add_bucket_arguments as add_bucket_arguments  # show, find and gallery take it from here
 
 MODES = ("auto", "tags", "metadata")
 READ_DEADLINE_S = 30.0  # per object, retries of a throttled or failing read included
@@ -175,11 +176,6 @@ class Bucket:
     gateway: CosGateway = field(repr=False)
 
 
-def add_bucket_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--bucket", required=required, help="the bucket, <name>-<appid>")
-    parser.add_argument("--region", required=required, help="its region, e.g. ap-guangzhou")
-
-
 def add_mode_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode",
@@ -195,9 +191,7 @@ def open_bucket(args: argparse.Namespace, env: Mapping[str, str]) -> Bucket:
 
     Raises UsageError with what to do next.
     """
-    if not cos_facts.BUCKET_RE.match(args.bucket):
-        raise UsageError(f"--bucket {args.bucket!r} is not a <name>-<appid> bucket name, e.g. photos-1250000000")
-    region = _region(args.region, "--region")
+    name, region = resolve_bucket(args, env)
     try:
         settings = Settings.from_env(env)
     except SettingsError as error:
@@ -211,7 +205,7 @@ def open_bucket(args: argparse.Namespace, env: Mapping[str, str]) -> Bucket:
             "(for the local emulator, the --secret-id/--secret-key `cos-autotag local` printed)"
         ) from error
     observability.register_credentials(creds.secret_id, creds.secret_key, creds.token)
-    return Bucket(args.bucket, region, settings, gateway)
+    return Bucket(name, region, settings, gateway)
 
 
 @contextmanager

@@ -49,10 +49,11 @@ from cos_autotag.writeback import (
     user_tags,
 )
 
-from .backfill.cli import UsageError, connect, parse_region, sigterm_interrupts
+from .backfill.cli import connect, sigterm_interrupts
 from .backfill.listing import ListedObject, list_objects
 from .backfill.progress import Progress
 from .backfill.runner import CountingGateway
+from .bucket_args import UsageError, add_bucket_arguments, resolve_bucket
 
 PROG = "cos-autotag untag"
 MODES = ("auto", "tags", "metadata")
@@ -273,8 +274,7 @@ def _parser() -> argparse.ArgumentParser:
         "the function does not see these copies; if your trigger subscribes to cos:ObjectCreated:*, disable it first, "
         "or the function labels each object again (the marker it would recognise is gone).",
     )
-    parser.add_argument("--bucket", required=True, help="the bucket, <name>-<appid>")
-    parser.add_argument("--region", required=True, help="its region, e.g. ap-guangzhou")
+    add_bucket_arguments(parser)
     parser.add_argument("--prefix", default="", help="only keys starting with this")
     parser.add_argument(
         "--mode",
@@ -347,9 +347,7 @@ def run_untag(argv: list[str], env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     args = _parser().parse_args(argv)
     try:
-        if not cos_facts.BUCKET_RE.match(args.bucket):
-            raise UsageError(f"--bucket {args.bucket!r} is not a <name>-<appid> bucket name")
-        region = parse_region(args.region, "--region")
+        _, region = resolve_bucket(args, env)
         if not 1 <= args.concurrency <= MAX_CONCURRENCY:
             raise UsageError(f"--concurrency must be 1 to {MAX_CONCURRENCY}, not {args.concurrency}")
     except UsageError as error:

@@ -19,11 +19,14 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-from cos_autotag import cos_facts, observability
+from cos_autotag import observability
 from cos_autotag.errors import ConfigurationError, SettingsError
 from cos_autotag.events import MAX_RECORDS_PER_EVENT
 from cos_autotag.settings import Settings
 
+# UsageError and parse_region are imported from here by the other commands too.
+from ..bucket_args import UsageError as UsageError
+from ..bucket_args import add_bucket_arguments, parse_region, resolve_bucket
 from .checkpoint import CheckpointError, CheckpointLock, CheckpointWriter, ResumeState, load
 from .options import (
     DEFAULT_BATCH,
@@ -43,18 +46,13 @@ SCF_ENDPOINT_VAR = "AUTOTAG_SCF_ENDPOINT"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class UsageError(ValueError):
-    pass
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cos-autotag backfill",
         description="Label the objects already in a bucket, through the same pipeline and guard as the "
         "function: an object already labeled costs one read and no detect-label call.",
     )
-    parser.add_argument("--bucket", required=True, help="the bucket, <name>-<appid>")
-    parser.add_argument("--region", required=True, help="its region, e.g. ap-guangzhou")
+    add_bucket_arguments(parser)
     parser.add_argument("--prefix", default="", help="only keys starting with this")
     parser.add_argument(
         "--concurrency",
@@ -120,15 +118,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _region(value: str, flag: str) -> str:
-    value = value.strip()
-    if cos_facts.REGION_RE.match(value):
-        return value
-    if value in cos_facts.REGION_SHORT_CODES:
-        return cos_facts.REGION_SHORT_CODES[value]
-    raise UsageError(f"{flag} {value!r} is not a region name like ap-guangzhou")
-
-
 def scf_endpoint(env: Mapping[str, str]) -> tuple[str, str] | None:
     value = (env.get(SCF_ENDPOINT_VAR) or "").strip()
     if not value:
@@ -149,9 +138,7 @@ def parse_options(argv: list[str], env: Mapping[str, str]) -> Options:
 
 
 def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Options:
-    if not cos_facts.BUCKET_RE.match(args.bucket):
-        raise UsageError(f"--bucket {args.bucket!r} is not a <name>-<appid> bucket name")
-    region = _region(args.region, "--region")
+    _, region = resolve_bucket(args, env)
     if not 1 <= args.concurrency <= MAX_CONCURRENCY:
         raise UsageError(f"--concurrency must be 1 to {MAX_CONCURRENCY}, not {args.concurrency}")
     if not 0 < args.qps <= 10_000:
@@ -183,17 +170,12 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Optio
         report_path=args.report,
         object_deadline_s=args.object_timeout,
         via_scf=args.via_scf.strip() if args.via_scf and not args.dry_run else None,
-        scf_region=_region(args.scf_region, "--scf-region") if args.scf_region else region,
+        scf_region=parse_region(args.scf_region, "--scf-region") if args.scf_region else region,
         scf_namespace=args.scf_namespace,
         scf_qualifier=args.scf_qualifier,
         batch=args.batch,
         scf_endpoint=scf_endpoint(env),
     )
-
-
-def parse_region(value: str, flag: str) -> str:
-    """A region name from a command-line value (a full name, or a short code like gz)."""
-    return _region(value, flag)
 
 
 def connect(

@@ -52,7 +52,7 @@ IMAGE_REJECTIONS = cos_facts.NOT_AN_IMAGE_CODES | {
 CI_FIX = (
     "bind the bucket to Cloud Infinite and enable AI content recognition: Cloud Infinite console > "
     "Bucket Management > Bind Bucket, then the bucket > AI Content Recognition > enable "
-    "(docs/deploy.md, step 3)"
+    "(docs/deploy.md, step 4)"
 )
 
 

@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         "labels, a label cloud and a search box. Settings and credentials come from the same environment "
         "as the function and the backfill (TENCENTCLOUD_SECRETID/SECRETKEY[/SESSIONTOKEN], AUTOTAG_COS_ENDPOINT).",
     )
-    add_bucket_arguments(parser, required=False)
+    add_bucket_arguments(parser)
     parser.add_argument(
         "--demo",
         action="store_true",
@@ -106,8 +106,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.demo and (args.bucket or args.region):
         parser.error("--demo brings its own bucket: drop --bucket and --region")
-    if not args.demo and not (args.bucket and args.region):
-        parser.error("--bucket and --region are required (or --demo, to try it on the demo's photos)")
+    # Without --demo, the bucket and region come from the flags or COS_BUCKET / COS_REGION (open_bucket).
     return args
 
 
