@@ -21,8 +21,6 @@ from .run import RecordRun
 THUMBNAIL_RULE = "imageMogr2/thumbnail/1280x1280/format/jpg"
 
 
-
-
 def detect(
     run: RecordRun, detector: LabelDetector, store: ObjectStore, verdict: Verdict, scenes: tuple[str, ...]
 ) -> list[Label]:

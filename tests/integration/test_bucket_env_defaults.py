@@ -10,7 +10,8 @@ import pytest
 
 from cos_autotag_tools.cli import main
 from cos_autotag_tools.emulator import Emulator
-from tests.conftest import APPID, REGION, SECRET_ID, SECRET_KEY, image_bytes
+from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
 

@@ -33,8 +33,8 @@ from qcloud_cos import CosS3Client
 
 from cos_autotag_tools.deploy.check import read_env_file
 from cos_autotag_tools.emulator import Emulator
-from tests.conftest import image_bytes
 from tests.integration.test_local_command import clean_env
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
