@@ -17,7 +17,7 @@ from . import observability
 from .cos_adapter import CosGateway
 from .errors import ConfigurationError, EventError, RetryableFailure
 from .events import CosRecord, MalformedRecord, parse_event
-from .guard import StrictStore
+from .idempotency import StrictStore, store_from_url
 from .pipeline import Pipeline, RecordResult
 from .retry import Deadline
 from .settings import Settings
@@ -25,8 +25,6 @@ from .settings import Settings
 DEFAULT_TIME_LIMIT_MS = 3000  # SCF's default timeout, if the context does not say
 # Stop retrying early enough to log the summary and return before SCF's timeout.
 SAFETY_MARGIN_S = 1.5
-
-
 
 
 class App:
@@ -43,9 +41,7 @@ class App:
         observability.configure(settings.log_level)
         self.gateway = gateway or CosGateway(settings, env)
         if strict_store is None and settings.redis_url:
-            from .guard_redis import RedisStore  # only when configured: redis is an optional import
-
-            strict_store = RedisStore.from_url(settings.redis_url, ttl_s=settings.idempotency_ttl_s)
+            strict_store = store_from_url(settings.redis_url, ttl_s=settings.idempotency_ttl_s)
         self.log = observability.get_logger()
         self.pipeline = Pipeline(settings, self.gateway, strict_store, self.log)
         self._cold = True

@@ -19,7 +19,7 @@ from .detect import Label, parse_detect_response
 from .eligibility import SNIFF_BYTES, Verdict, check_bytes, check_record
 from .errors import AlreadyInProgress, CosCallError, ObjectKeptChanging, StoreUnavailable
 from .events import CosRecord
-from .guard import Claim, StrictStore, marker_says_done
+from .idempotency import Claim, StrictStore, marker_says_done
 from .retry import Deadline, call_with_retry
 from .selection import select_labels
 from .settings import Settings
@@ -64,8 +64,6 @@ class RecordResult:
             out["error_code"], out["request_id"] = self.error_code, self.request_id
         out["duration_ms"] = self.duration_ms
         return out
-
-
 
 
 class _Done(Exception):
@@ -121,14 +119,14 @@ class Pipeline:
             else:
                 self._metadata_flow(record, verdict, deadline, result, log)
             if claimed and self.store is not None:
-                self._complete(record, log)
+                self._complete(record, deadline, log)
         except _Done as done:
             result.outcome, result.reason = done.outcome, done.reason
             if claimed and self.store is not None:
                 # Skips are final for this upload too: a retry would decide the same.
-                self._complete(record, log)
+                self._complete(record, deadline, log)
         except CosCallError as error:
-            self._release(record, claimed, log)
+            self._release(record, claimed, deadline, log)
             result.error_code, result.request_id = error.code, error.request_id
             if error.not_found:
                 result.outcome, result.reason = "skipped", "object gone"
@@ -137,10 +135,10 @@ class Pipeline:
             else:
                 result.outcome, result.reason, result.retryable = "failed", str(error), error.retryable
         except (AlreadyInProgress, ObjectKeptChanging) as error:
-            self._release(record, claimed, log)
+            self._release(record, claimed, deadline, log)
             result.outcome, result.reason, result.retryable = "failed", str(error), True
         except BaseException:
-            self._release(record, claimed, log)
+            self._release(record, claimed, deadline, log)
             raise
         result.duration_ms = round((time.monotonic() - started) * 1000)
         self._log_result(result, log)
@@ -152,7 +150,7 @@ class Pipeline:
         if self.store is None:
             return False
         try:
-            claim = self.store.claim(record, expires_in_s=max(1.0, deadline.remaining()))
+            claim = self.store.claim(record, deadline)
         except StoreUnavailable as error:
             log.warning(
                 "idempotency store unreachable; falling back to the object marker, so a concurrent "
@@ -166,18 +164,18 @@ class Pipeline:
             raise AlreadyInProgress(f"{record.key}: another delivery of this upload is in progress")
         return True
 
-    def _complete(self, record: CosRecord, log: Any) -> None:
+    def _complete(self, record: CosRecord, deadline: Deadline, log: Any) -> None:
         assert self.store is not None
         try:
-            self.store.complete(record)
+            self.store.complete(record, deadline)
         except StoreUnavailable as error:
             # The labels are written and the marker is on the object: a later duplicate costs a read.
             log.warning("could not mark the upload completed in the idempotency store", error=str(error))
 
-    def _release(self, record: CosRecord, claimed: bool, log: Any) -> None:
+    def _release(self, record: CosRecord, claimed: bool, deadline: Deadline, log: Any) -> None:
         if claimed and self.store is not None:
             try:
-                self.store.release(record)
+                self.store.release(record, deadline)
             except StoreUnavailable as error:
                 log.warning("could not release the idempotency record; it expires by itself", error=str(error))
 
