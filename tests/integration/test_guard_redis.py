@@ -32,6 +32,7 @@ from cos_autotag.settings import Settings
 from cos_autotag.writeback import MARKER_TAG
 from cos_autotag_tools.emulator import Emulator
 from tests.conftest import BUCKET, REGION, SECRET_ID, SECRET_KEY, image_bytes
+from tests.fake_redis_server import FakeRedisServer, stall
 from tests.helpers import load_event, scf_context
 from tests.redis_server import RedisServer, RedisServerFactory
 
@@ -629,3 +630,33 @@ def test_with_redis_down_the_function_still_labels_and_says_it_fell_back(
     # A second delivery, still without Redis: the marker on the object stops it before detect-label.
     assert app.handle(event, scf_context())["duplicates"] == 1
     assert emulator.count(op="DetectLabel", key=key) == 1
+
+
+@pytest.mark.integration
+def test_with_redis_stalled_the_function_labels_through_the_marker_within_its_time(
+    emulator: Emulator, cos_client: CosS3Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A Redis that accepts connections and never answers (hung, or a black hole behind a NAT).
+    key = "album/redis-stalled.jpg"
+    event = _uploaded(cos_client, key)
+    time_limit_ms = 3000  # SCF's default timeout
+    with FakeRedisServer(stall) as stalled:
+        app = _app(emulator, stalled.url(password="stall-secret"))
+        capsys.readouterr()
+        started = time.monotonic()
+        summary = app.handle(event, scf_context(time_limit_ms=time_limit_ms))
+        elapsed = time.monotonic() - started
+        assert stalled.connected.is_set()  # the function did try the store
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    # The invocation ends inside its time limit: the store cost at most its budget, not the limit.
+    assert elapsed < time_limit_ms / 1000, f"{elapsed:.2f} s"
+    assert summary["labeled"] == 1
+    assert emulator.count(op="DetectLabel", key=key) == 1
+    state = emulator.get_object_state(BUCKET, key)
+    assert state is not None and MARKER_TAG in state.tags
+    warnings = [line for line in lines if line["level"] == "warning" and "unreachable" in line["message"]]
+    assert len(warnings) == 1, lines
+    assert "falling back to the object marker" in warnings[0]["message"]
+    assert "timed out" in warnings[0]["error"] and warnings[0]["key"] == key
+    assert "stall-secret" not in out

@@ -205,7 +205,9 @@ class RespConnection:
     def _unavailable(self, error: BaseException) -> StoreUnavailable:
         kind = "timed out" if isinstance(error, TimeoutError) else type(error).__name__
         detail = str(error)[:200]
-        return StoreUnavailable(self._scrub(f"{self._where()} unreachable: {kind}: {detail}"))
+        # A protocol error keeps its class, so that callers can tell garbage from silence.
+        cls = type(error) if isinstance(error, StoreUnavailable) else StoreUnavailable
+        return cls(self._scrub(f"{self._where()} unreachable: {kind}: {detail}"))
 
     def _scrub(self, message: str) -> str:
         """Belt and braces: no server or OS message should hold the password, but never print it."""
@@ -260,7 +262,7 @@ class RespConnection:
                 del self._buffer[: end + 2]
                 return line
             searched = len(self._buffer)
-            if searched > MAX_LINE_BYTES:
+            if searched >= MAX_LINE_BYTES:
                 raise StoreProtocolError(f"a reply line longer than {MAX_LINE_BYTES} bytes")
             self._fill(deadline)
 
