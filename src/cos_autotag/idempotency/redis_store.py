@@ -11,7 +11,6 @@ import ssl
 
 from ..errors import StoreProtocolError
 from ..retry import Deadline
-from .guard import DEFAULT_COMPLETED_TTL_S, OPERATION_BUDGET_S, IdempotencyGuard
 from .redis_url import RedisAddress
 from .resp import Reply, RespConnection
 
@@ -75,20 +74,6 @@ class RedisRecordStore:
 
     def close(self) -> None:
         self.connection.close()
-
-
-def store_from_url(
-    url: str,
-    ttl_s: int = DEFAULT_COMPLETED_TTL_S,
-    *,
-    ssl_context: ssl.SSLContext | None = None,
-    budget_s: float = OPERATION_BUDGET_S,
-) -> IdempotencyGuard:
-    """The strict store the handler builds from AUTOTAG_IDEMPOTENCY_REDIS_URL; nothing is connected yet.
-
-    A URL that cannot be used raises `errors.InvalidRedisUrl` naming the part that is wrong.
-    """
-    return IdempotencyGuard(RedisRecordStore.from_url(url, ssl_context), ttl_s, budget_s=budget_s)
 
 
 def _ok(command: str, reply: Reply) -> bool:
