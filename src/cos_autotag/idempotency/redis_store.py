@@ -12,7 +12,7 @@ import ssl
 from ..errors import StoreProtocolError
 from ..retry import Deadline
 from .redis_url import RedisAddress
-from .resp import Reply, RespConnection
+from .resp import Reply, RespConnection, describe
 
 # Overwrite the record only if it is still exactly the one we read (the takeover of an expired claim).
 _COMPARE_AND_SET = """
@@ -53,7 +53,7 @@ class RedisRecordStore:
     def get(self, key: str, deadline: Deadline) -> bytes | None:
         reply = self.connection.command(deadline, "GET", key)
         if reply is not None and not isinstance(reply, bytes):
-            raise StoreProtocolError(f"GET answered {_shown(reply)}, not a string")
+            raise StoreProtocolError(f"GET answered {describe(reply)}, not a string")
         return reply
 
     def put(self, key: str, value: bytes, ttl_ms: int, deadline: Deadline) -> None:
@@ -70,7 +70,7 @@ class RedisRecordStore:
     def ping(self, deadline: Deadline) -> None:
         reply = self.connection.command(deadline, "PING")
         if reply != "PONG":
-            raise StoreProtocolError(f"PING answered {_shown(reply)}, not PONG")
+            raise StoreProtocolError(f"PING answered {describe(reply)}, not PONG")
 
     def close(self) -> None:
         self.connection.close()
@@ -78,15 +78,11 @@ class RedisRecordStore:
 
 def _ok(command: str, reply: Reply) -> bool:
     if reply != "OK":
-        raise StoreProtocolError(f"{command} answered {_shown(reply)}, not OK")
+        raise StoreProtocolError(f"{command} answered {describe(reply)}, not OK")
     return True
 
 
 def _one_or_zero(what: str, reply: Reply) -> bool:
     if reply not in (0, 1) or isinstance(reply, bool):
-        raise StoreProtocolError(f"{what} answered {_shown(reply)}, not 1 or 0")
+        raise StoreProtocolError(f"{what} answered {describe(reply)}, not 1 or 0")
     return reply == 1
-
-
-def _shown(reply: Reply) -> str:
-    return repr(reply)[:64]

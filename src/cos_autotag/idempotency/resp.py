@@ -28,6 +28,7 @@ import ssl
 import threading
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import StoreProtocolError, StoreRefused, StoreUnavailable
 from ..retry import Deadline
@@ -186,7 +187,7 @@ class RespConnection:
             # The server's words ("WRONGPASS invalid username-password pair") do not echo the password.
             raise StoreRefused(self._scrub(f"{self._where()} refused {name}: {reply}"))
         if reply != "OK":
-            raise StoreProtocolError(f"{name} answered {_shown(reply)}, not OK")
+            raise StoreProtocolError(f"{name} answered {describe(reply)}, not OK")
 
     def _send(self, deadline: Deadline, args: tuple[str | bytes | int, ...]) -> None:
         assert self._sock is not None
@@ -212,9 +213,10 @@ class RespConnection:
 
     def _scrub(self, message: str) -> str:
         """Belt and braces: no server or OS message should hold the password, but never print it."""
-        for secret in (self.address.password, self.address.username):
-            if secret:
-                message = message.replace(secret, "***")
+        password = self.address.password
+        if password:
+            for form in (password, quote(password, safe=""), quote(password)):
+                message = message.replace(form, "***")
         return message
 
     # --- RESP2 replies --------------------------------------------------------------------------
@@ -252,7 +254,7 @@ class RespConnection:
                 raise StoreProtocolError(f"a reply of more than {MAX_ITEMS} items")
             self._items_left -= count
             return [self._read_value(deadline, depth + 1) for _ in range(count)]
-        raise StoreProtocolError(f"an unknown reply type {bytes(line[:16])!r}")
+        raise StoreProtocolError(f"an unknown reply type (a line of {len(line)} bytes starting {_first(line)})")
 
     def _read_line(self, deadline: Deadline) -> bytes:
         searched = 0
@@ -302,9 +304,23 @@ def _encode(args: tuple[str | bytes | int, ...]) -> bytes:
 def _parse_int(raw: bytes) -> int:
     digits = raw[1:] if raw[:1] == b"-" else raw
     if not (digits.isdigit() and len(digits) <= _MAX_INT_DIGITS):  # bytes.isdigit: ASCII only
-        raise StoreProtocolError(f"not an integer of at most {_MAX_INT_DIGITS} digits: {raw[:24]!r}")
+        raise StoreProtocolError(f"not an integer of at most {_MAX_INT_DIGITS} digits ({len(raw)} bytes)")
     return int(raw)
 
 
-def _shown(reply: Reply) -> str:
-    return repr(reply)[:64]
+def _first(line: bytes) -> str:
+    """The first byte, shown only if it is printable ASCII punctuation or a letter (RESP's type marks)."""
+    return repr(chr(line[0])) if line and 33 <= line[0] < 127 else "with an unprintable byte" if line else "empty"
+
+
+def describe(reply: Reply) -> str:
+    """A reply's kind and size for an error message; never its content, which could echo anything."""
+    if reply is None or isinstance(reply, int):
+        return repr(reply)
+    if isinstance(reply, ErrorReply):
+        return "an error reply"
+    if isinstance(reply, list):
+        return f"an array of {len(reply)} items"
+    if isinstance(reply, str):
+        return f"a status of {len(reply)} characters"
+    return f"a string of {len(reply)} bytes"
