@@ -44,7 +44,23 @@ class CosCallError(Exception):
 
 
 class StoreUnavailable(RuntimeError):
-    """The strict idempotency store could not be reached; the object marker still guards."""
+    """The strict idempotency store could not be used; the object marker still guards.
+
+    Every failure of the store is one of these, whatever caused it, so that the pipeline's
+    fallback to the object marker catches them all.
+    """
+
+
+class StoreRefused(StoreUnavailable):
+    """The store answered a command with an error (`-WRONGPASS ...`, `-WRONGTYPE ...`)."""
+
+
+class StoreProtocolError(StoreUnavailable):
+    """The store's bytes are not the protocol as expected (garbage, nesting too deep, huge lengths)."""
+
+
+class StoreRecordUnreadable(StoreUnavailable):
+    """The store holds a value under our key that this function did not write; it is left alone."""
 
 
 class AlreadyInProgress(RuntimeError):
@@ -61,3 +77,7 @@ class ObjectKeptChanging(RuntimeError):
 
 class RetryableFailure(RuntimeError):
     """Raised at the end of an invocation so that SCF retries it: some records may succeed then."""
+
+
+class InvalidRedisUrl(ValueError):
+    """The Redis URL cannot be used; the message says which part is wrong and never repeats any of it."""

@@ -17,7 +17,7 @@ from . import observability
 from .cos_adapter import CosGateway
 from .errors import ConfigurationError, EventError, RetryableFailure
 from .events import CosRecord, MalformedRecord, parse_event
-from .guard import StrictStore
+from .idempotency import StrictStore, store_from_url
 from .outcome import Outcome, RecordResult
 from .pipeline import Pipeline
 from .retry import Deadline
@@ -44,9 +44,7 @@ class App:
         if settings.redis_url:
             observability.register_redis_url(settings.redis_url)  # before anything could print it
         if strict_store is None and settings.redis_url:
-            from .guard_redis import RedisStore  # only when configured: redis is an optional import
-
-            strict_store = RedisStore.from_url(settings.redis_url, ttl_s=settings.idempotency_ttl_s)
+            strict_store = store_from_url(settings.redis_url, ttl_s=settings.idempotency_ttl_s)
         self.log = observability.get_logger()
         # A misspelt setting would otherwise be silently ignored: name it, with the closest known one.
         # AUTOTAG_SCF_ENDPOINT is the local tooling's own (the backfill's SCF stand-in).

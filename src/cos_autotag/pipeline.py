@@ -17,7 +17,7 @@ from .detect import detect
 from .eligibility import Verdict, check_record, confirm_by_bytes
 from .errors import AlreadyInProgress, CosCallError, ObjectKeptChanging, StoreUnavailable
 from .events import CosRecord
-from .guard import Claim, StrictStore, marker_says_done
+from .idempotency import Claim, StrictStore, marker_says_done
 from .label import Label
 from .modes import WriteBackMode, mode_for
 from .outcome import Finished, Outcome, Reason, RecordResult

@@ -1,7 +1,7 @@
 from dataclasses import replace
 
 from cos_autotag.events import CosRecord
-from cos_autotag.guard import idempotency_key, marker_says_done
+from cos_autotag.idempotency import idempotency_key, marker_says_done
 from cos_autotag.writeback import marker_value
 
 PUT = CosRecord("photos-1250000000", "ap-guangzhou", "a.jpg", "cos:ObjectCreated:Put", upload_request_id="req-1")

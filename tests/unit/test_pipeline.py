@@ -16,7 +16,7 @@ import pytest
 from cos_autotag import cos_facts
 from cos_autotag.errors import CosCallError, StoreUnavailable
 from cos_autotag.events import CosRecord
-from cos_autotag.guard import Claim
+from cos_autotag.idempotency import Claim
 from cos_autotag.outcome import Outcome, Reason
 from cos_autotag.pipeline import Pipeline
 from cos_autotag.retry import Deadline
