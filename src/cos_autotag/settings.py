@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from . import cos_facts
-from .errors import SettingsError
+from .errors import InvalidRedisUrl, SettingsError
 
 MODES = ("tags", "metadata")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -102,24 +102,14 @@ def _buckets(var: str, value: str) -> frozenset[str]:
 
 
 def _redis_url(var: str, value: str) -> str:
-    """The URL may carry a password: an error names what is wrong, never any part of the value
-    (not even the scheme: a value without `://` would make a password look like one)."""
-    allowed = "redis://[:password@]HOST:PORT[/DB] or rediss://..."
+    """The URL may carry a password: the error is the parser's, which names what is wrong and
+    never any part of the value. One parser, the store's own, so what passes here connects."""
+    from .idempotency.redis_url import RedisAddress  # small, and read only when Redis is configured
+
     try:
-        parts = urlsplit(value)
-    except ValueError:  # e.g. an unclosed [ of an IPv6 host
-        raise SettingsError(var, None, f"{allowed} (it is not a URL)") from None
-    if parts.scheme not in ("redis", "rediss"):
-        raise SettingsError(var, None, f"{allowed} (it does not start with redis:// or rediss://)")
-    if "@" in value[len(parts.scheme) + 3 + len(parts.netloc) :]:
-        # A / or ? inside the password ends the host part early; the rest looks like a path.
-        raise SettingsError(var, None, f"{allowed} (percent-encode / ? # @ in the password)")
-    try:
-        parts.port  # noqa: B018 - parsing the port is the check
-    except ValueError:
-        raise SettingsError(var, None, f"{allowed} (the port is not a number)") from None
-    if not parts.hostname:
-        raise SettingsError(var, None, f"{allowed} (it names no host)")
+        RedisAddress.parse(value)
+    except InvalidRedisUrl as error:
+        raise SettingsError(var, None, str(error)) from None
     return value
 
 
