@@ -313,8 +313,13 @@ def visible_keys(driver: object) -> list[str]:
     return sorted(keys)
 
 
-def test_the_gallery_in_headless_chromium(emu: Emulator, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+# Kept after the run (git-ignored), so a person can look at what the browser showed.
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output"
+
+
+def test_the_gallery_in_headless_chromium(emu: Emulator, request: pytest.FixtureRequest) -> None:
     seed_demo(emu)
+    SCREENSHOTS.mkdir(exist_ok=True)
     with headless_chromium() as driver:
         url = request.getfixturevalue("gallery_process")
         since = time.time()
@@ -345,7 +350,7 @@ def test_the_gallery_in_headless_chromium(emu: Emulator, tmp_path: Path, request
         assert "2 of 5 photos" in driver.find_element("id", "status").text
         cloud["猫"].click()
         assert visible_keys(driver) == ["photos/chelsea.png"]
-        driver.save_screenshot(str(tmp_path / "gallery-filtered.png"))
+        driver.save_screenshot(str(SCREENSHOTS / "gallery-filtered.png"))
         cloud["猫"].click()
         assert visible_keys(driver) == DEMO_KEYS
         # A label on a card filters too.
@@ -370,9 +375,9 @@ def test_the_gallery_in_headless_chromium(emu: Emulator, tmp_path: Path, request
         driver.execute_script("document.getElementById('search').dispatchEvent(new Event('input'))")
         assert visible_keys(driver) == DEMO_KEYS
 
-        screenshot = tmp_path / "gallery.png"
+        screenshot = SCREENSHOTS / "gallery.png"
         assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
-        print(f"gallery screenshots: {screenshot} and {tmp_path / 'gallery-filtered.png'}")
+        print(f"gallery screenshots: {screenshot} and {SCREENSHOTS / 'gallery-filtered.png'}")
 
     seen = [r for r in emu.requests if r.timestamp >= since]
     assert Counter(r.op for r in seen)["ImageProcess"] >= 5

@@ -239,7 +239,7 @@ def run_scenario(
                 emulator.wait_idle(WAIT_IDLE_S)
             finally:
                 if app.pipeline.guard is not None:
-                    app.pipeline.guard.close()  # type: ignore[attr-defined]
+                    app.pipeline.guard.records.close()  # type: ignore[attr-defined]
         result = _evaluate(scenario_id, title, run, output.getvalue())
     result.duration_s = time.monotonic() - started
     return result
