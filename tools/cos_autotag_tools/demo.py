@@ -16,6 +16,7 @@ import sys
 import time
 import unicodedata
 from collections import Counter
+from contextlib import ExitStack
 from typing import Any
 
 from qcloud_cos import CosConfig, CosS3Client
@@ -24,6 +25,7 @@ from cos_autotag import cos_facts
 from cos_autotag import handler as handler_module
 from cos_autotag.writeback import LABELS_META, MARKER_META, decode_labels_meta
 from cos_autotag_tools.emulator import Emulator
+from cos_autotag_tools.function_env import function_environment
 from cos_autotag_tools.labels import DEFAULT_LANGUAGE, LANGUAGES, EfficientNetEngine
 from cos_autotag_tools.photos import list_photos
 
@@ -114,7 +116,7 @@ def run_demo(argv: list[str] | None = None) -> int:
         label_engine=engine,
     )
     emu.start()
-    saved_env: dict[str, str | None] = {}
+    stack = ExitStack()
     try:
         emu.create_bucket(BUCKET, REGION)
         print(f"Local COS + Cloud Infinite emulator on {emu.endpoint}, bucket {BUCKET} ({REGION})", flush=True)
@@ -127,9 +129,7 @@ def run_demo(argv: list[str] | None = None) -> int:
             AUTOTAG_MIN_CONFIDENCE=os.environ.get("AUTOTAG_MIN_CONFIDENCE", DEMO_MIN_CONFIDENCE),
             AUTOTAG_LOG_LEVEL="INFO" if args.verbose else "WARNING",
         )
-        saved_env.update({name: os.environ.get(name) for name in function_env})
-        os.environ.update(function_env)
-        handler_module._app = None  # a fresh container
+        stack.enter_context(function_environment(function_env))
         emu.add_trigger(BUCKET, handler_module.main_handler, time_limit_ms=30000)
 
         uploader = CosS3Client(CosConfig(**emu.sdk_config(REGION, secret_id=UPLOADER_ID)), retry=0)
@@ -193,13 +193,8 @@ def run_demo(argv: list[str] | None = None) -> int:
         )
         return 1 if failed else 0
     finally:
+        stack.close()  # the caller's environment as it was
         emu.stop()
-        handler_module._app = None
-        for name, value in saved_env.items():  # leave the caller's environment as it was
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ def demo_bucket() -> Iterator[dict[str, str]]:
     from cos_autotag import handler as handler_module
 
     from ..emulator import Emulator
+    from ..function_env import function_environment
     from ..labels import EfficientNetEngine
     from ..photos import list_photos
 
@@ -46,34 +47,26 @@ def demo_bucket() -> Iterator[dict[str, str]]:
         "AUTOTAG_MIN_CONFIDENCE": os.environ.get("AUTOTAG_MIN_CONFIDENCE", DEMO_MIN_CONFIDENCE),
         "AUTOTAG_LOG_LEVEL": "WARNING",
     }
-    saved = {name: os.environ.get(name) for name in function_env}
     try:
-        os.environ.update(function_env)
-        handler_module._app = None  # a fresh container
-        emu.create_bucket(DEMO_BUCKET, DEMO_REGION)
-        emu.add_trigger(DEMO_BUCKET, handler_module.main_handler, time_limit_ms=30000)
-        uploader = CosS3Client(CosConfig(**emu.sdk_config(DEMO_REGION, secret_id=UPLOADER_ID)), retry=0)
-        photos = list_photos()
-        for photo in photos:
-            content_type = "image/png" if photo.suffix == ".png" else "image/jpeg"
-            uploader.put_object(
-                Bucket=DEMO_BUCKET, Key=f"photos/{photo.name}", Body=photo.read_bytes(), ContentType=content_type
-            )
-        print(f"Uploaded {len(photos)} photos to {emu.endpoint}; the function labels them ...", file=sys.stderr)
-        emu.wait_idle(300)
-        failed = [run for run in emu.invocations if run.outcome != "ok"]
-        if failed:
-            print(f"  {len(failed)} invocations failed: {failed[0].error}", file=sys.stderr)
-        yield {
-            "TENCENTCLOUD_SECRETID": READER_ID,
-            "TENCENTCLOUD_SECRETKEY": keys[READER_ID],
-            "AUTOTAG_COS_ENDPOINT": emu.endpoint,
-        }
+        with function_environment(function_env):
+            emu.create_bucket(DEMO_BUCKET, DEMO_REGION)
+            emu.add_trigger(DEMO_BUCKET, handler_module.main_handler, time_limit_ms=30000)
+            uploader = CosS3Client(CosConfig(**emu.sdk_config(DEMO_REGION, secret_id=UPLOADER_ID)), retry=0)
+            photos = list_photos()
+            for photo in photos:
+                content_type = "image/png" if photo.suffix == ".png" else "image/jpeg"
+                uploader.put_object(
+                    Bucket=DEMO_BUCKET, Key=f"photos/{photo.name}", Body=photo.read_bytes(), ContentType=content_type
+                )
+            print(f"Uploaded {len(photos)} photos to {emu.endpoint}; the function labels them ...", file=sys.stderr)
+            emu.wait_idle(300)
+            failed = [run for run in emu.invocations if run.outcome != "ok"]
+            if failed:
+                print(f"  {len(failed)} invocations failed: {failed[0].error}", file=sys.stderr)
+            yield {
+                "TENCENTCLOUD_SECRETID": READER_ID,
+                "TENCENTCLOUD_SECRETKEY": keys[READER_ID],
+                "AUTOTAG_COS_ENDPOINT": emu.endpoint,
+            }
     finally:
         emu.stop()
-        handler_module._app = None
-        for name, value in saved.items():  # leave the caller's environment as it was
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
