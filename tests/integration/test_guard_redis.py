@@ -92,7 +92,9 @@ def race(workers: int, task: Callable[[int], Claim]) -> Counter[Claim]:
 
 @pytest.fixture
 def store(redis_server: RedisServer) -> IdempotencyGuard:
-    return store_from_url(redis_server.url(), TTL_S)
+    # These tests exercise the transport, each failure on its own: the breaker (which would skip
+    # the store for a while after one) has its own tests.
+    return store_from_url(redis_server.url(), TTL_S, breaker_open_s=0)
 
 
 def redis_of(store: IdempotencyGuard) -> RedisRecordStore:
@@ -662,3 +664,26 @@ def test_with_redis_stalled_the_function_labels_through_the_marker_within_its_ti
     assert "falling back to the object marker" in warnings[0]["message"]
     assert "timed out" in warnings[0]["error"] and warnings[0]["key"] == key
     assert "stall-secret" not in out
+
+
+@pytest.mark.integration
+def test_with_redis_stalled_only_the_first_record_waits_for_it(
+    emulator: Emulator, cos_client: CosS3Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Five records in one event and a Redis that never answers: after the first record's claim
+    # spends its budget, the breaker skips the store, so the others fall back to the marker at once.
+    keys = [f"album/breaker-{i}.jpg" for i in range(5)]
+    events = [_uploaded(cos_client, key) for key in keys]
+    event = {"Records": [record for e in events for record in e["Records"]]}
+    with FakeRedisServer(stall) as stalled:
+        app = _app(emulator, stalled.url())
+        started = time.monotonic()
+        summary = app.handle(event, scf_context(time_limit_ms=30000))
+        elapsed = time.monotonic() - started
+    assert summary["labeled"] == 5
+    # One budget for the store, not five (the bound has slack for a busy machine).
+    assert elapsed < 2 * OPERATION_BUDGET_S + SLACK_S, f"{elapsed:.2f} s"
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    errors = [line["error"] for line in lines if "unreachable" in line["message"]]
+    assert len(errors) == 5 and "timed out" in errors[0]
+    assert all("failed moments ago" in error for error in errors[1:]), errors

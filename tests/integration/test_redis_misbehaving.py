@@ -174,7 +174,7 @@ def test_after_garbage_the_connection_is_dropped_and_a_good_server_is_used_again
     # First connection: garbage. The next one (a fresh socket) answers properly.
     answers = iter([send_at_once(b"!garbage\r\n"), answer(b"+OK\r\n")])
     server = fake_redis(lambda conn, srv: next(answers)(conn, srv))
-    guard: IdempotencyGuard = store_from_url(server.url(), 60)
+    guard: IdempotencyGuard = store_from_url(server.url(), 60, breaker_open_s=0)  # the transport alone
     with pytest.raises(StoreProtocolError):
         guard.claim(upload(), Deadline(DEADLINE_S))
     assert guard.claim(upload(), Deadline(DEADLINE_S)) is Claim.NEW

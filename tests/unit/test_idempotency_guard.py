@@ -362,3 +362,47 @@ def test_record_key_is_one_per_upload() -> None:
     assert key.startswith(KEY_PREFIX) and len(key) == len(KEY_PREFIX) + 64
     assert record_key(replace(RECORD, vid="v2")) != key
     assert record_key(replace(RECORD)) == key
+
+
+# --- the breaker -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Monotonic:
+    now_s: float = 100.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def test_after_a_failure_the_store_is_not_asked_again_until_the_breaker_closes(store: MemoryRecordStore) -> None:
+    monotonic = Monotonic()
+    guard = IdempotencyGuard(store, ttl_s=TTL_S, clock_ms=store.clock, monotonic=monotonic, breaker_open_s=30)
+
+    def down() -> None:
+        raise ConnectionRefusedError()
+
+    store.before["put_if_absent"] = down
+    with pytest.raises(StoreUnavailable, match="ConnectionRefusedError"):
+        guard.claim(RECORD, Deadline(30))
+    asked = len(store.calls)
+    # Meanwhile every operation falls back at once, asking the store nothing.
+    monotonic.now_s += 29
+    with pytest.raises(StoreUnavailable, match="failed moments ago"):
+        guard.claim(RECORD, Deadline(30))
+    with pytest.raises(StoreUnavailable, match="failed moments ago"):
+        guard.complete(RECORD, Deadline(30))
+    assert len(store.calls) == asked
+    # Once it closes, the store is asked again, and a store that is back answers.
+    monotonic.now_s += 2
+    assert guard.claim(RECORD, Deadline(30)) is Claim.NEW
+    assert len(store.calls) > asked
+
+
+def test_one_unreadable_record_does_not_open_the_breaker(store: MemoryRecordStore) -> None:
+    guard = container(store)
+    store.plant(RECORD, b"not json")
+    with pytest.raises(StoreRecordUnreadable):
+        guard.claim(RECORD, Deadline(30))
+    other = CosRecord("photos-1250000000", "ap-guangzhou", "album/狗.jpg", "cos:ObjectCreated:Put", vid="v2")
+    assert guard.claim(other, Deadline(30)) is Claim.NEW

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .guard import (
+    BREAKER_OPEN_S,
     DEFAULT_COMPLETED_TTL_S,
     OPERATION_BUDGET_S,
     Claim,
@@ -43,6 +44,7 @@ def store_from_url(
     *,
     ssl_context: ssl.SSLContext | None = None,
     budget_s: float = OPERATION_BUDGET_S,
+    breaker_open_s: float = BREAKER_OPEN_S,
 ) -> IdempotencyGuard:
     """The strict store on Redis, from AUTOTAG_IDEMPOTENCY_REDIS_URL; nothing is connected yet.
 
@@ -51,7 +53,9 @@ def store_from_url(
     # Imported here: a function without Redis does not pay its 4 ms of cold start.
     from .redis_store import RedisRecordStore
 
-    return IdempotencyGuard(RedisRecordStore.from_url(url, ssl_context), ttl_s, budget_s=budget_s)
+    return IdempotencyGuard(
+        RedisRecordStore.from_url(url, ssl_context), ttl_s, budget_s=budget_s, breaker_open_s=breaker_open_s
+    )
 
 
 __all__ = [

@@ -13,7 +13,9 @@ One record per upload, under `autotag:idem:<sha256 of idempotency_key>`:
 
 Every operation (all its store calls together) runs under one deadline: the caller's, cut to
 `OPERATION_BUDGET_S`, so that a store that stalls leaves the invocation time to label through
-the object marker. Any failure, whatever it is, leaves as `StoreUnavailable`.
+the object marker. Any failure, whatever it is, leaves as `StoreUnavailable`. After a failure
+the store is not asked again for `BREAKER_OPEN_S` (a circuit breaker per warm container): the
+records meanwhile fall back to the marker at once instead of each spending the budget.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from .. import cos_facts
-from ..errors import StoreRecordUnreadable, StoreUnavailable
+from ..errors import StoreRecordUnreadable, StoreRefused, StoreUnavailable
 from ..events import CosRecord
 from ..retry import Deadline
 from .persistence import RecordStore
@@ -47,6 +49,9 @@ MAX_IN_PROGRESS_S = float(cos_facts.SCF_TIMEOUT_MAX_S)
 OPERATION_BUDGET_S = 1.0
 # Put-if-absent / get / compare-and-set rounds before giving up on a record that keeps changing.
 CLAIM_ROUNDS = 3
+# After the store fails, a warm container does not ask it again for this long: without it, every
+# record of every invocation would spend its budget on a store that is down before falling back.
+BREAKER_OPEN_S = 30.0
 
 
 class Claim(enum.Enum):
@@ -92,6 +97,8 @@ class IdempotencyGuard:
         budget_s: float = OPERATION_BUDGET_S,
         clock_ms: Callable[[], int] | None = None,
         new_owner: Callable[[], str] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        breaker_open_s: float = BREAKER_OPEN_S,
     ) -> None:
         if ttl_s < 1:
             raise ValueError(f"the completed TTL must be at least 1 s, not {ttl_s}")
@@ -102,6 +109,8 @@ class IdempotencyGuard:
         # The exact record each live claim of this container wrote: release deletes only that.
         self._claims: dict[str, bytes] = {}
         self._claims_lock = threading.Lock()
+        self._monotonic, self._breaker_open_s = monotonic, breaker_open_s
+        self._skip_until = 0.0  # monotonic time before which the store is not asked (breaker open)
 
     def __repr__(self) -> str:
         return f"IdempotencyGuard({self.records!r}, ttl_s={self.ttl_s})"
@@ -164,12 +173,25 @@ class IdempotencyGuard:
         remaining = deadline.remaining()
         if not remaining > 0:
             raise StoreUnavailable(f"idempotency store not asked to {action}: no time left before the deadline")
+        wait = self._skip_until - self._monotonic()
+        if wait > 0:
+            raise StoreUnavailable(
+                f"idempotency store not asked to {action}: it failed moments ago (asked again in {wait:.0f} s)"
+            )
         op = Deadline(min(remaining, self.budget_s))
         try:
             return operation(op)
         except StoreRecordUnreadable as error:
+            # One bad record, not a store that is down: the breaker stays closed.
             raise StoreRecordUnreadable(f"the idempotency record {key} is {error}") from None
+        except StoreRefused:
+            raise  # Redis answered (an error reply): it is up, so the breaker stays closed
         except StoreUnavailable:
+            self._trip()
             raise
         except Exception as error:  # the pipeline's fallback to the marker must catch all
+            self._trip()
             raise StoreUnavailable(f"idempotency store failed to {action}: {type(error).__name__}") from None
+
+    def _trip(self) -> None:
+        self._skip_until = self._monotonic() + self._breaker_open_s
