@@ -43,8 +43,8 @@ class App:
         self.gateway = gateway or CosGateway(settings, env)
         if settings.redis_url:
             observability.register_redis_url(settings.redis_url)  # before anything could print it
-        if strict_store is None and settings.redis_url:
-            strict_store = store_from_url(settings.redis_url, ttl_s=settings.idempotency_ttl_s)
+            if strict_store is None:
+                strict_store = store_from_url(settings.redis_url, ttl_s=settings.idempotency_ttl_s)
         self.log = observability.get_logger()
         # A misspelt setting would otherwise be silently ignored: name it, with the closest known one.
         # AUTOTAG_SCF_ENDPOINT is the local tooling's own (the backfill's SCF stand-in).

@@ -11,7 +11,6 @@ that can hold a secret (the Redis URL's password) is never repeated, in any form
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -283,6 +282,10 @@ def unknown_variables(
     env = os.environ if env is None else env
     known = set(ENV_VARS) | set(also_known)
     unknown = sorted(name for name in env if name.startswith(PREFIX) and name not in known)
+    if not unknown:
+        return []
+    import difflib  # only when a name is unknown: every cold start runs this
+
     # Compare without the shared prefix, which would make every name look close.
     suffixes = {var.removeprefix(PREFIX): var for var in ENV_VARS}
 

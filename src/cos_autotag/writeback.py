@@ -173,7 +173,12 @@ def metadata_room(head: Mapping[str, str], upload_token: str) -> int:
     """Bytes left for the labels value once the user's metadata and the marker are counted."""
     base = _user_metadata_text(head)
     base[MARKER_META] = marker_value(upload_token)
-    return cos_facts.USER_META_MAX_BYTES - _meta_bytes(base) - len(LABELS_META)
+    return _room_beside(base)
+
+
+def _room_beside(meta: Mapping[str, str]) -> int:
+    """Bytes left for the labels value beside `meta` (the user's metadata and the marker)."""
+    return cos_facts.USER_META_MAX_BYTES - _meta_bytes(meta) - len(LABELS_META)
 
 
 def _sdk_keyword(header: str) -> str:
@@ -184,7 +189,7 @@ def plan_metadata(head: Mapping[str, str], labels: list[Label], upload_token: st
     lowered = {k.lower(): header_text(v) for k, v in head.items()}
     meta = _user_metadata_text(head)
     meta[MARKER_META] = marker_value(upload_token)
-    room = metadata_room(head, upload_token)
+    room = _room_beside(meta)
     written = list(labels)
     while written and len(encode_labels_meta(written)) > room:
         written.pop()

@@ -15,8 +15,6 @@ import pytest
 
 import cos_autotag
 import cos_autotag_tools
-from cos_autotag import cos_facts
-from cos_autotag.events import CosRecord
 from cos_autotag_tools.backfill.checkpoint import (
     Answer,
     AnswerCache,
@@ -156,16 +154,12 @@ class Log:
         self.lines.append(("warning", message, fields))
 
 
-def record(key: str) -> CosRecord:
-    return CosRecord(SCOPE["bucket"], SCOPE["region"], key, cos_facts.EVENT_PUT)
-
-
 def kept_answer(path: Path, key: str = "img/a.jpg", etag: str = '"e1"') -> None:
     """A run that stored an answer for `key` and died before finishing it."""
     writer = CheckpointWriter(path, SCOPE)
     cache = AnswerCache(writer, {}, Log())
     cache.begin(ListedObject(key, 10, "STANDARD", etag))
-    cache.store(record(key), RESPONSE)
+    cache.store(SCOPE["bucket"], key, RESPONSE)
     writer.close()
 
 
@@ -185,7 +179,7 @@ def test_an_answer_is_on_disk_before_store_returns(tmp_path: Path, monkeypatch: 
     writer.done("img/0.jpg", "labeled")
     assert '"img/0.jpg"' not in synced[-1]  # a done line waits for its batch...
     cache.begin(ListedObject("img/a.jpg", 10, "STANDARD", '"e1"'))
-    cache.store(record("img/a.jpg"), RESPONSE)
+    cache.store(SCOPE["bucket"], "img/a.jpg", RESPONSE)
     # ...an answer line does not: it is fsynced before the tag write may start.
     last = [json.loads(line) for line in synced[-1].splitlines()][-1]
     assert last == {"kind": "answer", "key": "img/a.jpg", "etag": '"e1"', "response": RESPONSE}
@@ -204,12 +198,12 @@ def test_a_kept_answer_is_reused_only_while_the_etag_is_unchanged(tmp_path: Path
     cache = AnswerCache(writer, state.answers, log)
     cache.begin(ListedObject("img/a.jpg", 10, "STANDARD", '"e1"'))
     cache.begin(ListedObject("img/b.jpg", 10, "STANDARD", '"e2"'))  # re-uploaded since
-    assert cache.lookup(record("img/a.jpg")) == RESPONSE
-    assert cache.lookup(record("img/b.jpg")) is None
+    assert cache.lookup(SCOPE["bucket"], "img/a.jpg") == RESPONSE
+    assert cache.lookup(SCOPE["bucket"], "img/b.jpg") is None
     assert cache.reused == 1
     assert [(level, fields["key"]) for level, _, fields in log.lines] == [("info", "img/b.jpg")]
     # The fresh answer for the changed object is kept under its new ETag.
-    cache.store(record("img/b.jpg"), {"RecognitionResult": {"Labels": []}})
+    cache.store(SCOPE["bucket"], "img/b.jpg", {"RecognitionResult": {"Labels": []}})
     writer.close()
     assert load(path, SCOPE).answers["img/b.jpg"] == Answer('"e2"', {"RecognitionResult": {"Labels": []}})
 
@@ -220,8 +214,8 @@ def test_an_answer_is_not_reused_without_a_listed_etag(tmp_path: Path) -> None:
     writer = CheckpointWriter(path, SCOPE)
     cache = AnswerCache(writer, load(path, SCOPE).answers, Log())
     cache.begin(ListedObject("img/a.jpg", 10))  # a key retried from the checkpoint: no ETag
-    assert cache.lookup(record("img/a.jpg")) is None
-    cache.store(record("img/a.jpg"), RESPONSE)  # nothing to check it against later: not kept
+    assert cache.lookup(SCOPE["bucket"], "img/a.jpg") is None
+    cache.store(SCOPE["bucket"], "img/a.jpg", RESPONSE)  # nothing to check it against later: not kept
     writer.close()
     assert '"etag":""' not in path.read_text(encoding="utf-8")
 
@@ -232,7 +226,7 @@ def test_answers_of_finished_keys_are_dropped(tmp_path: Path) -> None:
     cache = AnswerCache(writer, {}, Log())
     for key in ("img/a.jpg", "img/b.jpg", "img/c.jpg", "img/d.jpg"):
         cache.begin(ListedObject(key, 10, "STANDARD", '"e"'))
-        cache.store(record(key), RESPONSE)
+        cache.store(SCOPE["bucket"], key, RESPONSE)
     writer.done("img/a.jpg", "labeled")  # done
     writer.failed("img/b.jpg", 10, "PutObjectTagging: InternalError")  # retried, with no ETag to check
     writer.mark("img/c.jpg")  # c is before the mark
@@ -245,7 +239,7 @@ def test_answers_of_finished_keys_are_dropped(tmp_path: Path) -> None:
     cache = AnswerCache(writer, state.answers, Log())
     cache.begin(ListedObject("img/d.jpg", 10, "STANDARD", '"e"'))
     cache.finished("img/d.jpg")  # e.g. the marker was on the object after all
-    assert cache.lookup(record("img/d.jpg")) is None
+    assert cache.lookup(SCOPE["bucket"], "img/d.jpg") is None
     writer.close()
 
 
@@ -255,7 +249,7 @@ def test_a_response_json_cannot_hold_is_not_kept_and_labeling_goes_on(tmp_path: 
     writer = CheckpointWriter(path, SCOPE)
     cache = AnswerCache(writer, {}, log)
     cache.begin(ListedObject("img/a.jpg", 10, "STANDARD", '"e"'))
-    cache.store(record("img/a.jpg"), {"labels": {1, 2}})  # a set: not JSON
+    cache.store(SCOPE["bucket"], "img/a.jpg", {"labels": {1, 2}})  # a set: not JSON
     writer.close()
     assert [level for level, _, _ in log.lines] == ["warning"]
     assert load(path, SCOPE).answers == {}
@@ -271,7 +265,7 @@ def test_a_finished_checkpoint_keeps_no_answers_and_no_lines_before_its_mark(tmp
     keys = [f"img/{i:03d}.jpg" for i in range(50)]
     for key in keys:
         cache.begin(ListedObject(key, 10, "STANDARD", '"e"'))
-        cache.store(record(key), RESPONSE)
+        cache.store(SCOPE["bucket"], key, RESPONSE)
         writer.done(key, "labeled")
         writer.mark(key)
     writer.failed("img/x.jpg", 3, "network")
@@ -294,12 +288,12 @@ def test_a_running_checkpoint_is_compacted_and_reads_back_the_same(tmp_path: Pat
     writer = CheckpointWriter(path, SCOPE, compact_min_bytes=4096)
     cache = AnswerCache(writer, {}, Log())
     cache.begin(ListedObject("img/zz.jpg", 10, "STANDARD", '"z"'))
-    cache.store(record("img/zz.jpg"), RESPONSE)  # in progress all along
+    cache.store(SCOPE["bucket"], "img/zz.jpg", RESPONSE)  # in progress all along
     largest = 0
     for i in range(400):
         key = f"img/{i:03d}.jpg"
         cache.begin(ListedObject(key, 10, "STANDARD", '"e"'))
-        cache.store(record(key), RESPONSE)
+        cache.store(SCOPE["bucket"], key, RESPONSE)
         writer.done(key, "labeled")
         if i % 2:  # the mark lags a key behind, as objects finish out of order
             writer.mark(key)

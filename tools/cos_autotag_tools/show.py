@@ -53,7 +53,7 @@ def _show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         found = read_labels(bucket.gateway, bucket.name, bucket.region, args.key, args.mode)
     except CosCallError as error:
-        if error.not_found and error.code != "NoSuchBucket":
+        if error.not_found:
             print(
                 f"cos-autotag show: no object {args.key!r} in {bucket.name} ({bucket.region}); keys are "
                 "case-sensitive: `cos-autotag find` or a listing shows the ones there",

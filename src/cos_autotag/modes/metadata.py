@@ -29,9 +29,8 @@ class MetadataMode:
     name = "metadata"
     no_room_reason = Reason.NO_ROOM_FOR_METADATA
 
-    def __init__(self, store: ObjectStore, settings: Settings | None = None) -> None:
-        self.store = store
-        self.settings = settings or Settings()
+    def __init__(self, store: ObjectStore, settings: Settings) -> None:
+        self.store, self.settings = store, settings
 
     def marker_in_event(self, record: CosRecord) -> str | None:
         return marker_in_metadata(record.user_meta)

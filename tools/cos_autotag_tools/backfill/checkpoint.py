@@ -48,8 +48,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
-    from cos_autotag.events import CosRecord
-
     from .listing import ListedObject
 
 VERSION = 2
@@ -523,34 +521,34 @@ class AnswerCache:
             self._etags.pop(key, None)
             self._answers.pop(key, None)
 
-    def lookup(self, record: CosRecord) -> Any | None:
+    def lookup(self, bucket: str, key: str) -> Any | None:
         with self._lock:
-            answer = self._answers.pop(record.key, None)
-            etag = self._etags.get(record.key, "")
+            answer = self._answers.pop(key, None)
+            etag = self._etags.get(key, "")
             if answer is not None and etag and answer.etag == etag:
                 self.reused += 1
                 return answer.response
         if answer is not None:
             self._log.info(
                 "the object changed since its detect-label answer was kept: labeling it afresh",
-                bucket=record.bucket,
-                key=record.key,
+                bucket=bucket,
+                key=key,
             )
         return None
 
-    def store(self, record: CosRecord, response: Any) -> None:
+    def store(self, bucket: str, key: str, response: Any) -> None:
         with self._lock:
-            etag = self._etags.get(record.key, "")
+            etag = self._etags.get(key, "")
         if not etag:
             return  # a key retried from the checkpoint: no listed ETag to check the answer against later
         try:
-            self._writer.answer(record.key, etag, response)
+            self._writer.answer(key, etag, response)
         except (OSError, TypeError, ValueError) as error:
             # The labels are still written; only a crash before that would pay for them again.
             self._log.warning(
                 "could not keep the detect-label answer in the checkpoint",
-                bucket=record.bucket,
-                key=record.key,
+                bucket=bucket,
+                key=key,
                 error=str(error),
             )
 

@@ -16,10 +16,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from cos_autotag import cos_facts
 from cos_autotag.cos_adapter import CosGateway, Credentials
 from cos_autotag.errors import CosCallError
-from cos_autotag.events import CosRecord
 from cos_autotag.ports import OPERATIONS, LabelDetector
 from cos_autotag.settings import Settings
 from cos_autotag.writeback import MetadataPlan
@@ -117,13 +115,12 @@ class CheckpointedDetector:
     def detect_labels(
         self, bucket: str, region: str, key: str, scenes: Sequence[str], detect_url: str | None = None
     ) -> Any:
-        record = CosRecord(bucket, region, key, cos_facts.EVENT_PUT)
-        response = self.answers.lookup(record)
+        response = self.answers.lookup(bucket, key)
         if response is not None:
             self.log.info("detect-label answer reused from the checkpoint", bucket=bucket, key=key)
             return response
         response = self.inner.detect_labels(bucket, region, key, scenes, detect_url=detect_url)
-        self.answers.store(record, response)
+        self.answers.store(bucket, key, response)
         return response
 
 

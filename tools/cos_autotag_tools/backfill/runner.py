@@ -31,8 +31,6 @@ from .progress import Progress
 from .rate import TokenBucket
 from .report import WOULD_LABEL, Report
 
-ARCHIVED_REASON = Reason.ARCHIVED
-
 
 class _StopCounting(Exception):
     pass
@@ -113,7 +111,7 @@ class Backfill:
     def precheck(self, obj: ListedObject) -> RecordResult | None:
         """A result decided from the listing alone, with no call."""
         if obj.storage_class.upper() in cos_facts.ARCHIVE_STORAGE_CLASSES:
-            return RecordResult(self.options.bucket, obj.key, Outcome.SKIPPED, reason=ARCHIVED_REASON)
+            return RecordResult(self.options.bucket, obj.key, Outcome.SKIPPED, reason=Reason.ARCHIVED)
         return None
 
     # --- what to record -------------------------------------------------------------------------

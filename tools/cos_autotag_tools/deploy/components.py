@@ -265,17 +265,25 @@ def trigger_problems(inputs: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def function_problems(doc: Mapping[str, Any]) -> list[str]:
-    """Problems of a resolved scf component document (env and ${name}/${stage}/${app} filled)."""
+def _component_problems(doc: Mapping[str, Any], component: str) -> tuple[list[str], dict[str, Any] | None]:
+    """What every component document needs: its component, names, and an inputs mapping (or None)."""
     problems: list[str] = []
-    if doc.get("component") != "scf":
-        problems.append("component must be scf")
+    if doc.get("component") != component:
+        problems.append(f"component must be {component}")
     for key in ("name", "app", "stage"):
         if not isinstance(doc.get(key), str) or not NAME_RE.match(doc[key]):
             problems.append(f"{key} {doc.get(key)!r} must match {NAME_RE.pattern}")
     inputs = doc.get("inputs")
     if not isinstance(inputs, dict):
-        return [*problems, "inputs must be a mapping"]
+        return [*problems, "inputs must be a mapping"], None
+    return problems, inputs
+
+
+def function_problems(doc: Mapping[str, Any]) -> list[str]:
+    """Problems of a resolved scf component document (env and ${name}/${stage}/${app} filled)."""
+    problems, inputs = _component_problems(doc, "scf")
+    if inputs is None:
+        return problems
     function_name = inputs.get("name", f"{doc.get('name')}-{doc.get('stage')}-{doc.get('app')}")
     if not NAME_RE.match(str(function_name)) or len(str(function_name)) > cos_facts.SCF_FUNCTION_NAME_MAX_CHARS:
         problems.append(f"function name {function_name!r} is not a valid SCF function name")
@@ -347,15 +355,9 @@ def function_problems(doc: Mapping[str, Any]) -> list[str]:
 
 def layer_problems(doc: Mapping[str, Any]) -> list[str]:
     """Problems of a resolved layer component document."""
-    problems: list[str] = []
-    if doc.get("component") != "layer":
-        problems.append("component must be layer")
-    for key in ("name", "app", "stage"):
-        if not isinstance(doc.get(key), str) or not NAME_RE.match(doc[key]):
-            problems.append(f"{key} {doc.get(key)!r} must match {NAME_RE.pattern}")
-    inputs = doc.get("inputs")
-    if not isinstance(inputs, dict):
-        return [*problems, "inputs must be a mapping"]
+    problems, inputs = _component_problems(doc, "layer")
+    if inputs is None:
+        return problems
     if not isinstance(inputs.get("region"), str) or not cos_facts.REGION_RE.match(inputs["region"]):
         problems.append(f"region {inputs.get('region')!r} is not a full region name")
     if not isinstance(inputs.get("name"), str) or not NAME_RE.match(inputs["name"]):
