@@ -247,11 +247,15 @@ def sdk_snippet(emu: Emulator, region: str, bucket: str, secret_id: str, secret_
 def coscmd_lines(emu: Emulator, region: str, bucket: str, secret_id: str, secret_key: str) -> list[str]:
     """coscmd 1.9 against the emulator: plain HTTP, and the bucket host routed through the
     emulator as an HTTP proxy (it serves absolute-form requests)."""
-    config = ["coscmd", "-c", ".cos-local.conf", "config", "-a", secret_id, "-s", secret_key]
+    # The coscmd installed beside this Python (the dev extra puts it in .venv/bin), so the lines
+    # run as printed without an activated virtualenv; else whichever one is on PATH.
+    beside = Path(sys.executable).parent / "coscmd"
+    program = str(beside) if beside.exists() else "coscmd"
+    config = [program, "-c", ".cos-local.conf", "config", "-a", secret_id, "-s", secret_key]
     if emu.token:
         config += ["-t", emu.token]
     config += ["-b", bucket, "-r", region, "--do-not-use-ssl"]
-    upload = ["coscmd", "-c", ".cos-local.conf", "upload", "my.jpg", "photos/my.jpg"]
+    upload = [program, "-c", ".cos-local.conf", "upload", "my.jpg", "photos/my.jpg"]
     return [shlex.join(config), f"HTTP_PROXY=http://127.0.0.1:{emu.port} " + shlex.join(upload)]
 
 
