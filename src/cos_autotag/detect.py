@@ -13,7 +13,6 @@ from typing import Any
 from . import cos_facts
 from .eligibility import Verdict
 from .label import Label
-from .outcome import Outcome, Reason
 from .ports import LabelDetector, ObjectStore
 from .run import RecordRun
 
@@ -28,8 +27,6 @@ def detect(
     record = run.record
     detect_url = None
     if verdict.large:
-        if record.size is not None and record.size > cos_facts.CI_PROCESS_MAX_BYTES:
-            run.finish(Outcome.SKIPPED, Reason.TOO_LARGE)
         detect_url = store.thumbnail_url(record.bucket, record.region, run.key, THUMBNAIL_RULE)
     response = run.call(
         "DetectLabel",

@@ -2,20 +2,19 @@
 
 detect-label takes JPEG and PNG up to 3 MB and at least 50x50 pixels. The content type and
 the extension decide first; where neither tells (no extension and an empty or generic type,
-as in Tencent's own sample event) the object's first bytes decide.
+as in Tencent's own sample event) the object decides: the type its read told, else its first
+bytes (the pipeline reads them). Pure functions: no call is made here.
 """
 
 from __future__ import annotations
 
 import posixpath
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import cos_facts
 from .events import CosRecord
-from .outcome import Outcome, Reason
-from .ports import ObjectStore
-from .run import RecordRun
+from .outcome import Reason
 from .settings import Settings
 
 # Enough bytes to hold the PNG header or, in nearly every JPEG, the frame header after EXIF.
@@ -26,13 +25,11 @@ SNIFF_BYTES = 64 * 1024
 class Verdict:
     eligible: bool
     reason: str = ""  # why not, when not eligible
-    needs_sniff: bool = False  # the type is unknown: read the first bytes to decide
+    needs_sniff: bool = False  # the type is unknown: the object itself must tell
     large: bool = False  # a JPEG/PNG over detect-label's size limit: label a smaller rendition
-    image_format: str = ""  # "jpeg" | "png" when known
 
 
-ELIGIBLE_JPEG = Verdict(True, image_format="jpeg")
-ELIGIBLE_PNG = Verdict(True, image_format="png")
+ELIGIBLE = Verdict(True)
 
 
 def _by_name_filters(key: str, settings: Settings) -> str:
@@ -80,15 +77,16 @@ def check_record(record: CosRecord, settings: Settings) -> Verdict:
         return Verdict(False, Reason.UNKNOWN_TYPE, needs_sniff=True)
     if fmt == "":
         return Verdict(False, Reason.NOT_AN_IMAGE)
-    return _size_verdict(record.size, fmt, settings)
+    return _size_verdict(record.size, settings)
 
 
-def _size_verdict(size: int | None, fmt: str, settings: Settings) -> Verdict:
+def _size_verdict(size: int | None, settings: Settings) -> Verdict:
     if size is not None and size > cos_facts.DETECT_MAX_BYTES:
-        if settings.large_images == "thumbnail":
-            return Verdict(True, large=True, image_format=fmt)
+        # Cloud Infinite renders nothing past its own limit: no rendition to label either.
+        if settings.large_images == "thumbnail" and size <= cos_facts.CI_PROCESS_MAX_BYTES:
+            return Verdict(True, large=True)
         return Verdict(False, Reason.TOO_LARGE)
-    return ELIGIBLE_PNG if fmt == "png" else ELIGIBLE_JPEG
+    return ELIGIBLE
 
 
 def check_bytes(head: bytes, size: int | None, settings: Settings) -> Verdict:
@@ -96,24 +94,23 @@ def check_bytes(head: bytes, size: int | None, settings: Settings) -> Verdict:
     sniffed = sniff_image(head)
     if sniffed is None:
         return Verdict(False, Reason.NOT_AN_IMAGE)
-    fmt, dims = sniffed
+    _, dims = sniffed
     if dims is not None:
         width, height = dims
         if min(width, height) < cos_facts.DETECT_MIN_SIDE:
             return Verdict(False, Reason.TOO_SMALL)
-    return _size_verdict(size, fmt, settings)
+    return _size_verdict(size, settings)
 
 
-def confirm_by_bytes(run: RecordRun, store: ObjectStore, verdict: Verdict, settings: Settings) -> Verdict:
-    """Where the type is still unknown, decide from the object's first bytes (a ranged GET)."""
-    if not verdict.needs_sniff:
-        return verdict
-    record = run.record
-    head = run.call("GetObject", lambda: store.read_first_bytes(record.bucket, record.region, run.key, SNIFF_BYTES))
-    sniffed = check_bytes(head, record.size, settings)
-    if not sniffed.eligible:
-        run.finish(Outcome.SKIPPED, sniffed.reason)
-    return sniffed
+def check_object(
+    record: CosRecord, key: str, content_type: str | None, size: int | None, settings: Settings
+) -> Verdict:
+    """The verdict from what reading the object told (its key as found, type, size), for a record
+    whose event did not tell the type; `needs_sniff` still when the read did not tell either."""
+    if content_type is None:
+        return Verdict(False, Reason.UNKNOWN_TYPE, needs_sniff=True)
+    size = record.size if size is None else size
+    return check_record(replace(record, key=key, content_type=content_type, size=size), settings)
 
 
 def sniff_image(head: bytes) -> tuple[str, tuple[int, int] | None] | None:

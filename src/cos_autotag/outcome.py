@@ -61,7 +61,7 @@ class Reason:
 class RecordResult:
     bucket: str
     key: str
-    outcome: str  # an Outcome; the backfill adds its own (would label, sent)
+    outcome: Outcome
     reason: str = ""
     labels: list[dict[str, Any]] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
@@ -86,10 +86,3 @@ class RecordResult:
         out["duration_ms"] = self.duration_ms
         return out
 
-
-class Finished(Exception):
-    """Ends a record's run early with its outcome (skipped, duplicate): raised by `RecordRun.finish`."""
-
-    def __init__(self, outcome: Outcome, reason: str) -> None:
-        super().__init__(reason)
-        self.outcome, self.reason = outcome, reason

@@ -1,11 +1,12 @@
-"""One record through the flow, top to bottom:
+"""One record through the flow, top to bottom (`_flow`):
 
-    eligibility → guard → marker → room → first bytes → detect-label → select → (re-check) → write
+    eligibility → guard → marker → room → first bytes → detect-label → select → write (→ again)
 
 Each step lives in its own module; this file only orders them. The outside services come in
-through the constructor as ports (`ObjectStore`, `LabelDetector`, an optional `StrictStore`),
-so the trigger, the backfill and the unit tests run the same code. Every outcome is a
-`RecordResult`; only a failure a retry could fix is marked retryable.
+through the constructor as ports (`ObjectStore`, `LabelDetector`, an optional `StrictStore`,
+and the write-back mode, chosen from the settings unless given), so the trigger, the backfill
+and the unit tests run the same code. A step returns, it never ends the record: the record ends
+in `process`, with one `RecordResult`; only a failure a retry could fix is marked retryable.
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ from typing import Any
 
 from . import cos_facts
 from .detect import detect
-from .eligibility import Verdict, check_record, confirm_by_bytes
+from .eligibility import SNIFF_BYTES, Verdict, check_bytes, check_object, check_record
 from .errors import AlreadyInProgress, CosCallError, ObjectKeptChanging, StoreUnavailable
 from .events import CosRecord
 from .idempotency import Claim, StrictStore, marker_says_done
 from .label import Label
-from .modes import WriteBackMode, mode_for
-from .outcome import Finished, Outcome, Reason, RecordResult
+from .modes import ChangedMeanwhile, Snapshot, WriteBackMode, mode_for
+from .outcome import Outcome, Reason, RecordResult
 from .ports import LabelDetector, ObjectStore
 from .retry import Deadline
 from .run import RecordRun
 from .selection import select_labels
 from .settings import Settings
+
+Ending = tuple[Outcome, str]  # how a record ends: the outcome and why
 
 
 class Pipeline:
@@ -36,69 +39,86 @@ class Pipeline:
         detector: LabelDetector,
         guard: StrictStore | None,
         log: Any,
-        relabel: bool = False,
+        mode: WriteBackMode[Any] | None = None,
     ) -> None:
         self.settings, self.store, self.detector, self.guard, self.log = settings, store, detector, guard, log
-        self.mode: WriteBackMode[Any] = mode_for(settings, store)
-        # Label again even where the marker says done (a backfill after a change of settings).
-        self.relabel = relabel
+        self.mode: WriteBackMode[Any] = mode if mode is not None else mode_for(settings, store)
 
     def process(self, record: CosRecord, deadline: Deadline) -> RecordResult:
+        """The record's result; the one place a record ends."""
         run = RecordRun.start(record, deadline, self.log)
-        claimed = False
+        result = run.result
+        settled = True  # decided for this upload: a retry would decide the same
         try:
-            verdict = check_record(record, self.settings)
-            if not verdict.eligible and not verdict.needs_sniff:
-                run.finish(Outcome.SKIPPED, verdict.reason)
-            claimed = self._claim(run)
-            run.result.labels = [{"name": lb.name, "confidence": lb.confidence} for lb in self._label(run, verdict)]
-            self._complete(run, claimed)
-        except Finished as done:
-            run.result.outcome, run.result.reason = done.outcome, done.reason
-            # Skips and duplicates are final for this upload too: a retry would decide the same.
-            self._complete(run, claimed)
+            result.outcome, result.reason = self._flow(run)
         except CosCallError as error:
-            self._release(run, claimed)
-            self._failed_call(run.result, error)
+            settled = False
+            self._failed_call(result, error)
         except (AlreadyInProgress, ObjectKeptChanging) as error:
-            self._release(run, claimed)
-            run.result.outcome, run.result.reason, run.result.retryable = Outcome.FAILED, str(error), True
+            settled = False
+            result.outcome, result.reason, result.retryable = Outcome.FAILED, str(error), True
         except BaseException:
-            self._release(run, claimed)
+            self._release(run)
             raise
-        run.result.duration_ms = run.elapsed_ms()
+        if settled:
+            self._complete(run)
+        else:
+            self._release(run)
+        result.duration_ms = run.elapsed_ms()
         _log_result(run)
-        return run.result
+        return result
 
-    def _label(self, run: RecordRun, verdict: Verdict) -> list[Label]:
-        """The steps that read, pay and write; returns the labels written."""
-        mode, record = self.mode, run.record
-        if self._done(mode.marker_in_event(record), record):
-            run.finish(Outcome.DUPLICATE, Reason.MARKER_IN_EVENT)  # the function's own echo costs no call
-        state = mode.read(run)
-        if self._done(mode.marker(state), record):
-            run.finish(Outcome.DUPLICATE, Reason.MARKER_ON_OBJECT)
-        if not mode.has_room(run, state):
-            run.finish(Outcome.SKIPPED, mode.no_room_reason)  # checked before paying
-        verdict = mode.refine(run, state, verdict)
-        verdict = confirm_by_bytes(run, self.store, verdict, self.settings)
-        labels = self._detect(run, verdict)
-        fresh = mode.changed_since(run, state)
-        if fresh is not None:
+    def _flow(self, run: RecordRun) -> Ending:
+        record, mode = run.record, self.mode
+        verdict = check_record(record, self.settings)
+        if not verdict.eligible and not verdict.needs_sniff:
+            return Outcome.SKIPPED, verdict.reason
+        claim = self._claim(run)
+        if claim is Claim.DUPLICATE:
+            return Outcome.DUPLICATE, Reason.COMPLETED_IN_STORE
+        if claim is Claim.IN_PROGRESS:
+            raise AlreadyInProgress(f"{record.key}: another delivery of this upload is in progress")
+        if marker_says_done(mode.marker_in_event(record), record):
+            return Outcome.DUPLICATE, Reason.MARKER_IN_EVENT  # the function's own echo costs no call
+        snapshot = mode.read(run)
+        if marker_says_done(snapshot.marker, record):
+            return Outcome.DUPLICATE, Reason.MARKER_ON_OBJECT
+        if not snapshot.has_room:
+            return Outcome.SKIPPED, mode.no_room_reason  # checked before paying
+        if verdict.needs_sniff:
+            verdict = self._decide_from_object(run, snapshot)
+            if not verdict.eligible:
+                return Outcome.SKIPPED, verdict.reason
+        written = mode.write(run, snapshot, self._detect(run, verdict))
+        if isinstance(written, ChangedMeanwhile) and written.now is not None:
             # The object changed while Cloud Infinite labeled it: the user tagged it, or a new
             # upload replaced it (whose labels may already be on it). Label it as it is now.
-            if self._done(mode.marker(fresh), record):
-                run.finish(Outcome.DUPLICATE, Reason.LABELED_MEANWHILE)
-            if not mode.has_room(run, fresh):
-                run.finish(Outcome.SKIPPED, mode.no_room_reason)
+            snapshot = written.now
+            if marker_says_done(snapshot.marker, record):
+                return Outcome.DUPLICATE, Reason.LABELED_MEANWHILE
+            if not snapshot.has_room:
+                return Outcome.SKIPPED, mode.no_room_reason
             run.log.info("the tag set changed during detect-label: labeling the object as it is now")
-            state, labels = fresh, self._detect(run, verdict)
-            if mode.changed_since(run, state) is not None:
+            written = mode.write(run, snapshot, self._detect(run, verdict))
+            if isinstance(written, ChangedMeanwhile) and written.now is not None:
                 raise ObjectKeptChanging(f"{record.key}: the object kept changing while it was being labeled")
-        return mode.write(run, state, labels)
+        if isinstance(written, ChangedMeanwhile):
+            # Overwritten by a newer upload: its own event labels the new content.
+            return Outcome.SKIPPED, Reason.CHANGED_DURING_PROCESSING
+        run.result.labels = [{"name": lb.name, "confidence": lb.confidence} for lb in written.labels]
+        return Outcome.LABELED, ""
 
-    def _done(self, marker: str | None, record: CosRecord) -> bool:
-        return not self.relabel and marker_says_done(marker, record)
+    def _decide_from_object(self, run: RecordRun, snapshot: Snapshot[Any]) -> Verdict:
+        """Eligibility for a record whose event did not tell the type: from what the read told,
+        else from the object's first bytes (a ranged GET)."""
+        record = run.record
+        verdict = check_object(record, run.key, snapshot.content_type, snapshot.size, self.settings)
+        if not verdict.needs_sniff:
+            return verdict
+        first = run.call(
+            "GetObject", lambda: self.store.read_first_bytes(record.bucket, record.region, run.key, SNIFF_BYTES)
+        )
+        return check_bytes(first, record.size if snapshot.size is None else snapshot.size, self.settings)
 
     def _detect(self, run: RecordRun, verdict: Verdict) -> list[Label]:
         found = detect(run, self.detector, self.store, verdict, self.settings.scenes)
@@ -116,9 +136,9 @@ class Pipeline:
 
     # --- the strict store (optional) --------------------------------------------------------
 
-    def _claim(self, run: RecordRun) -> bool:
+    def _claim(self, run: RecordRun) -> Claim | None:
         if self.guard is None:
-            return False
+            return None
         try:
             claim = self.guard.claim(run.record, run.deadline)
         except StoreUnavailable as error:
@@ -127,15 +147,12 @@ class Pipeline:
                 "duplicate delivery may pay for a second detect-label call",
                 error=str(error),
             )
-            return False
-        if claim is Claim.DUPLICATE:
-            run.finish(Outcome.DUPLICATE, Reason.COMPLETED_IN_STORE)
-        if claim is Claim.IN_PROGRESS:
-            raise AlreadyInProgress(f"{run.record.key}: another delivery of this upload is in progress")
-        return True
+            return None
+        run.claimed = claim is Claim.NEW
+        return claim
 
-    def _complete(self, run: RecordRun, claimed: bool) -> None:
-        if not claimed or self.guard is None:
+    def _complete(self, run: RecordRun) -> None:
+        if not run.claimed or self.guard is None:
             return
         try:
             self.guard.complete(run.record, run.deadline)
@@ -143,8 +160,8 @@ class Pipeline:
             # The labels are written and the marker is on the object: a later duplicate costs a read.
             run.log.warning("could not mark the upload completed in the idempotency store", error=str(error))
 
-    def _release(self, run: RecordRun, claimed: bool) -> None:
-        if not claimed or self.guard is None:
+    def _release(self, run: RecordRun) -> None:
+        if not run.claimed or self.guard is None:
             return
         try:
             self.guard.release(run.record, run.deadline)

@@ -3,7 +3,7 @@
 A run holds the record, the key as it exists in COS, the deadline, the result being filled in
 and the logger bound to the record. `call` makes one COS/CI call with retries inside the
 deadline and counts it; `resolve` reads the object under the first reading of its key that
-exists; `finish` ends the run early with an outcome.
+exists. `claimed` says whether the run holds the upload in the strict store.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 from .errors import CosCallError
 from .events import CosRecord
-from .outcome import Finished, Outcome, RecordResult
+from .outcome import Outcome, RecordResult
 from .retry import Deadline, call_with_retry
 
 T = TypeVar("T")
@@ -28,6 +28,7 @@ class RecordRun:
     log: Any
     result: RecordResult
     started: float = field(default_factory=time.monotonic)
+    claimed: bool = False
 
     @classmethod
     def start(cls, record: CosRecord, deadline: Deadline, log: Any) -> RecordRun:
@@ -38,9 +39,6 @@ class RecordRun:
     def key(self) -> str:
         """The key as it exists in COS: the event's reading, or the one `resolve` found."""
         return self.result.key
-
-    def finish(self, outcome: Outcome, reason: str) -> NoReturn:
-        raise Finished(outcome, reason)
 
     def call(self, operation: str, fn: Callable[[], T]) -> T:
         def attempt() -> T:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from cos_autotag import cos_facts
-from cos_autotag.outcome import RecordResult
+from cos_autotag.outcome import Outcome, RecordResult
 from cos_autotag_tools.backfill.rate import BucketStats
-from cos_autotag_tools.backfill.report import SENT, WOULD_LABEL, Report
+from cos_autotag_tools.backfill.report import SENT, WOULD_LABEL, BackfillResult, Report
 
 B = "photos-1250000000"
 
 
-def result(outcome: str, reason: str = "", key: str = "k.jpg") -> RecordResult:
-    return RecordResult(B, key, outcome, reason=reason)
+def result(outcome: str, reason: str = "", key: str = "k.jpg") -> BackfillResult:
+    # The report counts the pipeline's outcomes and the backfill's own alike, by their word.
+    return BackfillResult(B, key, outcome, reason=reason)
 
 
 def test_results_are_counted_by_outcome_and_skip_reason() -> None:
@@ -23,7 +24,7 @@ def test_results_are_counted_by_outcome_and_skip_reason() -> None:
         result("skipped", "not a JPEG or PNG"),
         result("skipped", "not a JPEG or PNG"),
         result("skipped", "too small"),
-        RecordResult(B, "bad.jpg", "failed", reason="DetectLabel: InternalError", error_code="InternalError"),
+        RecordResult(B, "bad.jpg", Outcome.FAILED, reason="DetectLabel: InternalError", error_code="InternalError"),
     ]:
         report.add(r)
     d = report.as_dict()
@@ -67,7 +68,7 @@ def test_the_rendering_names_every_count_and_the_cost() -> None:
     report.listed = 3
     report.add(result("labeled"))
     report.add(result("skipped", "too small"))
-    report.add(RecordResult(B, "x/failed.jpg", "failed", reason="boom"))
+    report.add(RecordResult(B, "x/failed.jpg", Outcome.FAILED, reason="boom"))
     report.calls.update({"DetectLabel": 1, "ListObjects": 1})
     report.detect_answered = 1
     report.rate = BucketStats(10.0, 9.0, 7.0, throttles=3, cuts=1, waited_s=0.5)
@@ -89,7 +90,7 @@ def test_the_rendering_names_every_count_and_the_cost() -> None:
 def test_only_the_first_failures_are_listed_on_the_terminal() -> None:
     report = Report(B, "ap-guangzhou", "", "label")
     for i in range(25):
-        report.add(RecordResult(B, f"f{i}.jpg", "failed", reason="x"))
+        report.add(RecordResult(B, f"f{i}.jpg", Outcome.FAILED, reason="x"))
     text = report.render()
     assert "f19.jpg" in text and "f20.jpg" not in text and "and 5 more" in text
     assert len(report.as_dict()["failed"]) == 25

@@ -17,11 +17,13 @@ from cos_autotag import cos_facts
 from cos_autotag.errors import CosCallError, StoreUnavailable
 from cos_autotag.events import CosRecord
 from cos_autotag.idempotency import Claim
+from cos_autotag.modes import mode_for
 from cos_autotag.outcome import Outcome, Reason
 from cos_autotag.pipeline import Pipeline
 from cos_autotag.retry import Deadline
 from cos_autotag.settings import Settings
 from cos_autotag.writeback import LABELS_META, MARKER_META, MetadataPlan, marker_value
+from cos_autotag_tools.backfill.ports import Relabel
 
 BUCKET, REGION = "photos-1250000000", "ap-guangzhou"
 JPEG_HEAD = b"\xff\xd8\xff\xe0" + b"\x00" * 60
@@ -166,7 +168,8 @@ def stack(
     store = FakeStore({"a.jpg": Obj()} if objects is None else objects)
     detector = FakeDetector([("玩具", 88), ("毛绒玩具", 87), ("泰迪熊", 77)] if labels is None else labels)
     log = CaptureLog()
-    pipeline = Pipeline(Settings(**settings), store, detector, guard, log, relabel=relabel)
+    mode = Relabel(mode_for(Settings(**settings), store)) if relabel else None
+    pipeline = Pipeline(Settings(**settings), store, detector, guard, log, mode=mode)
     return Stack(store, detector, log, pipeline)
 
 

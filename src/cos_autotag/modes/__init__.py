@@ -1,15 +1,21 @@
-"""Where the labels go: each write-back mode implements the same few steps.
+"""Where the labels go: a write-back mode reads a snapshot of the object, and writes onto it.
 
-The pipeline runs them in this order: the marker the event already shows (if any), read the
-object's state, find the marker in it, measure the room, refine the eligibility verdict from
-what was read, check the state again right before writing, and write.
+`read` makes one call and tells the pipeline all it decides on before paying: the function's
+marker, whether a label fits beside what the user keeps, and what the read learned about the
+content. `write` writes the labels and the marker, or reports that the object changed since
+the snapshot: the pipeline then labels the object as it is now, or leaves it to the newer
+upload's own event.
+
+A snapshot keeps the mode's own view of the object (the tag set, or the headers) for `write`;
+more of what the object says (which tags the function can show it wrote, the headers a copy
+must carry) belongs there, so a mode can learn more without the pipeline changing.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
-from ..eligibility import Verdict
 from ..events import CosRecord
 from ..label import Label
 from ..ports import ObjectStore
@@ -19,37 +25,43 @@ from ..settings import Settings
 S = TypeVar("S")
 
 
+@dataclass(frozen=True)
+class Snapshot(Generic[S]):
+    state: S  # the mode's own view of the object, handed back to `write`
+    marker: str | None  # the function's marker on the object; None: not labeled
+    has_room: bool  # at least one label fits beside what the user keeps on the object
+    content_type: str | None = None  # the content's type as the read told it; None: it did not
+    size: int | None = None  # the object's size as the read told it
+
+
+@dataclass(frozen=True)
+class Written:
+    labels: list[Label]  # the labels actually written (room and COS's rules may leave some out)
+
+
+@dataclass(frozen=True)
+class ChangedMeanwhile:
+    """The object changed since the snapshot; nothing was written."""
+
+    now: Snapshot[Any] | None  # the object as it is now, to label again; None: a newer upload replaced it
+
+
+WriteResult = Written | ChangedMeanwhile
+
+
 class WriteBackMode(Protocol[S]):
-    name: str
-    no_room_reason: str
+    no_room_reason: str  # why a record is skipped when the snapshot has no room
 
     def marker_in_event(self, record: CosRecord) -> str | None:
         """The marker the event itself carries, so a known echo costs no call."""
         ...
 
-    def read(self, run: RecordRun) -> S:
-        """The object's current state, as this mode needs it (one call)."""
+    def read(self, run: RecordRun) -> Snapshot[S]:
+        """The object as this mode needs it (one call)."""
         ...
 
-    def marker(self, state: S) -> str | None: ...
-
-    def has_room(self, run: RecordRun, state: S) -> bool:
-        """Whether at least one label fits beside what the user keeps on the object."""
-        ...
-
-    def refine(self, run: RecordRun, state: S, verdict: Verdict) -> Verdict:
-        """The eligibility verdict, sharpened by what `read` learned (type, size)."""
-        ...
-
-    def changed_since(self, run: RecordRun, state: S) -> S | None:
-        """The new state if the object changed since `state` was read, else None.
-
-        Needed where the write takes no condition; a conditional write checks for itself.
-        """
-        ...
-
-    def write(self, run: RecordRun, state: S, labels: list[Label]) -> list[Label]:
-        """Write the labels and the marker onto the object; the labels actually written."""
+    def write(self, run: RecordRun, snapshot: Snapshot[S], labels: list[Label]) -> WriteResult:
+        """Write the labels and the marker onto the object as `snapshot` saw it, never over a change."""
         ...
 
 
@@ -58,5 +70,5 @@ def mode_for(settings: Settings, store: ObjectStore) -> WriteBackMode[Any]:
     from .tags import TagsMode
 
     if settings.mode == "metadata":
-        return MetadataMode(store, settings)
+        return MetadataMode(store)
     return TagsMode(store)

@@ -7,17 +7,14 @@ of that echo carries the marker, so it is recognised with no call at all.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from ..eligibility import Verdict, check_record
 from ..errors import CosCallError
 from ..events import CosRecord
 from ..label import Label
-from ..outcome import Outcome, Reason
+from ..outcome import Reason
 from ..ports import ObjectStore
 from ..run import RecordRun
-from ..settings import Settings
 from ..writeback import marker_in_metadata, metadata_room, plan_metadata
+from . import ChangedMeanwhile, Snapshot, WriteResult, Written
 
 Head = dict[str, str]
 
@@ -26,50 +23,31 @@ MIN_LABELS_META_BYTES = 3
 
 
 class MetadataMode:
-    name = "metadata"
     no_room_reason = Reason.NO_ROOM_FOR_METADATA
 
-    def __init__(self, store: ObjectStore, settings: Settings) -> None:
-        self.store, self.settings = store, settings
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
 
     def marker_in_event(self, record: CosRecord) -> str | None:
         return marker_in_metadata(record.user_meta)
 
-    def read(self, run: RecordRun) -> Head:
+    def read(self, run: RecordRun) -> Snapshot[Head]:
         record = run.record
-        return run.resolve("HeadObject", lambda key: self.store.head(record.bucket, record.region, key))
-
-    def marker(self, state: Head) -> str | None:
-        return marker_in_metadata(state)
-
-    def has_room(self, run: RecordRun, state: Head) -> bool:
-        return metadata_room(state, run.record.upload_token) >= MIN_LABELS_META_BYTES
-
-    def refine(self, run: RecordRun, state: Head, verdict: Verdict) -> Verdict:
-        if not verdict.needs_sniff:
-            return verdict
-        # HEAD is authoritative for the type and size: decide from it if it tells.
-        length = state.get("content-length", "")
-        from_head = replace(
-            run.record,
-            key=run.key,
-            size=int(length) if length.isdigit() else run.record.size,
-            content_type=state.get("content-type", ""),
+        head = run.resolve("HeadObject", lambda key: self.store.head(record.bucket, record.region, key))
+        length = head.get("content-length", "")
+        return Snapshot(
+            head,
+            marker_in_metadata(head),
+            metadata_room(head, record.upload_token) >= MIN_LABELS_META_BYTES,
+            # HEAD is authoritative for the type and the size.
+            content_type=head.get("content-type", ""),
+            size=int(length) if length.isdigit() else None,
         )
-        reread = check_record(from_head, self.settings)
-        if reread.needs_sniff:
-            return verdict
-        if not reread.eligible:
-            run.finish(Outcome.SKIPPED, reread.reason)
-        return reread
 
-    def changed_since(self, run: RecordRun, state: Head) -> Head | None:
-        return None  # the copy below is conditional on the ETag: it checks for itself
-
-    def write(self, run: RecordRun, state: Head, labels: list[Label]) -> list[Label]:
+    def write(self, run: RecordRun, snapshot: Snapshot[Head], labels: list[Label]) -> WriteResult:
         record = run.record
-        plan = plan_metadata(state, labels, record.upload_token)
-        etag = state.get("etag", "")
+        plan = plan_metadata(snapshot.state, labels, record.upload_token)
+        etag = snapshot.state.get("etag", "")
         try:
             run.call(
                 "CopyObject",
@@ -78,11 +56,11 @@ class MetadataMode:
         except CosCallError as error:
             if error.status == 412:
                 # Overwritten since the HEAD: the newer upload's own event labels the new content.
-                run.finish(Outcome.SKIPPED, Reason.CHANGED_DURING_PROCESSING)
+                return ChangedMeanwhile(None)
             raise
         if plan.left_out_for_room:
             run.log.warning(
                 "fewer labels written: the object's metadata leaves no more room",
                 left_out=[label.name for label in plan.left_out_for_room],
             )
-        return plan.written
+        return Written(plan.written)

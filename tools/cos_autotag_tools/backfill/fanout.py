@@ -30,7 +30,7 @@ from cos_autotag.settings import Settings
 from .listing import ListedObject
 from .options import Options
 from .rate import TokenBucket
-from .report import SENT
+from .report import SENT, BackfillResult
 from .runner import Backfill
 
 INVOKE_TIMEOUT_S = 30
@@ -234,7 +234,7 @@ def run_via_scf(options: Options, settings: Settings, backfill: Backfill) -> Non
             report.events_sent += 1
             log.info("event sent", records=len(batch.records), function_request_id=future.result())
             for obj in batch.objects:
-                backfill.finish(obj, RecordResult(options.bucket, obj.key, SENT))
+                backfill.finish(obj, BackfillResult(options.bucket, obj.key, SENT))
             return
         log.error("invoke failed", error=str(error), keys=[o.key for o in batch.objects])
         code = getattr(error, "code", type(error).__name__)

@@ -6,7 +6,10 @@
 - `PacedDetector`: detect-label calls paced by the run's token bucket, which backs off on throttling.
 - `CheckpointedDetector`: answers kept in the checkpoint, so a crash between detect-label and
   the write-back does not pay for the same object twice.
-- `DryRunDetector`: stops each object at the point where the paid call would go out.
+- `Relabel`: the write-back mode with the marker unseen, so objects labeled before are labeled
+  again (their old labels replaced), as after a change of settings.
+- `DryRun`: the write-back mode that writes nothing, with `DRY_RUN_DETECTOR` standing in for the
+  paid call: an object that reaches it is one a real run would label.
 """
 
 from __future__ import annotations
@@ -14,11 +17,16 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from cos_autotag.cos_adapter import CosGateway, Credentials
 from cos_autotag.errors import CosCallError
+from cos_autotag.events import CosRecord
+from cos_autotag.label import Label
+from cos_autotag.modes import ChangedMeanwhile, Snapshot, WriteBackMode, WriteResult, Written
 from cos_autotag.ports import OPERATIONS, LabelDetector
+from cos_autotag.run import RecordRun
 from cos_autotag.settings import Settings
 from cos_autotag.writeback import MetadataPlan
 
@@ -124,12 +132,46 @@ class CheckpointedDetector:
         return response
 
 
-class WouldDetect(Exception):
-    """Raised by the dry run at the point where the paid detect-label call would go out."""
+class Relabel:
+    """The mode as if no marker were on the object: the write replaces the function's old labels."""
+
+    def __init__(self, inner: WriteBackMode[Any]) -> None:
+        self.inner, self.no_room_reason = inner, inner.no_room_reason
+
+    def marker_in_event(self, record: CosRecord) -> str | None:
+        return None
+
+    def read(self, run: RecordRun) -> Snapshot[Any]:
+        return replace(self.inner.read(run), marker=None)
+
+    def write(self, run: RecordRun, snapshot: Snapshot[Any], labels: list[Label]) -> WriteResult:
+        written = self.inner.write(run, snapshot, labels)
+        if isinstance(written, ChangedMeanwhile) and written.now is not None:
+            return ChangedMeanwhile(replace(written.now, marker=None))
+        return written
+
+
+class DryRun:
+    """The mode that reads as the real one and writes nothing: `--dry-run`."""
+
+    def __init__(self, inner: WriteBackMode[Any]) -> None:
+        self.inner, self.no_room_reason = inner, inner.no_room_reason
+
+    def marker_in_event(self, record: CosRecord) -> str | None:
+        return self.inner.marker_in_event(record)
+
+    def read(self, run: RecordRun) -> Snapshot[Any]:
+        return self.inner.read(run)
+
+    def write(self, run: RecordRun, snapshot: Snapshot[Any], labels: list[Label]) -> WriteResult:
+        return Written([])
 
 
 class DryRunDetector:
+    """Answers in place of detect-label, with no call: a dry run's object that gets here would be labeled."""
+
     def detect_labels(
         self, bucket: str, region: str, key: str, scenes: Sequence[str], detect_url: str | None = None
     ) -> Any:
-        raise WouldDetect()
+        # One label above any threshold, so the pipeline has no "nothing confident" warning to give.
+        return {"Labels": [{"Name": "dry-run", "Confidence": "100"}]}

@@ -18,6 +18,18 @@ SENT = "sent"  # --via-scf: handed to the deployed function in an event
 MAX_FAILED_SHOWN = 20
 
 
+@dataclass(frozen=True)
+class BackfillResult:
+    """An object finished with one of the backfill's own outcomes (WOULD_LABEL, SENT)."""
+
+    bucket: str
+    key: str
+    outcome: str
+    reason: str = ""
+    error_code: str = ""
+    retryable: bool = False
+
+
 @dataclass
 class Report:
     bucket: str
@@ -44,7 +56,7 @@ class Report:
     aborted: str = ""  # why the run stopped before the end of the listing
     elapsed_s: float = 0.0
 
-    def add(self, result: RecordResult) -> None:
+    def add(self, result: RecordResult | BackfillResult) -> None:
         if result.outcome == Outcome.LABELED:
             self.labeled += 1
         elif result.outcome == Outcome.DUPLICATE:

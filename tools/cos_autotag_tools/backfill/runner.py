@@ -17,6 +17,7 @@ from typing import Any
 from cos_autotag import cos_facts, observability
 from cos_autotag.errors import CosCallError
 from cos_autotag.events import CosRecord
+from cos_autotag.modes import mode_for
 from cos_autotag.outcome import Outcome, Reason, RecordResult
 from cos_autotag.pipeline import Pipeline
 from cos_autotag.ports import LabelDetector
@@ -26,10 +27,10 @@ from cos_autotag.settings import Settings
 from .checkpoint import AnswerCache, CheckpointWriter, ResumeState, Watermark
 from .listing import ListedObject, list_objects
 from .options import Options
-from .ports import CheckpointedDetector, CountingGateway, DryRunDetector, PacedDetector, WouldDetect
+from .ports import CheckpointedDetector, CountingGateway, DryRun, DryRunDetector, PacedDetector, Relabel
 from .progress import Progress
 from .rate import TokenBucket
-from .report import WOULD_LABEL, Report
+from .report import WOULD_LABEL, BackfillResult, Report
 
 
 class _StopCounting(Exception):
@@ -116,7 +117,7 @@ class Backfill:
 
     # --- what to record -------------------------------------------------------------------------
 
-    def finish(self, obj: ListedObject, result: RecordResult) -> None:
+    def finish(self, obj: ListedObject, result: RecordResult | BackfillResult) -> None:
         self.report.add(result)
         if self.checkpoint is not None:
             if result.outcome == Outcome.FAILED:
@@ -200,13 +201,17 @@ def drive(
 def run_local(options: Options, settings: Settings, backfill: Backfill) -> None:
     """Label the objects here: `concurrency` workers, detect-label paced by the token bucket.
 
-    The pipeline is the function's own; the backfill's needs wrap its detector port.
+    The pipeline is the function's own; the backfill's needs wrap its ports: the detector
+    (paced, checkpointed, or not called in a dry run) and the write-back mode (relabel, dry run).
     """
     gateway = backfill.gateway
     detector: LabelDetector
     bucket: TokenBucket | None = None
+    mode = mode_for(settings, gateway)
+    if options.relabel:
+        mode = Relabel(mode)
     if options.dry_run:
-        detector = DryRunDetector()
+        detector, mode = DryRunDetector(), DryRun(mode)
     else:
         bucket = TokenBucket(options.qps, options.burst)
         detector = PacedDetector(gateway, bucket)
@@ -216,22 +221,25 @@ def run_local(options: Options, settings: Settings, backfill: Backfill) -> None:
         backfill.answers = AnswerCache(backfill.checkpoint, backfill.resume.answers, backfill.log)
         detector = CheckpointedDetector(detector, backfill.answers, backfill.log)
     answers = backfill.answers
-    pipeline = Pipeline(settings, gateway, detector, None, backfill.log, relabel=options.relabel)
+    log = backfill.log.bind(dry_run=True) if options.dry_run else backfill.log
+    pipeline = Pipeline(settings, gateway, detector, None, log, mode=mode)
     run_id = uuid.uuid4().hex[:12]
 
-    def work(obj: ListedObject) -> RecordResult:
+    def work(obj: ListedObject) -> RecordResult | BackfillResult:
         record = backfill.record_for(obj)
         if answers is not None:
             answers.begin(obj)
         with observability.bound(backfill_run=run_id):
             try:
-                return pipeline.process(record, Deadline(options.object_deadline_s))
-            except WouldDetect:
-                backfill.log.info("would label", bucket=record.bucket, key=record.key, size=record.size)
-                return RecordResult(record.bucket, record.key, WOULD_LABEL)
+                result = pipeline.process(record, Deadline(options.object_deadline_s))
             except Exception as error:  # a bug must cost one object, not the whole run
                 backfill.log.exception("unexpected error", bucket=record.bucket, key=record.key)
                 return RecordResult(record.bucket, record.key, Outcome.FAILED, reason=f"unexpected error: {error!r}")
+        if options.dry_run and result.outcome is Outcome.LABELED:
+            # It reached the paid call, which the dry run does not make.
+            backfill.log.info("would label", bucket=record.bucket, key=record.key, size=record.size)
+            return BackfillResult(record.bucket, record.key, WOULD_LABEL)
+        return result
 
     backfill.start_counting()
     completed = False
