@@ -113,7 +113,8 @@ class CosGateway:
             kwargs.update(Scheme=scheme, IP=host, Port=port)
         return CosConfig(**kwargs)
 
-    def _call(self, operation: str, region: str, fn_name: str, **kwargs: Any) -> Any:
+    def call(self, operation: str, region: str, fn_name: str, **kwargs: Any) -> Any:
+        """One SDK call by method name; its failure as a `CosCallError` (the tooling's calls too)."""
         client = self.client(region)
         try:
             return getattr(client, fn_name)(**kwargs)
@@ -123,7 +124,7 @@ class CosGateway:
     # --- the calls the function makes ---------------------------------------------------
 
     def get_tags(self, bucket: str, region: str, key: str) -> list[tuple[str, str]]:
-        response = self._call("GetObjectTagging", region, "get_object_tagging", Bucket=bucket, Key=key)
+        response = self.call("GetObjectTagging", region, "get_object_tagging", Bucket=bucket, Key=key)
         tags = ((response or {}).get("TagSet") or {}).get("Tag") or []
         if isinstance(tags, Mapping):
             tags = [tags]
@@ -131,15 +132,15 @@ class CosGateway:
 
     def put_tags(self, bucket: str, region: str, key: str, tags: Sequence[tuple[str, str]]) -> None:
         tagging = {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in tags]}}
-        self._call("PutObjectTagging", region, "put_object_tagging", Bucket=bucket, Key=key, Tagging=tagging)
+        self.call("PutObjectTagging", region, "put_object_tagging", Bucket=bucket, Key=key, Tagging=tagging)
 
     def head(self, bucket: str, region: str, key: str) -> dict[str, str]:
         """The object's headers, names lower-cased (HTTP names are case-insensitive)."""
-        response = self._call("HeadObject", region, "head_object", Bucket=bucket, Key=key)
+        response = self.call("HeadObject", region, "head_object", Bucket=bucket, Key=key)
         return {str(k).lower(): str(v) for k, v in (response or {}).items()}
 
     def read_first_bytes(self, bucket: str, region: str, key: str, count: int) -> bytes:
-        response = self._call("GetObject", region, "get_object", Bucket=bucket, Key=key, Range=f"bytes=0-{count - 1}")
+        response = self.call("GetObject", region, "get_object", Bucket=bucket, Key=key, Range=f"bytes=0-{count - 1}")
         try:
             return bytes(response["Body"].get_raw_stream().read(count))
         except (requests.RequestException, OSError) as error:
@@ -151,7 +152,7 @@ class CosGateway:
         kwargs: dict[str, Any] = dict(Bucket=bucket, Key="" if detect_url else key, Scenes=",".join(scenes))
         if detect_url:
             kwargs["DetectUrl"] = detect_url
-        return _to_dict(self._call("DetectLabel", region, "ci_image_detect_label", **kwargs))
+        return _to_dict(self.call("DetectLabel", region, "ci_image_detect_label", **kwargs))
 
     def copy_in_place(self, bucket: str, region: str, key: str, plan: MetadataPlan, if_match: str) -> None:
         metadata = dict(plan.metadata)
@@ -167,11 +168,7 @@ class CosGateway:
         )
         if if_match:
             kwargs["CopySourceIfMatch"] = if_match  # fail rather than overwrite newer content
-        self._call("CopyObject", region, "copy_object", **kwargs)
-
-    def delete_tags(self, bucket: str, region: str, key: str) -> None:
-        """Only `cos-autotag untag` calls this: the function itself never deletes tags."""
-        self._call("DeleteObjectTagging", region, "delete_object_tagging", Bucket=bucket, Key=key)
+        self.call("CopyObject", region, "copy_object", **kwargs)
 
     def thumbnail_url(self, bucket: str, region: str, key: str, rule: str) -> str:
         """A signed URL for a Cloud Infinite rendition of the object, for detect-url.
@@ -192,19 +189,3 @@ class CosGateway:
         if params:
             query += "&" + urlencode(params)
         return f"https://{host}/{quote(key, safe='/')}?{query}&{rule}"
-
-    def list_objects(
-        self, bucket: str, region: str, prefix: str = "", marker: str = "", max_keys: int = 1000
-    ) -> dict[str, Any]:
-        return dict(
-            self._call(
-                "ListObjects",
-                region,
-                "list_objects",
-                Bucket=bucket,
-                Prefix=prefix,
-                Marker=marker,
-                MaxKeys=max_keys,
-            )
-            or {}
-        )

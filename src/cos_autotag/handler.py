@@ -47,8 +47,7 @@ class App:
                 strict_store = store_from_url(settings.redis_url, ttl_s=settings.idempotency_ttl_s)
         self.log = observability.get_logger()
         # A misspelt setting would otherwise be silently ignored: name it, with the closest known one.
-        # AUTOTAG_SCF_ENDPOINT is the local tooling's own (the backfill's SCF stand-in).
-        for name, closest in unknown_variables(env, also_known=("AUTOTAG_SCF_ENDPOINT",)):
+        for name, closest in unknown_variables(env):
             self.log.warning("unknown setting ignored", variable=name, did_you_mean=closest)
         # The adapter is both ports: object storage and label detection.
         self.pipeline = Pipeline(settings, self.gateway, self.gateway, strict_store, self.log)

@@ -273,14 +273,23 @@ class Settings:
         return cls(**kwargs)  # type: ignore[arg-type]
 
 
+# AUTOTAG_* names that other programs sharing the environment read: the local tooling registers
+# its own (`register_known_variables`), so the function does not report them as typos.
+_known_elsewhere: set[str] = set()
+
+
+def register_known_variables(*names: str) -> None:
+    _known_elsewhere.update(names)
+
+
 def unknown_variables(
     env: Mapping[str, str] | None = None, *, also_known: tuple[str, ...] = ()
 ) -> list[tuple[str, str | None]]:
     """`AUTOTAG_*` names in `env` that no setting reads (a typo is otherwise silently ignored),
-    each with the closest known name, or None when nothing is close. `also_known`: names other
-    programs read (the tooling's own variables), not to report."""
+    each with the closest known name, or None when nothing is close. Names registered by other
+    programs, and `also_known`, are not reported."""
     env = os.environ if env is None else env
-    known = set(ENV_VARS) | set(also_known)
+    known = set(ENV_VARS) | _known_elsewhere | set(also_known)
     unknown = sorted(name for name in env if name.startswith(PREFIX) and name not in known)
     if not unknown:
         return []

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from cos_autotag import cos_facts
 from cos_autotag.settings import Settings
 from cos_autotag.writeback import LABEL_TAG_PREFIX, MARKER_TAG, marker_in_tags, marker_value
+from cos_autotag_tools import cos_facts
 from cos_autotag_tools.backfill import run_backfill
 from cos_autotag_tools.backfill.checkpoint import ResumeState
 from cos_autotag_tools.backfill.options import Options

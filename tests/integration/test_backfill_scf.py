@@ -22,9 +22,9 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.common.sign import Sign
 from tencentcloud.scf.v20180416 import models, scf_client
 
-from cos_autotag import cos_facts
 from cos_autotag.handler import App
 from cos_autotag.settings import Settings
+from cos_autotag_tools import cos_facts
 from cos_autotag_tools.backfill import run_backfill
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator
 from cos_autotag_tools.scf_api import ScfApi

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 from cos_autotag_tools.deploy.check import CI_FIX, read_env_file, run_check
 from cos_autotag_tools.emulator import Emulator, Faults
 from tests.support.images import image_bytes

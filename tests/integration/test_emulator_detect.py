@@ -13,7 +13,7 @@ import pytest
 from qcloud_cos import CosConfig, CosS3Client
 from qcloud_cos.cos_exception import CosServiceError
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator, auth
 from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY
 from tests.support.images import image_bytes

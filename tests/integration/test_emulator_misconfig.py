@@ -7,7 +7,7 @@ import pytest
 from qcloud_cos import CosS3Client
 from qcloud_cos.cos_exception import CosServiceError
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 from cos_autotag_tools.emulator import Emulator, Faults
 from tests.support.constants import APPID, BUCKET, REGION
 from tests.support.images import image_bytes

@@ -12,7 +12,7 @@ import pytest
 import requests
 from qcloud_cos import CosS3Client
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 from cos_autotag_tools.emulator import Emulator, auth
 from tests.support.constants import APPID, BUCKET, REGION, SECRET_ID, SECRET_KEY
 

@@ -423,14 +423,14 @@ def test_gallery_demo_shows_the_demo_photos_as_the_function_labeled_them(tmp_pat
 
 
 def test_an_unreachable_endpoint_is_a_502_that_shows_no_signature_or_token(tmp_path: Path) -> None:
-    from cos_autotag.cos_adapter import CosGateway
+    from cos_autotag_tools.gateway import ToolGateway
     from cos_autotag_tools.object_labels import Bucket
     from tests.support.constants import free_port
 
     token = "session-token-that-must-not-show"
     settings = Settings(cos_endpoint=("http", "127.0.0.1", free_port()))
     env = {"TENCENTCLOUD_SECRETID": SECRET_ID, "TENCENTCLOUD_SECRETKEY": SECRET_KEY, "TENCENTCLOUD_SESSIONTOKEN": token}
-    bucket = Bucket(BUCKET, REGION, settings, CosGateway(settings, env))
+    bucket = Bucket(BUCKET, REGION, settings, ToolGateway(settings, env))
     status, _, body = Gallery(bucket, "", [Photo("a.jpg", '"e"', 1, "tags", "v1", ())]).thumbnail("a.jpg")
     assert status == 502 and b"unreachable" in body
     assert token.encode() not in body and b"q-signature" not in body and SECRET_KEY.encode() not in body

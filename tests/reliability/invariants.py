@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cos_autotag import cos_facts
 from cos_autotag.detect import THUMBNAIL_RULE
 from cos_autotag.label import Label
 from cos_autotag.selection import select_labels
@@ -31,6 +30,7 @@ from cos_autotag.writeback import (
     encode_labels_meta,
     marker_token,
 )
+from cos_autotag_tools import cos_facts
 from cos_autotag_tools.emulator import ci
 from cos_autotag_tools.emulator.errors import CosError
 from cos_autotag_tools.emulator.store import ObjectState

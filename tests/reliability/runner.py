@@ -25,8 +25,8 @@ from urllib.parse import urlencode
 
 from qcloud_cos import CosConfig, CosS3Client
 
-from cos_autotag import cos_facts
 from cos_autotag.handler import App
+from cos_autotag_tools import cos_facts
 from cos_autotag_tools.emulator import Faults
 from tests.reliability import invariants
 from tests.reliability.invariants import Expected

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from cos_autotag import cos_facts
 from cos_autotag.events import MAX_RECORDS_PER_EVENT, CosRecord, parse_event
+from cos_autotag_tools import cos_facts
 from cos_autotag_tools.backfill.fanout import EventBatcher, synthetic_record
 from cos_autotag_tools.backfill.listing import ListedObject
 from tests.support.scf import load_event

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cos_autotag import cos_facts
 from cos_autotag.outcome import Outcome, RecordResult
+from cos_autotag_tools import cos_facts
 from cos_autotag_tools.backfill.rate import BucketStats
 from cos_autotag_tools.backfill.report import SENT, WOULD_LABEL, BackfillResult, Report
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 from cos_autotag_tools.deploy import settings_doc
 from cos_autotag_tools.deploy.components import (
     FUNCTION_YML,

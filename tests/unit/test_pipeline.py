@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from cos_autotag import cos_facts
 from cos_autotag.errors import CosCallError, StoreUnavailable
 from cos_autotag.events import CosRecord
 from cos_autotag.idempotency import Claim
@@ -23,6 +22,7 @@ from cos_autotag.pipeline import Pipeline
 from cos_autotag.retry import Deadline
 from cos_autotag.settings import Settings
 from cos_autotag.writeback import LABELS_META, MARKER_META, MetadataPlan, marker_value
+from cos_autotag_tools import cos_facts
 from cos_autotag_tools.backfill.ports import Relabel
 
 BUCKET, REGION = "photos-1250000000", "ap-guangzhou"

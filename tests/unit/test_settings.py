@@ -192,3 +192,10 @@ def test_generator_refuses_a_readme_without_markers():
 )
 def test_redis_urls_the_store_accepts_are_accepted_here_too(value):
     assert Settings.from_env({"AUTOTAG_IDEMPOTENCY_REDIS_URL": value}).redis_url == value
+
+
+def test_the_tooling_registers_its_own_variables_so_the_function_beside_it_spares_them():
+    import cos_autotag_tools
+
+    assert "AUTOTAG_SCF_ENDPOINT" in cos_autotag_tools.TOOLING_VARIABLES
+    assert unknown_variables({"AUTOTAG_SCF_ENDPOINT": "http://127.0.0.1:1"}) == []

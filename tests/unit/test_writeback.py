@@ -1,4 +1,3 @@
-from cos_autotag import cos_facts
 from cos_autotag.label import Label
 from cos_autotag.writeback import (
     LABELS_META,
@@ -10,6 +9,7 @@ from cos_autotag.writeback import (
     plan_metadata,
     plan_tags,
 )
+from cos_autotag_tools import cos_facts
 
 LABELS = [Label("cat", 90), Label("sofa", 70), Label("T-shirt (red), cotton", 65), Label("猫", 60)]
 

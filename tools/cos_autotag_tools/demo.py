@@ -21,9 +21,9 @@ from typing import Any
 
 from qcloud_cos import CosConfig, CosS3Client
 
-from cos_autotag import cos_facts
 from cos_autotag import handler as handler_module
 from cos_autotag.writeback import LABELS_META, MARKER_META, decode_labels_meta
+from cos_autotag_tools import cos_facts
 from cos_autotag_tools.emulator import Emulator
 from cos_autotag_tools.function_env import function_environment
 from cos_autotag_tools.labels import DEFAULT_LANGUAGE, LANGUAGES, EfficientNetEngine

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 
 EVENT_NAMES = {
     "put": cos_facts.EVENT_PUT,

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from cos_autotag import observability
-from cos_autotag.cos_adapter import CosGateway
 from cos_autotag.errors import ConfigurationError, CosCallError, SettingsError
 from cos_autotag.retry import Deadline, call_with_retry
 from cos_autotag.settings import Settings
@@ -32,6 +31,7 @@ from cos_autotag.writeback import (
     decode_labels_meta,
     marker_in_tags,
 )
+from cos_autotag_tools.gateway import ToolGateway
 
 from .backfill.listing import ListedObject
 from .bucket_args import UsageError, resolve_bucket
@@ -96,7 +96,7 @@ def from_head(key: str, head: Mapping[str, str]) -> ObjectLabels:
     return ObjectLabels(key, "metadata" if marker is not None or labels else "", marker, tuple(labels))
 
 
-def read_labels(gateway: CosGateway, bucket: str, region: str, key: str, mode: str = "auto") -> ObjectLabels:
+def read_labels(gateway: ToolGateway, bucket: str, region: str, key: str, mode: str = "auto") -> ObjectLabels:
     """The object's labels. `auto` reads the tags first and the metadata only when the tags hold none.
 
     Raises CosCallError (`.not_found` when the object is gone).
@@ -124,7 +124,7 @@ class ReadResult:
 
 
 def read_many(
-    gateway: CosGateway,
+    gateway: ToolGateway,
     bucket: str,
     region: str,
     objects: Iterable[ListedObject],
@@ -173,7 +173,7 @@ class Bucket:
     name: str
     region: str
     settings: Settings
-    gateway: CosGateway = field(repr=False)
+    gateway: ToolGateway = field(repr=False)
 
 
 def add_mode_argument(parser: argparse.ArgumentParser) -> None:
@@ -196,7 +196,7 @@ def open_bucket(args: argparse.Namespace, env: Mapping[str, str]) -> Bucket:
         settings = Settings.from_env(env)
     except SettingsError as error:
         raise UsageError(str(error)) from error
-    gateway = CosGateway(settings, env)
+    gateway = ToolGateway(settings, env)
     try:
         creds = gateway.credentials()
     except ConfigurationError as error:

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 from cos_autotag_tools.scf_context import DEFAULT_UIN, scf_context
 
 HOST = "127.0.0.1"

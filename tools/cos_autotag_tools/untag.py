@@ -37,7 +37,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cos_autotag import cos_facts, observability
+from cos_autotag import observability
 from cos_autotag.errors import CosCallError
 from cos_autotag.retry import Deadline, call_with_retry
 from cos_autotag.writeback import (
@@ -48,6 +48,7 @@ from cos_autotag.writeback import (
     plan_metadata_without_labels,
     user_tags,
 )
+from cos_autotag_tools import cos_facts
 
 from .backfill.cli import connect, sigterm_interrupts
 from .backfill.listing import ListedObject, list_objects

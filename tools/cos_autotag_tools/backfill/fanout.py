@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from cos_autotag import cos_facts
 from cos_autotag.cos_adapter import Credentials
 from cos_autotag.eligibility import check_record
 from cos_autotag.errors import CosCallError
@@ -26,6 +25,7 @@ from cos_autotag.events import MAX_RECORDS_PER_EVENT
 from cos_autotag.outcome import Outcome, RecordResult
 from cos_autotag.retry import Deadline, call_with_retry
 from cos_autotag.settings import Settings
+from cos_autotag_tools import cos_facts
 
 from .listing import ListedObject
 from .options import Options

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from cos_autotag.cos_adapter import CosGateway, Credentials
+from cos_autotag.cos_adapter import Credentials
 from cos_autotag.errors import CosCallError
 from cos_autotag.events import CosRecord
 from cos_autotag.label import Label
@@ -29,6 +29,7 @@ from cos_autotag.ports import OPERATIONS, LabelDetector
 from cos_autotag.run import RecordRun
 from cos_autotag.settings import Settings
 from cos_autotag.writeback import MetadataPlan
+from cos_autotag_tools.gateway import ToolGateway
 
 from .checkpoint import AnswerCache
 from .rate import TokenBucket
@@ -40,7 +41,7 @@ class CountingGateway:
     """Object storage, label detection and listing, over the SDK adapter, every request counted."""
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
-        self.inner = CosGateway(settings, env)
+        self.inner = ToolGateway(settings, env)
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()

@@ -7,8 +7,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cos_autotag import cos_facts
 from cos_autotag.outcome import Outcome, RecordResult
+from cos_autotag_tools import cos_facts
 
 from .rate import BucketStats
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from cos_autotag import cos_facts, observability
+from cos_autotag import observability
 from cos_autotag.errors import CosCallError
 from cos_autotag.events import CosRecord
 from cos_autotag.modes import mode_for
@@ -23,6 +23,7 @@ from cos_autotag.pipeline import Pipeline
 from cos_autotag.ports import LabelDetector
 from cos_autotag.retry import Deadline
 from cos_autotag.settings import Settings
+from cos_autotag_tools import cos_facts
 
 from .checkpoint import AnswerCache, CheckpointWriter, ResumeState, Watermark
 from .listing import ListedObject, list_objects

@@ -29,9 +29,9 @@ from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
 from cos_autotag import cos_facts
-from cos_autotag.cos_adapter import CosGateway
 from cos_autotag.errors import CosCallError, SettingsError
 from cos_autotag.settings import Settings, unknown_variables
+from cos_autotag_tools.gateway import ToolGateway
 
 OK, FAILED, NOT_CHECKED = "ok", "failed", "not checked"
 
@@ -39,8 +39,6 @@ CREDENTIAL_SOURCES = (
     ("TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY", "TENCENTCLOUD_SESSIONTOKEN"),
     ("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY", "TENCENT_TOKEN"),
 )
-# AUTOTAG_* names the tooling reads (not the function): not reported as unknown.
-TOOLING_VARIABLES = ("AUTOTAG_SCF_ENDPOINT",)
 KEY_ERRORS = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidSecretId", "ExpiredToken", "InvalidToken"}
 )
@@ -97,7 +95,7 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def _credentials(env: Mapping[str, str]) -> tuple[dict[str, str], str] | None:
-    """The TENCENTCLOUD_* mapping CosGateway reads, and which names it came from."""
+    """The TENCENTCLOUD_* mapping ToolGateway reads, and which names it came from."""
     for id_name, key_name, token_name in CREDENTIAL_SOURCES:
         if env.get(id_name) and env.get(key_name):
             creds = {"TENCENTCLOUD_SECRETID": env[id_name], "TENCENTCLOUD_SECRETKEY": env[key_name]}
@@ -129,7 +127,7 @@ def _redact(text: str, secrets: list[str]) -> str:
 class _Probe:
     """One deployment's remote checks, each a call through the function's own adapter."""
 
-    def __init__(self, report: Report, gateway: CosGateway, bucket: str, region: str, policy_hint: str) -> None:
+    def __init__(self, report: Report, gateway: ToolGateway, bucket: str, region: str, policy_hint: str) -> None:
         self.report, self.gateway, self.bucket, self.region = report, gateway, bucket, region
         self.policy_hint = policy_hint
         self.credentials_known = False
@@ -241,7 +239,7 @@ def run_checks(env: Mapping[str, str], key: str | None, write_probe: bool, with_
     except SettingsError as error:
         settings = None
         report.add(FAILED, "settings", str(error), f"fix {error.var} in .env (see the README's settings table)")
-    for name, closest in unknown_variables(env, also_known=TOOLING_VARIABLES):
+    for name, closest in unknown_variables(env):  # the tooling's own names are registered
         hint = f"did you mean {closest}?" if closest else "no setting has a similar name"
         report.add(FAILED, "settings", f"{name} is not a setting the function reads", f"rename or remove it: {hint}")
 
@@ -288,7 +286,7 @@ def run_checks(env: Mapping[str, str], key: str | None, write_probe: bool, with_
     policy_hint = f"cos-autotag policy --mode {mode} --bucket {bucket} --region {region} --appid {match.group('appid')}"
     if prefix:
         policy_hint += f" --prefix {prefix}"
-    gateway = CosGateway(settings, creds_env)
+    gateway = ToolGateway(settings, creds_env)
     probe = _Probe(report, gateway, bucket, region, policy_hint)
     where = f"the emulator at {env.get('AUTOTAG_COS_ENDPOINT')}" if settings.cos_endpoint else "COS"
     report.add(OK, "target", f"{where}, credentials from {source}")
@@ -406,7 +404,7 @@ def run_checks(env: Mapping[str, str], key: str | None, write_probe: bool, with_
     return report
 
 
-def _describe_ai_bucket(gateway: CosGateway, bucket: str, region: str) -> Any:
+def _describe_ai_bucket(gateway: ToolGateway, bucket: str, region: str) -> Any:
     """Cloud Infinite's free status query (GET /ai_bucket, CI API 460/79594), or None when it
     cannot be asked: it needs ci:DescribeAIBuckets, which the function's role does not have,
     and the emulator does not serve it."""

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 
 ROOT = Path(__file__).resolve().parents[3]
 FUNCTION_YML = ROOT / "serverless.yml"

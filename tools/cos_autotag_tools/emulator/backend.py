@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 
 from .engine import LabelEngine
 from .errors import CosError

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 
 from . import auth, xml_bodies
 from .backend import Backend, archived

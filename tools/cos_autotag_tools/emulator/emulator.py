@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 
 from .backend import Backend, storage_class_from, validate_tags
 from .engine import LabelEngine, default_engine

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 
 
 class CosError(Exception):

@@ -8,7 +8,7 @@ import time
 import uuid
 from urllib.parse import quote
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 
 from . import xml_bodies
 from .backend import (

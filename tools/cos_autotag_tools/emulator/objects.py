@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 
 from . import xml_bodies
 from .backend import (

@@ -15,7 +15,7 @@ import re
 from datetime import datetime, timezone
 from urllib.parse import quote
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 
 from . import auth, xml_bodies
 from .backend import (

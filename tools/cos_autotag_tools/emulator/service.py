@@ -11,7 +11,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 
 from . import auth, ci, listing, multipart, objects, postform, xml_bodies
 from .backend import Backend

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 from cos_autotag_tools.scf_context import DEFAULT_UIN, scf_context
 
 from .faults import FaultInjector, Faults

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 
 from .errors import CosError
 

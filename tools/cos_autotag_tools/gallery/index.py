@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 
 from ..backfill.listing import ListedObject, list_objects
 from ..backfill.progress import Progress
