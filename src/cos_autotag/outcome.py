@@ -85,4 +85,3 @@ class RecordResult:
             out["fix"] = self.fix
         out["duration_ms"] = self.duration_ms
         return out
-

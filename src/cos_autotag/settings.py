@@ -1,8 +1,10 @@
 """The function's settings: environment variables, validated once at cold start.
 
-`SETTINGS` is the one table of them: variable, default, parser and help text. Validation reads
-it here; the README's settings table and `.env.example` are generated from it by
-`python -m cos_autotag_tools.deploy.settings_doc`, and a test fails when they drift.
+Each setting is declared once, as a `Settings` field whose metadata holds its variable, parser
+and help text beside the field's default. `SETTINGS` lists them for validation and for the
+docs: the README's settings table and `.env.example` are generated from it by
+`python -m cos_autotag_tools.deploy.settings_doc`, which also checks serverless.yml's
+environment block; one test fails when any of the three drifts.
 
 A bad value fails loudly with the variable's name, the value and what is allowed, so a
 misconfigured deploy shows up in the first log line instead of as mislabeled objects. A value
@@ -13,7 +15,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 from urllib.parse import urlsplit
 
 from . import cos_facts
@@ -112,155 +115,122 @@ def _redis_url(var: str, value: str) -> str:
     return value
 
 
-# --- the table ---------------------------------------------------------------------------------
+# --- the declaration: one field per setting ------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Setting:
+    """How one environment variable fills one `Settings` field (kept in the field's metadata)."""
+
     var: str  # the environment variable
     attr: str  # the Settings field it fills
-    default: str  # as written in .env.example; "" = unset
+    default: str  # the field's default as written in .env.example and the README; "" = unset
     parse: Callable[[str, str], object]
     help: str  # one line: what the variable does and what it accepts (README, .env.example)
     secret: bool = False  # the value can hold a password: never shown in an error
-    deployed: bool = True  # False: only for local runs, serverless.yml does not set it
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "AUTOTAG_MODE",
-        "mode",
-        "tags",
-        _choice(MODES, str.lower),
-        "Write labels as object tags (`tags`) or as `x-cos-meta-*` metadata (`metadata`).",
-    ),
-    Setting(
-        "AUTOTAG_SCENES",
-        "scenes",
-        ",".join(cos_facts.DETECT_DEFAULT_SCENES),
-        _scenes,
-        "detect-label scenes, comma-separated from `" + ",".join(cos_facts.DETECT_SCENES) + "` (each one is billed).",
-    ),
-    Setting(
-        "AUTOTAG_MAX_LABELS",
-        "max_labels",
-        "5",
-        _int(1, MAX_LABELS_LIMIT),
-        f"How many labels to keep, 1-{MAX_LABELS_LIMIT} (one of COS's "
-        f"{cos_facts.TAGS_MAX_PER_OBJECT} tags is the function's marker).",
-    ),
-    Setting(
-        "AUTOTAG_MIN_CONFIDENCE",
-        "min_confidence",
-        "50",
-        _int(0, 100),
-        "Drop labels below this confidence, 0-100.",
-    ),
-    Setting(
-        "AUTOTAG_LOG_LEVEL",
-        "log_level",
-        "INFO",
-        _choice(LOG_LEVELS, str.upper),
-        "`" + "`, `".join(LOG_LEVELS) + "`.",
-    ),
-    Setting(
-        "AUTOTAG_LOG_EVENT",
-        "log_event",
-        "false",
-        _bool,
-        "Log each incoming event, secrets redacted: `true` or `false`.",
-    ),
-    Setting(
-        "AUTOTAG_COS_ENDPOINT",
-        "cos_endpoint",
-        "",
-        _endpoint,
-        "`http://HOST:PORT`: send every COS/CI request there, keeping the bucket's virtual-host "
-        "`Host` (local runs and tests; never deployed).",
-        deployed=False,
-    ),
-    Setting(
-        "AUTOTAG_INCLUDE_PREFIXES",
-        "include_prefixes",
-        "",
-        _list,
-        "Comma-separated key prefixes to label; unset: every key.",
-    ),
-    Setting(
-        "AUTOTAG_EXCLUDE_PREFIXES",
-        "exclude_prefixes",
-        "",
-        _list,
-        "Comma-separated key prefixes to skip.",
-    ),
-    Setting(
-        "AUTOTAG_INCLUDE_SUFFIXES",
-        "include_suffixes",
-        "",
-        _list,
-        "Comma-separated key suffixes to label; unset: every key.",
-    ),
-    Setting(
-        "AUTOTAG_EXCLUDE_SUFFIXES",
-        "exclude_suffixes",
-        "",
-        _list,
-        "Comma-separated key suffixes to skip.",
-    ),
-    Setting(
-        "AUTOTAG_BUCKETS",
-        "buckets",
-        "",
-        _buckets,
-        "Allow-list of `<name>-<appid>` buckets; an event for another bucket is refused with a "
-        "log line and no call. Unset: any bucket (serverless.yml sets the trigger's bucket).",
-    ),
-    Setting(
-        "AUTOTAG_LARGE_IMAGES",
-        "large_images",
-        "thumbnail",
-        _choice(LARGE_IMAGE_POLICIES, str.lower),
-        "Photos over detect-label's 3 MB limit: label a thumbnail (`thumbnail`) or skip them (`skip`).",
-    ),
-    Setting(
-        "AUTOTAG_IDEMPOTENCY_REDIS_URL",
-        "redis_url",
-        "",
-        _redis_url,
-        "`redis://[:password@]HOST:PORT[/DB]` (or `rediss://`): strict duplicate suppression "
-        "across invocations. Unset: the marker the function writes on each object guards.",
-        secret=True,
-    ),
-    Setting(
-        "AUTOTAG_IDEMPOTENCY_TTL_SECONDS",
-        "idempotency_ttl_s",
-        str(7 * 24 * 3600),
-        _int(TTL_MIN_S, TTL_MAX_S),
-        "How long (seconds) Redis remembers a completed upload.",
-    ),
-)
-
-# Every variable the function reads, in table order.
-ENV_VARS = tuple(setting.var for setting in SETTINGS)
+def _setting(var: str, default: Any, parse: Callable[[str, str], Any], help: str, *, secret: bool = False) -> Any:
+    return field(default=default, repr=not secret, metadata={"setting": (var, parse, help, secret)})
 
 
 @dataclass(frozen=True)
 class Settings:
-    mode: str = "tags"
-    scenes: tuple[str, ...] = cos_facts.DETECT_DEFAULT_SCENES
-    max_labels: int = 5
-    min_confidence: int = 50
-    log_level: str = "INFO"
-    log_event: bool = False
-    cos_endpoint: tuple[str, str, int] | None = None  # (scheme, host, port)
-    include_prefixes: tuple[str, ...] = ()
-    exclude_prefixes: tuple[str, ...] = ()
-    include_suffixes: tuple[str, ...] = ()
-    exclude_suffixes: tuple[str, ...] = ()
-    buckets: frozenset[str] = field(default_factory=frozenset)  # empty: any bucket
-    large_images: str = "thumbnail"
-    redis_url: str | None = field(default=None, repr=False)  # may hold a password
-    idempotency_ttl_s: int = 7 * 24 * 3600
+    mode: str = _setting(
+        "AUTOTAG_MODE",
+        "tags",
+        _choice(MODES, str.lower),
+        "Write labels as object tags (`tags`) or as `x-cos-meta-*` metadata (`metadata`).",
+    )
+    scenes: tuple[str, ...] = _setting(
+        "AUTOTAG_SCENES",
+        cos_facts.DETECT_DEFAULT_SCENES,
+        _scenes,
+        "detect-label scenes, comma-separated from `" + ",".join(cos_facts.DETECT_SCENES) + "` (each one is billed).",
+    )
+    max_labels: int = _setting(
+        "AUTOTAG_MAX_LABELS",
+        5,
+        _int(1, MAX_LABELS_LIMIT),
+        f"How many labels to keep, 1-{MAX_LABELS_LIMIT} (one of COS's "
+        f"{cos_facts.TAGS_MAX_PER_OBJECT} tags is the function's marker).",
+    )
+    min_confidence: int = _setting(
+        "AUTOTAG_MIN_CONFIDENCE",
+        50,
+        _int(0, 100),
+        "Drop labels below this confidence, 0-100.",
+    )
+    log_level: str = _setting(
+        "AUTOTAG_LOG_LEVEL",
+        "INFO",
+        _choice(LOG_LEVELS, str.upper),
+        "`" + "`, `".join(LOG_LEVELS) + "`.",
+    )
+    log_event: bool = _setting(
+        "AUTOTAG_LOG_EVENT",
+        False,
+        _bool,
+        "Log each incoming event, secrets redacted: `true` or `false`.",
+    )
+    cos_endpoint: tuple[str, str, int] | None = _setting(  # (scheme, host, port)
+        "AUTOTAG_COS_ENDPOINT",
+        None,
+        _endpoint,
+        "`http://HOST:PORT`: send every COS/CI request there, keeping the bucket's virtual-host "
+        "`Host` (local runs and tests; never deployed).",
+    )
+    include_prefixes: tuple[str, ...] = _setting(
+        "AUTOTAG_INCLUDE_PREFIXES",
+        (),
+        _list,
+        "Comma-separated key prefixes to label; unset: every key.",
+    )
+    exclude_prefixes: tuple[str, ...] = _setting(
+        "AUTOTAG_EXCLUDE_PREFIXES",
+        (),
+        _list,
+        "Comma-separated key prefixes to skip.",
+    )
+    include_suffixes: tuple[str, ...] = _setting(
+        "AUTOTAG_INCLUDE_SUFFIXES",
+        (),
+        _list,
+        "Comma-separated key suffixes to label; unset: every key.",
+    )
+    exclude_suffixes: tuple[str, ...] = _setting(
+        "AUTOTAG_EXCLUDE_SUFFIXES",
+        (),
+        _list,
+        "Comma-separated key suffixes to skip.",
+    )
+    buckets: frozenset[str] = _setting(  # empty: any bucket
+        "AUTOTAG_BUCKETS",
+        frozenset(),
+        _buckets,
+        "Allow-list of `<name>-<appid>` buckets; an event for another bucket is refused with a "
+        "log line and no call. Unset: any bucket (serverless.yml sets the trigger's bucket).",
+    )
+    large_images: str = _setting(
+        "AUTOTAG_LARGE_IMAGES",
+        "thumbnail",
+        _choice(LARGE_IMAGE_POLICIES, str.lower),
+        "Photos over detect-label's 3 MB limit: label a thumbnail (`thumbnail`) or skip them (`skip`).",
+    )
+    redis_url: str | None = _setting(
+        "AUTOTAG_IDEMPOTENCY_REDIS_URL",
+        None,
+        _redis_url,
+        "`redis://[:password@]HOST:PORT[/DB]` (or `rediss://`): strict duplicate suppression "
+        "across invocations. Unset: the marker the function writes on each object guards.",
+        secret=True,
+    )
+    idempotency_ttl_s: int = _setting(
+        "AUTOTAG_IDEMPOTENCY_TTL_SECONDS",
+        7 * 24 * 3600,
+        _int(TTL_MIN_S, TTL_MAX_S),
+        "How long (seconds) Redis remembers a completed upload.",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -271,6 +241,24 @@ class Settings:
             if raw is not None and raw.strip() != "":
                 kwargs[setting.attr] = setting.parse(setting.var, raw.strip())
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def _as_text(value: object) -> str:
+    """A default as a user would write it in the variable ("" for unset)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, frozenset)):
+        return ",".join(sorted(value) if isinstance(value, frozenset) else value)
+    return str(value)
+
+
+# Every setting, in declaration order: validation reads these, and so do the generated docs.
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f.metadata["setting"][0], f.name, _as_text(f.default), *f.metadata["setting"][1:]) for f in fields(Settings)
+)
+ENV_VARS = tuple(setting.var for setting in SETTINGS)
 
 
 # AUTOTAG_* names that other programs sharing the environment read: the local tooling registers

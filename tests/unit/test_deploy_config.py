@@ -32,7 +32,6 @@ from typing import Any
 import pytest
 
 from cos_autotag_tools import cos_facts
-from cos_autotag_tools.deploy import settings_doc
 from cos_autotag_tools.deploy.components import (
     FUNCTION_YML,
     LAYER_YML,
@@ -59,10 +58,6 @@ from cos_autotag_tools.deploy.imports import import_problems, reachable_modules,
 BUILD_PY = ROOT / "layers" / "build.py"
 PYPROJECT = ROOT / "pyproject.toml"
 
-# Settings the function reads that are deliberately not deployed, with the reason.
-LOCAL_ONLY_SETTINGS = {
-    "AUTOTAG_COS_ENDPOINT": "points the SDK at the local emulator; the cloud uses the real endpoint",
-}
 # Variables .env.example may list that no deployment file uses: the deploy CLI itself reads
 # them, or a documented command takes them (`cos-autotag policy --appid "$COS_APPID"`).
 CLI_VARIABLES = frozenset({"TENCENT_SECRET_ID", "TENCENT_SECRET_KEY", "TENCENT_TOKEN", "SERVERLESS_PLATFORM_VENDOR"})
@@ -121,14 +116,7 @@ def test_env_example_lists_nothing_unused() -> None:
     assert not stale, f".env.example documents names nothing reads: {sorted(stale)}"
 
 
-def test_environment_variables_are_the_settings_the_function_reads() -> None:
-    settings = importlib.import_module("cos_autotag.settings")
-    env_vars = set(settings.ENV_VARS)
-    assert set(LOCAL_ONLY_SETTINGS) <= env_vars, "LOCAL_ONLY_SETTINGS names a setting the code no longer reads"
-    assert {s.var for s in settings.SETTINGS if not s.deployed} == set(LOCAL_ONLY_SETTINGS)
-    deployed = set(load_yaml(FUNCTION_YML)["inputs"]["environment"]["variables"])
-    expected = env_vars - set(LOCAL_ONLY_SETTINGS)
-    assert deployed == expected, f"missing: {sorted(expected - deployed)}; unknown: {sorted(deployed - expected)}"
+# That serverless.yml sets exactly the deployed settings: test_settings.py's one drift test.
 
 
 def test_example_settings_are_accepted_by_the_function() -> None:
@@ -184,16 +172,6 @@ def test_excludes_drop_only_build_debris(tmp_path: Path) -> None:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("", encoding="utf-8")
     assert deploy_files(tmp_path, exclude) == ["cos_autotag/__init__.py", "index.py"]
-
-
-def test_settings_set_from_deploy_variables_match_serverless_yml() -> None:
-    """.env.example leaves out the settings serverless.yml fills from another variable."""
-    variables = load_yaml(FUNCTION_YML)["inputs"]["environment"]["variables"]
-    for setting, deploy_var in settings_doc.SET_FROM_DEPLOY_VARS.items():
-        assert variables[setting] == "${env:" + deploy_var + "}"
-    for name, value in variables.items():
-        if name not in settings_doc.SET_FROM_DEPLOY_VARS:
-            assert value == "${env:" + name + "}", f"{name} is filled from another name: add it to SET_FROM_DEPLOY_VARS"
 
 
 def test_upload_holds_every_module_the_handler_can_import() -> None:

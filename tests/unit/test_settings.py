@@ -28,6 +28,7 @@ def test_table_defaults_are_the_settings_defaults():
 def test_table_covers_every_field_once():
     assert sorted(s.attr for s in SETTINGS) == sorted(f.name for f in dataclasses.fields(Settings))
     assert len(set(ENV_VARS)) == len(ENV_VARS) == len(SETTINGS)
+    assert [s.var for s in SETTINGS if s.secret] == ["AUTOTAG_IDEMPOTENCY_REDIS_URL"]
 
 
 def test_values_are_parsed():
@@ -148,19 +149,29 @@ def test_unknown_variables_spares_names_other_programs_read():
 # --- the generated docs ---------------------------------------------------------------------
 
 
-def test_readme_settings_table_is_generated_from_the_table():
+def test_readme_env_example_and_serverless_yml_follow_the_settings_declaration():
+    """The one check of every copy: README table and .env.example as generated, serverless.yml's
+    environment block with each deployed setting from its own variable."""
+    assert settings_doc.drift() == [], "run python -m cos_autotag_tools.deploy.settings_doc"
     text = settings_doc.README.read_text(encoding="utf-8")
-    assert text == settings_doc.readme_with_table(text), (
-        "README.md's settings table drifted: run python -m cos_autotag_tools.deploy.settings_doc"
-    )
     for var in ENV_VARS:
         assert f"| `{var}` |" in text
+    assert set(settings_doc.LOCAL_ONLY_SETTINGS) <= set(ENV_VARS), "LOCAL_ONLY_SETTINGS names a setting no longer read"
 
 
-def test_env_example_is_generated_from_the_tables():
-    assert settings_doc.ENV_EXAMPLE.read_text(encoding="utf-8") == settings_doc.env_example(), (
-        ".env.example drifted: run python -m cos_autotag_tools.deploy.settings_doc"
-    )
+def test_serverless_yml_drift_names_what_to_change(tmp_path):
+    yml = tmp_path / "serverless.yml"
+    variables = {
+        "AUTOTAG_MODE": "${env:AUTOTAG_MODE}",
+        "AUTOTAG_BUCKETS": "${env:AUTOTAG_BUCKETS}",  # serverless.yml fills it from COS_BUCKET
+        "AUTOTAG_COS_ENDPOINT": "${env:AUTOTAG_COS_ENDPOINT}",  # local only
+    }
+    lines = ["inputs:", "  environment:", "    variables:"] + [f"      {k}: {v}" for k, v in variables.items()]
+    yml.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    problems = settings_doc.serverless_problems(yml)
+    assert "AUTOTAG_BUCKETS is '${env:AUTOTAG_BUCKETS}', expected '${env:COS_BUCKET}'" in problems
+    assert any(p.startswith("AUTOTAG_COS_ENDPOINT is not a deployed setting") for p in problems)
+    assert any(p.startswith("AUTOTAG_SCENES is not set") for p in problems)
 
 
 def test_generator_check_mode_reports_a_stale_file(tmp_path, monkeypatch, capsys):

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 
 from .guard import (
     BREAKER_OPEN_S,
-    DEFAULT_COMPLETED_TTL_S,
     OPERATION_BUDGET_S,
     Claim,
     IdempotencyGuard,
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
 
 def store_from_url(
     url: str,
-    ttl_s: int = DEFAULT_COMPLETED_TTL_S,
+    ttl_s: int,
     *,
     ssl_context: ssl.SSLContext | None = None,
     budget_s: float = OPERATION_BUDGET_S,

@@ -39,7 +39,6 @@ from .record import IdempotencyRecord, Status
 T = TypeVar("T")
 
 KEY_PREFIX = "autotag:idem:"
-DEFAULT_COMPLETED_TTL_S = 7 * 24 * 3600
 # The smallest in-progress window (Powertools #4759) and the largest an SCF invocation can need.
 MIN_IN_PROGRESS_S = 1.0
 MAX_IN_PROGRESS_S = float(cos_facts.SCF_TIMEOUT_MAX_S)
@@ -92,7 +91,7 @@ class IdempotencyGuard:
     def __init__(
         self,
         records: RecordStore,
-        ttl_s: int = DEFAULT_COMPLETED_TTL_S,
+        ttl_s: int,  # how long a completed upload is remembered: the setting AUTOTAG_IDEMPOTENCY_TTL_SECONDS
         *,
         budget_s: float = OPERATION_BUDGET_S,
         clock_ms: Callable[[], int] | None = None,
