@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cos_autotag import cos_facts
 from cos_autotag_tools.deploy.check import CI_FIX, read_env_file, run_check
-from cos_autotag_tools.emulator import Emulator, Faults
+from cos_autotag_tools.emulator import Emulator, Faults, ci
 from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
@@ -123,7 +122,7 @@ def test_a_bucket_not_bound_to_cloud_infinite_is_named_with_its_fix(emulator: Em
     code, text = check(env_for(emulator), "--with-detect")
     assert code == 1
     failed = line(text, "failed", "Cloud Infinite")
-    assert cos_facts.CI_CODE_NOT_BOUND in failed and CI_FIX in failed
+    assert ci.UNBOUND_CODE_403 in failed and CI_FIX in failed
     # Without --with-detect it cannot be told: said so, and no failure.
     code, text = check(env_for(emulator))
     assert code == 0 and "without paying" in text

@@ -31,6 +31,7 @@ from cos_autotag import cos_facts
 from .emulator import DEFAULT_CREDENTIALS, Emulator
 from .engine import LabelEngine, load_engine
 from .faults import Faults
+from .profiles import DEFAULT_PROFILE, METADATA_ENCODINGS, TAG_RULES, UNBOUND_ANSWERS, Profile
 
 DEFAULT_BUCKET = "photos-1250000000"
 DEFAULT_REGION = "ap-guangzhou"
@@ -91,6 +92,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-trigger", action="store_true", help="serve COS only; run no function on uploads")
     p.add_argument("--seed", metavar="DIR", help="upload every file in DIR at start-up, through the trigger")
     p.add_argument("--detect-qps", type=float, default=None, help="detect-label quota (throttles above it)")
+    rules = p.add_argument_group("contested COS rules (how the emulator reads Tencent's disagreeing pages)")
+    rules.add_argument(
+        "--tag-rule",
+        choices=TAG_RULES,
+        default=DEFAULT_PROFILE.tag_rule,
+        help="tag characters: utf8 (overview page: UTF-8 letters) or strict (API page: ASCII only, "
+        "byte lengths); default: %(default)s",
+    )
+    rules.add_argument(
+        "--metadata-encoding",
+        choices=METADATA_ENCODINGS,
+        default=DEFAULT_PROFILE.metadata_encoding,
+        help="how HEAD/GET return non-ASCII x-cos-meta-* values: raw UTF-8 or percent-encoded; default: %(default)s",
+    )
+    rules.add_argument(
+        "--unbound-answer",
+        choices=UNBOUND_ANSWERS,
+        default=DEFAULT_PROFILE.unbound_answer,
+        help="detect-label's answer on a bucket not bound to Cloud Infinite: 403 or 404 (XML errors) "
+        "or 200 with an HTML page; default: %(default)s",
+    )
     return p
 
 
@@ -334,6 +356,9 @@ def run_local(argv: list[str] | None = None) -> int:
             label_engine=engine,
             faults=Faults(detect_qps=args.detect_qps),
             appid=appids.pop(),
+            profile=Profile(
+                tag_rule=args.tag_rule, metadata_encoding=args.metadata_encoding, unbound_answer=args.unbound_answer
+            ),
         )
         for bucket, region in buckets:
             emu.create_bucket(bucket, region)
@@ -376,6 +401,10 @@ def run_local(argv: list[str] | None = None) -> int:
         for bucket, region in buckets:
             print(f"bucket {bucket} in {region} (Host: {cos_facts.cos_host(bucket, region)})")
         print(f"label engine: {type(engine).__name__}, labels in {getattr(engine, 'language', args.label_language)}")
+        print(
+            f"COS rules: tags {emu.profile.tag_rule}, non-ASCII metadata {emu.profile.metadata_encoding}, "
+            f"unbound detect-label {emu.profile.unbound_answer}"
+        )
         if handler is None:
             print("trigger: off (--no-trigger); uploads are stored, not labeled")
         else:

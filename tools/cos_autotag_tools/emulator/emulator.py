@@ -14,6 +14,7 @@ from .backend import Backend, storage_class_from, validate_tags
 from .engine import LabelEngine, default_engine
 from .faults import FaultInjector, Faults
 from .pauses import Gate, PauseRegistry, When
+from .profiles import DEFAULT_PROFILE, Profile
 from .requestlog import RequestLog, RequestRecord
 from .server import HOST, CosHTTPServer, ServerThread
 from .service import OPERATIONS, CosService, new_request_id
@@ -50,6 +51,7 @@ class Emulator:
         delivery_workers: int = 4,
         event_key_encoding: str = "raw",
         uin: str = DEFAULT_UIN,
+        profile: Profile | None = None,
     ) -> None:
         if not cos_facts.APPID_RE.match(appid):
             raise ValueError(f"appid {appid!r} must be 5-12 digits")
@@ -70,6 +72,7 @@ class Emulator:
             faults=self._faults,
             notify=self._dispatcher.notify,
         )
+        self._backend.profile = _checked_profile(profile or DEFAULT_PROFILE)
         self._pauses = PauseRegistry()
         self._service = CosService(self._backend, self._log, self._pauses)
         self._server: ServerThread | None = None
@@ -171,6 +174,22 @@ class Emulator:
         self._dispatcher.event_key_encoding = value
 
     @property
+    def profile(self) -> Profile:
+        """Which reading of each contested COS rule the emulator plays (`profiles`): tag
+        characters (utf8/strict), non-ASCII metadata out (raw/percent), the unbound-bucket answer
+        of detect-label (403/404/200). Settable at run time."""
+        return self._backend.profile
+
+    @profile.setter
+    def profile(self, value: Profile) -> None:
+        self._backend.profile = _checked_profile(value)
+
+    def set_profile(self, **changes: str) -> Profile:
+        """Change some rules of the current profile: `emu.set_profile(tag_rule="strict")`."""
+        self.profile = self._backend.profile.replace(**changes)
+        return self.profile
+
+    @property
     def faults(self) -> Faults:
         return self._faults.faults
 
@@ -241,7 +260,7 @@ class Emulator:
         """Create `<name>-<appid>` in `region` (idempotent for the same region).
 
         `ci_bound=False` plays a bucket not bound to Cloud Infinite (or without AI content
-        recognition): detect-label on it answers `cos_facts.CI_CODE_NOT_BOUND`."""
+        recognition): detect-label on it answers what the profile's `unbound_answer` says."""
         match = cos_facts.BUCKET_RE.match(bucket)
         if match and match.group("appid") != self.appid:
             raise ValueError(f"bucket {bucket} belongs to appid {match.group('appid')}, not {self.appid}")
@@ -288,7 +307,7 @@ class Emulator:
             body,
             headers={"Content-Type": content_type} if content_type else {},
             metadata=meta,
-            tags=validate_tags(list((tags or {}).items())),
+            tags=validate_tags(list((tags or {}).items()), self._backend.profile),
             storage_class=storage_class_from(storage_class),
             request_id=new_request_id(),
         )
@@ -368,6 +387,12 @@ def _known_op(op: str) -> str:
     if op not in OPERATIONS:
         raise ValueError(f"unknown operation {op!r}; the emulator's operations are {sorted(OPERATIONS)}")
     return op
+
+
+def _checked_profile(profile: Profile) -> Profile:
+    if not isinstance(profile, Profile):
+        raise TypeError(f"profile must be a Profile, not {type(profile).__name__}")
+    return profile
 
 
 def _checked(faults: Faults) -> Faults:

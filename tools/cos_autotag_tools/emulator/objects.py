@@ -49,7 +49,7 @@ def put_object(backend: Backend, req: Request) -> Response:
         req.body,
         headers=content_headers_from(pairs),
         metadata=user_metadata_from(pairs),
-        tags=tags_from_header(req.header_text("x-cos-tagging")),
+        tags=tags_from_header(req.header_text("x-cos-tagging"), backend.profile),
         storage_class=storage_class_from(req.header("x-cos-storage-class")),
         request_id=req.request_id,
     )
@@ -69,7 +69,7 @@ def get_object(backend: Backend, req: Request) -> Response:
     state = _get_state(backend, req, with_body=True)
     archived(state)
     _conditions(req, state)
-    headers = object_headers(state)
+    headers = object_headers(state, backend.profile)
     for param, header in _RESPONSE_OVERRIDES.items():
         value = req.param(param)
         if value is not None:
@@ -86,7 +86,7 @@ def get_object(backend: Backend, req: Request) -> Response:
 def head_object(backend: Backend, req: Request) -> Response:
     state = _get_state(backend, req, with_body=False)
     _conditions(req, state)
-    headers = object_headers(state)
+    headers = object_headers(state, backend.profile)
     # HEAD answers the object's length without a body; the server sends this as Content-Length.
     headers["Content-Length"] = str(state.size)
     return Response(200, headers)
@@ -199,7 +199,11 @@ def copy_object(backend: Backend, req: Request) -> Response:
         headers, metadata = content_headers_from(pairs), user_metadata_from(pairs)
     else:
         headers, metadata = source.headers, source.metadata
-    tags = source.tags if tagging_directive == "Copy" else tags_from_header(req.header_text("x-cos-tagging"))
+    tags = (
+        source.tags
+        if tagging_directive == "Copy"
+        else tags_from_header(req.header_text("x-cos-tagging"), backend.profile)
+    )
     state = backend.store.put(
         req.bucket or "",
         key,
@@ -227,7 +231,7 @@ def _directive(req: Request, header: str) -> str:
 
 def put_object_tagging(backend: Backend, req: Request) -> Response:
     key = require_key(req)
-    tags = validate_tags(xml_bodies.parse_tagging(req.body))
+    tags = validate_tags(xml_bodies.parse_tagging(req.body), backend.profile)
     if not backend.store.set_tags(req.bucket or "", key, tags):
         raise CosError("NoSuchKey", "The specified key does not exist.")
     return Response(200)

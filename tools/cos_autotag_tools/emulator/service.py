@@ -196,7 +196,7 @@ class CosService:
             raise CosError("AccessDenied", f"Access Denied. The caller is not authorized to perform {op}.")
         self._load_body(req)
         if op == "DetectLabel" and not backend.ci_bound(req.bucket or ""):
-            raise CosError(cos_facts.CI_CODE_NOT_BOUND, cos_facts.CI_MESSAGE_NOT_BOUND, cos_facts.CI_STATUS_NOT_BOUND)
+            return ci.unbound_answer(backend.profile)
         server_error = backend.faults.server_error_for(op)
         if server_error is not None:
             raise CosError(server_error, f"injected fault: {server_error}", SERVER_ERRORS[server_error])
