@@ -62,6 +62,10 @@ class Backend:
         self.uploads_lock = threading.Lock()
         # Which reading of each contested rule the emulator plays (see `profiles`).
         self.profile = DEFAULT_PROFILE
+        # The account that owns every bucket (its uin names the owner in ACLs), and each bucket's
+        # ACL (private unless a test makes it public-read), which objects without one inherit.
+        self.owner_uin = "100000000001"
+        self.bucket_acls: dict[str, str] = {}
         # Buckets not bound to Cloud Infinite (every bucket is bound unless told otherwise).
         self.ci_unbound: set[str] = set()
         # The largest request body accepted (EntityTooLarge beyond): COS's single-PUT limit by default.
@@ -216,6 +220,7 @@ def object_headers(state: ObjectState, profile: Profile = DEFAULT_PROFILE) -> di
         if name != "Content-Type":
             headers[name] = value
     headers.update({name: profile.metadata_out(value) for name, value in state.metadata.items()})
+    headers.update(state.sse)
     if state.tags:
         headers["x-cos-tagging-count"] = str(len(state.tags))
     return headers

@@ -10,6 +10,7 @@ from typing import Any
 
 from cos_autotag import cos_facts
 
+from . import acl
 from .backend import Backend, storage_class_from, validate_tags
 from .engine import LabelEngine, default_engine
 from .faults import FaultInjector, Faults
@@ -73,6 +74,7 @@ class Emulator:
             notify=self._dispatcher.notify,
         )
         self._backend.profile = _checked_profile(profile or DEFAULT_PROFILE)
+        self._backend.owner_uin = uin
         self._pauses = PauseRegistry()
         self._service = CosService(self._backend, self._log, self._pauses)
         self._server: ServerThread | None = None
@@ -276,6 +278,20 @@ class Emulator:
     def ci_bound(self, bucket: str) -> bool:
         """Whether detect-label works on `bucket` (see `create_bucket`)."""
         return self._backend.ci_bound(bucket)
+
+    def set_bucket_acl(self, bucket: str, canned: str) -> None:
+        """The bucket's ACL, `private` (default) or `public-read`: objects without an ACL of their
+        own (and every copy that sends no ACL header) inherit it."""
+        if bucket not in self.buckets():
+            raise ValueError(f"bucket {bucket} does not exist; create_bucket() it first")
+        if canned not in acl.BUCKET_CANNED:
+            raise ValueError(f"a bucket ACL is one of {acl.BUCKET_CANNED}, not {canned!r}")
+        self._backend.bucket_acls[bucket] = canned
+
+    @property
+    def owner_id(self) -> str:
+        """The owner's grantee id in ACLs: qcs::cam::uin/<uin>:uin/<uin>."""
+        return acl.owner_id(self._backend.owner_uin)
 
     def buckets(self) -> dict[str, str]:
         """bucket -> region."""

@@ -30,6 +30,8 @@ OPERATIONS: dict[str, Operation] = {
     "DeleteObject": objects.delete_object,
     "DeleteMultipleObjects": objects.delete_multiple_objects,
     "CopyObject": objects.copy_object,
+    "GetObjectACL": objects.get_object_acl,
+    "PutObjectACL": objects.put_object_acl,
     "PutObjectTagging": objects.put_object_tagging,
     "GetObjectTagging": objects.get_object_tagging,
     "DeleteObjectTagging": objects.delete_object_tagging,
@@ -72,6 +74,8 @@ def route(req: Request) -> str:
     method = req.method
     if method == "POST" and req.key is None and req.has_param("delete"):
         return "DeleteMultipleObjects"
+    if req.key is not None and method in ("GET", "PUT") and req.has_param("acl"):
+        return "GetObjectACL" if method == "GET" else "PutObjectACL"
     unsupported = next((name for name, _ in req.query if name in _UNSUPPORTED_SUBRESOURCES), None)
     if unsupported is not None:
         return f"{method}:{unsupported}"
