@@ -68,6 +68,7 @@ class Backend:
         self.bucket_acls: dict[str, str] = {}
         # Buckets not bound to Cloud Infinite (every bucket is bound unless told otherwise).
         self.ci_unbound: set[str] = set()
+        self.ci_unbinding: set[str] = set()
         # The largest request body accepted (EntityTooLarge beyond): COS's single-PUT limit by default.
         self.max_body_bytes = cos_facts.PUT_MAX_BYTES
 
@@ -75,10 +76,17 @@ class Backend:
         return bucket not in self.ci_unbound
 
     def set_ci_bound(self, bucket: str, bound: bool) -> None:
+        self.ci_unbinding.discard(bucket)
         if bound:
             self.ci_unbound.discard(bucket)
         else:
             self.ci_unbound.add(bucket)
+
+    def ci_status(self, bucket: str) -> str:
+        """The bucket's CIStatus (436/74933): on, off, or unbinding (detect-label refused)."""
+        if bucket in self.ci_unbinding:
+            return "unbinding"
+        return "on" if self.ci_bound(bucket) else "off"
 
     def emit(self, event_name: str, req: Request, state: ObjectState) -> None:
         """Tell the trigger machinery that `req` created (or removed) `state`."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from cos_autotag import cos_facts
 
-from . import acl
+from . import acl, ci_status
 from .backend import Backend, storage_class_from, validate_tags
 from .engine import LabelEngine, default_engine
 from .faults import FaultInjector, Faults
@@ -274,6 +274,17 @@ class Emulator:
         if bucket not in self.buckets():
             raise ValueError(f"bucket {bucket} does not exist; create_bucket() it first")
         self._backend.set_ci_bound(bucket, bound)
+
+    def set_ci_status(self, bucket: str, status: str) -> None:
+        """The bucket's CIStatus (436/74933): `on` (bound), `off`, or `unbinding` (being unbound:
+        detect-label refuses it as an unbound bucket)."""
+        if bucket not in self.buckets():
+            raise ValueError(f"bucket {bucket} does not exist; create_bucket() it first")
+        if status not in ci_status.CI_STATUSES:
+            raise ValueError(f"CIStatus is one of {ci_status.CI_STATUSES}, not {status!r}")
+        self._backend.set_ci_bound(bucket, status == "on")
+        if status == "unbinding":
+            self._backend.ci_unbinding.add(bucket)
 
     def ci_bound(self, bucket: str) -> bool:
         """Whether detect-label works on `bucket` (see `create_bucket`)."""
