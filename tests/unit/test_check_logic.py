@@ -1,5 +1,5 @@
-"""The pure parts of `cos-autotag check`: reading Cloud Infinite's free status answer (the
-its shape per DescribeAIBuckets 436/50196; tests/integration/test_deploy_check.py parses the emulator's answer)."""
+"""The pure parts of `cos-autotag check`: reading Cloud Infinite's free status answer (its shape
+per DescribeAIBuckets 436/50196; tests/integration/test_deploy_check.py parses the emulator's answer)."""
 
 import pytest
 
