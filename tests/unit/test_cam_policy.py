@@ -382,3 +382,14 @@ def test_each_mode_grants_exactly_tencents_names(mode: str, capsys) -> None:
     granted = granted_actions(json.loads(out))
     assert granted == {action for _, action, _ in TENCENT_ACTIONS[mode]}
     assert "cos:PutObject" not in granted and "cos:PutObjectACL" not in granted
+
+
+def test_trust_can_add_the_users_own_account_for_the_assume_role_check(capsys) -> None:
+    code, out, _ = run_policy(["--trust", "--trust-account", "100000000001"], capsys)
+    assert code == 0
+    principal = json.loads(out)["statement"][0]["principal"]
+    assert principal == {"service": ["scf.qcloud.com"], "qcs": ["qcs::cam::uin/100000000001:root"]}
+    with pytest.raises(SystemExit):
+        run_policy(["--trust", "--trust-account", "me"], capsys)
+    with pytest.raises(SystemExit):
+        run_policy(["--trust-account", "100000000001"], capsys)

@@ -254,13 +254,18 @@ def role_policy(actions: Iterable[str], bucket: str, region: str, appid: str, pr
     }
 
 
-def trust_policy() -> dict[str, Any]:
-    """The role's trust relationship: SCF may assume it and hand its keys to the function."""
+def trust_policy(account_uin: str | None = None) -> dict[str, Any]:
+    """The role's trust relationship: SCF may assume it and hand its keys to the function.
+    `account_uin` also lets that account (its CAM users with sts:AssumeRole) assume it, which the
+    deploy guide's check of the role's own keys needs (tccli sts AssumeRole)."""
+    principal: dict[str, list[str]] = {"service": [TRUSTED_SERVICE]}
+    if account_uin is not None:
+        if not account_uin.isdigit():
+            raise ValueError(f"--trust-account {account_uin!r} is not an account ID (digits, e.g. 100000000001)")
+        principal["qcs"] = [f"qcs::cam::uin/{account_uin}:root"]
     return {
         "version": "2.0",
-        "statement": [
-            {"action": "name/sts:AssumeRole", "effect": "allow", "principal": {"service": [TRUSTED_SERVICE]}}
-        ],
+        "statement": [{"action": "name/sts:AssumeRole", "effect": "allow", "principal": principal}],
     }
 
 
