@@ -48,6 +48,10 @@ class Faults:
     # 403 AccessDenied after the signature checks out. Names as in the request log
     # ("PutObjectTagging", "DetectLabel", ...), not CAM actions.
     denied_ops: frozenset[str] = frozenset()
+    # PUT Object - Copy can fail after it started and still answer 200 OK with the error in the
+    # body (436/10881). When set (an error code such as "InternalError"), every copy answers so
+    # and writes nothing.
+    copy_error_in_body: str | None = None
 
     def __post_init__(self) -> None:
         if self.duplicate_deliveries < 1:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from cos_autotag_tools import cos_facts
 
-from . import auth, ci, listing, multipart, objects, postform, xml_bodies
+from . import auth, ci, ci_status, listing, multipart, objects, postform, xml_bodies
 from .backend import Backend
 from .errors import CosError
 from .faults import SERVER_ERRORS
@@ -30,6 +30,8 @@ OPERATIONS: dict[str, Operation] = {
     "DeleteObject": objects.delete_object,
     "DeleteMultipleObjects": objects.delete_multiple_objects,
     "CopyObject": objects.copy_object,
+    "GetObjectACL": objects.get_object_acl,
+    "PutObjectACL": objects.put_object_acl,
     "PutObjectTagging": objects.put_object_tagging,
     "GetObjectTagging": objects.get_object_tagging,
     "DeleteObjectTagging": objects.delete_object_tagging,
@@ -44,6 +46,8 @@ OPERATIONS: dict[str, Operation] = {
     "HeadBucket": listing.head_bucket,
     "DetectLabel": ci.detect_label,
     "ImageProcess": ci.image_process,
+    "DescribeAIBuckets": ci_status.describe_ai_buckets,
+    "GetCIStatus": ci_status.bucket_ci_status,
 }
 
 _counter = itertools.count(1)
@@ -72,6 +76,8 @@ def route(req: Request) -> str:
     method = req.method
     if method == "POST" and req.key is None and req.has_param("delete"):
         return "DeleteMultipleObjects"
+    if req.key is not None and method in ("GET", "PUT") and req.has_param("acl"):
+        return "GetObjectACL" if method == "GET" else "PutObjectACL"
     unsupported = next((name for name, _ in req.query if name in _UNSUPPORTED_SUBRESOURCES), None)
     if unsupported is not None:
         return f"{method}:{unsupported}"
@@ -113,6 +119,23 @@ def route(req: Request) -> str:
             return "DeleteObjectTagging"
         return "AbortMultipartUpload" if req.has_param("uploadId") else "DeleteObject"
     return f"{method}Object"
+
+
+def _ci_host_op(req: Request, host: str) -> str | None:
+    """DescribeAIBuckets or the bucket's CIStatus, when the request is for a ci. host (or for
+    /ai_bucket on the emulator's own address, where the SDK sends it under IP/Port); else None."""
+    bucket_ci = ci_status.BUCKET_CI_HOST_RE.match(host)
+    if bucket_ci and req.method == "GET":
+        req.bucket, req.region, req.key = bucket_ci.group("bucket"), bucket_ci.group("region"), None
+        return "GetCIStatus" if req.path == "/" else f"CI:{req.path}"
+    account_ci = ci_status.CI_HOST_RE.match(host)
+    if (account_ci or not cos_facts.COS_HOST_RE.match(host)) and req.path == "/ai_bucket" and req.method == "GET":
+        req.region = account_ci.group("region") if account_ci else None
+        # Sent to the emulator's address, the SDK signs the host without the port (as it would
+        # sign ci.<region>.myqcloud.com): verify it as signed.
+        req.headers["host"] = host
+        return "DescribeAIBuckets"
+    return None
 
 
 class CosService:
@@ -163,6 +186,9 @@ class CosService:
     def _resolve(self, req: Request) -> str:
         host = (req.header("host") or "").split(":", 1)[0].lower()
         match = cos_facts.COS_HOST_RE.match(host)
+        ci_op = _ci_host_op(req, host)
+        if ci_op is not None:
+            return ci_op
         if not match:
             raise CosError(
                 "InvalidURI",
@@ -175,7 +201,9 @@ class CosService:
 
     def _serve(self, op: str, req: Request) -> Response:
         backend = self.backend
-        if backend.store.bucket_region(req.bucket or "") != req.region:
+        if op == "DescribeAIBuckets":
+            pass  # an account-wide query, no bucket
+        elif backend.store.bucket_region(req.bucket or "") != req.region:
             raise CosError("NoSuchBucket", f"The specified bucket {req.bucket} does not exist in {req.region}.")
         if req.key is not None and len(req.key.encode()) > cos_facts.KEY_MAX_BYTES:
             raise CosError("KeyTooLong", f"The key is longer than {cos_facts.KEY_MAX_BYTES} bytes")
@@ -196,7 +224,7 @@ class CosService:
             raise CosError("AccessDenied", f"Access Denied. The caller is not authorized to perform {op}.")
         self._load_body(req)
         if op == "DetectLabel" and not backend.ci_bound(req.bucket or ""):
-            raise CosError(cos_facts.CI_CODE_NOT_BOUND, cos_facts.CI_MESSAGE_NOT_BOUND, cos_facts.CI_STATUS_NOT_BOUND)
+            return ci.unbound_answer(backend.profile)
         server_error = backend.faults.server_error_for(op)
         if server_error is not None:
             raise CosError(server_error, f"injected fault: {server_error}", SERVER_ERRORS[server_error])
