@@ -13,19 +13,14 @@ import pytest
 from qcloud_cos import CosS3Client
 
 from cos_autotag_tools.emulator import Emulator
-from tests.support.constants import APPID, BUCKET, REGION, SECRET_ID, SECRET_KEY
+from tests.support.emulator import started_emulator
 from tests.support.sdk import make_client
 
 
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
-    emu = Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID)
-    emu.start()
-    try:
-        emu.create_bucket(BUCKET, REGION)
+    with started_emulator() as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture

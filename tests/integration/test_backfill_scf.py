@@ -17,6 +17,7 @@ from cos_autotag.settings import Settings
 from cos_autotag_tools.backfill import run_backfill
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator
 from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
+from tests.support.emulator import env_for, started_emulator
 from tests.support.images import image_bytes
 from tests.support.scf_api import ScfApi, serve
 
@@ -37,13 +38,7 @@ class Fleet:
         self.emu, self.api = emu, api
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {
-            "TENCENTCLOUD_SECRETID": SECRET_ID,
-            "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
-            "AUTOTAG_COS_ENDPOINT": f"http://127.0.0.1:{self.emu.port}",
-            "AUTOTAG_SCF_ENDPOINT": self.api.endpoint,
-            **extra,
-        }
+        return env_for(self.emu, AUTOTAG_SCF_ENDPOINT=self.api.endpoint, **extra)
 
     def backfill(self, *extra: str, report: Path) -> tuple[int, dict[str, Any]]:
         argv = ["--bucket", BUCKET, "--region", REGION, "--via-scf", FUNCTION, "--no-progress", "--quiet"]
@@ -56,10 +51,7 @@ class Fleet:
 
 @pytest.fixture
 def fleet() -> Iterator[Fleet]:
-    emu = Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID, label_engine=DigestLabelEngine())
-    emu.start()
-    try:
-        emu.create_bucket(BUCKET, REGION)
+    with started_emulator(BUCKET, label_engine=DigestLabelEngine()) as emu:
         for i, key in enumerate(IMAGES):
             emu.seed_object(BUCKET, key, image_bytes(seed=i), content_type="image/jpeg")
         emu.seed_object(BUCKET, "f/notes.txt", b"not an image")
@@ -67,8 +59,6 @@ def fleet() -> Iterator[Fleet]:
         app = App(Settings(cos_endpoint=("http", "127.0.0.1", emu.port)), env=env)
         with serve(ScfApi(app.handle, {SECRET_ID: SECRET_KEY}, functions=(FUNCTION,))) as api:
             yield Fleet(emu, api)
-    finally:
-        emu.stop()
 
 
 def test_fan_out_labels_every_image_once_through_the_function(fleet: Fleet, tmp_path: Path) -> None:

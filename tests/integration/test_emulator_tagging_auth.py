@@ -12,11 +12,11 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import requests
 from qcloud_cos import CosConfig, CosS3Client
-from qcloud_cos.cos_exception import CosServiceError
 
 from cos_autotag import cos_facts
 from cos_autotag_tools.emulator import Emulator, auth
 from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY
+from tests.support.emulator import error_of
 from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
@@ -25,12 +25,6 @@ HOST = cos_facts.cos_host(BUCKET, REGION)
 
 def tagging(*pairs: tuple[str, str]) -> dict[str, Any]:
     return {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in pairs]}}
-
-
-def error_of(call) -> CosServiceError:  # type: ignore[no-untyped-def]
-    with pytest.raises(CosServiceError) as err:
-        call()
-    return err.value
 
 
 # --- tagging -------------------------------------------------------------------------------------
