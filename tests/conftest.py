@@ -14,33 +14,23 @@ import pytest
 from qcloud_cos import CosS3Client
 
 from cos_autotag_tools.emulator import Emulator, Profile
-from tests.support.constants import APPID, BUCKET, REGION, SECRET_ID, SECRET_KEY
+from tests.support.emulator import started_emulator
 from tests.support.profiles import PROFILE_PARAMS
 from tests.support.sdk import make_client
 
 
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
-    emu = Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID)
-    emu.start()
-    try:
-        emu.create_bucket(BUCKET, REGION)
+    with started_emulator() as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture(params=PROFILE_PARAMS)
 def profiled_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
     """Like `emulator`, once under each profile of tests/support/profiles.py."""
     profile: Profile = request.param
-    emu = Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID, profile=profile)
-    emu.start()
-    try:
-        emu.create_bucket(BUCKET, REGION)
+    with started_emulator(profile=profile) as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture

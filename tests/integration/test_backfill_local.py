@@ -26,6 +26,7 @@ from cos_autotag_tools.backfill.report import Report
 from cos_autotag_tools.backfill.runner import Backfill, CountingGateway, run_local
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator, Faults
 from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
+from tests.support.emulator import env_for
 from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
@@ -51,14 +52,6 @@ def seed(emu: Emulator, keys: list[str] = IMAGES, others: dict[str, bytes] = OTH
         emu.seed_object(BUCKET, key, image_bytes(seed=i), content_type="image/jpeg")
     for key, body in others.items():
         emu.seed_object(BUCKET, key, body)
-
-
-def env_for(emu: Emulator) -> dict[str, str]:
-    return {
-        "TENCENTCLOUD_SECRETID": SECRET_ID,
-        "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
-        "AUTOTAG_COS_ENDPOINT": f"http://127.0.0.1:{emu.port}",
-    }
 
 
 def backfill(emu: Emulator, *extra: str, report: Path | None = None) -> tuple[int, dict[str, object]]:

@@ -22,6 +22,7 @@ from cos_autotag_tools.deploy.check import (
     run_check,
 )
 from cos_autotag_tools.emulator import Emulator, Faults, ci
+from tests.support.emulator import started_emulator
 from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
@@ -36,8 +37,7 @@ REDIS_PASSWORD = "redis-pa55word-xyz"
 
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
-    with Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID) as emu:
-        emu.create_bucket(BUCKET, REGION)
+    with started_emulator(BUCKET, credentials={SECRET_ID: SECRET_KEY}) as emu:
         emu.seed_object(
             BUCKET, "uploads/cat.jpg", image_bytes(seed=5), content_type="image/jpeg", tags={"owner": "alice"}
         )

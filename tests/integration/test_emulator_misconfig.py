@@ -5,20 +5,14 @@ from __future__ import annotations
 
 import pytest
 from qcloud_cos import CosS3Client
-from qcloud_cos.cos_exception import CosServiceError
 
 from cos_autotag_tools.emulator import Emulator, Faults, ci
 from tests.support.constants import APPID, BUCKET, REGION
+from tests.support.emulator import error_of
 from tests.support.images import image_bytes
 from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
-
-
-def error_of(call) -> CosServiceError:  # type: ignore[no-untyped-def]
-    with pytest.raises(CosServiceError) as err:
-        call()
-    return err.value
 
 
 def test_detect_label_on_a_bucket_not_bound_to_ci(emulator: Emulator, cos_client: CosS3Client) -> None:

@@ -37,6 +37,7 @@ from cos_autotag_tools.gallery.server import THUMBNAIL_RULE, Gallery
 from cos_autotag_tools.photos import list_photos
 from tests.support.browser import headless_chromium
 from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
+from tests.support.emulator import env_for
 from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
@@ -52,14 +53,6 @@ DEMO_LABELS: dict[str, tuple[str, list[tuple[str, int]]]] = {
     "rocket.jpg": ("tags", [("火箭", 91), ("建筑", 40)]),
 }
 DEMO_KEYS = sorted(f"photos/{name}" for name in DEMO_LABELS)
-
-
-def env_for(emu: Emulator) -> dict[str, str]:
-    return {
-        "TENCENTCLOUD_SECRETID": SECRET_ID,
-        "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
-        "AUTOTAG_COS_ENDPOINT": emu.endpoint,
-    }
 
 
 @pytest.fixture
