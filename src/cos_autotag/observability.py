@@ -201,24 +201,38 @@ def redact_text(value: str) -> str:
     return pattern.sub(REDACTED, value) if pattern is not None else value
 
 
-_PLAIN_TYPES = (int, float, bool, type(None))
+_PLAIN_TYPES = (float, bool, type(None))
+# Logged values come from untrusted input too (the event): nesting beyond this is cut, and an
+# integer too long for `str()` (Python 3.11 refuses more than 4300 digits) is described instead.
+MAX_DEPTH = 32
+MAX_INT_BITS = 256
 
 
-def redact(value: Any, field_name: str = "") -> Any:
+def redact(value: Any, field_name: str = "", depth: int = 0) -> Any:
     """A log field's value with its secrets redacted; a field named like a secret is hidden whole."""
     if field_name and _is_secret_field(field_name):
         return REDACTED if value not in (None, "") else value
     if isinstance(value, str):
         return redact_text(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value.bit_length() <= MAX_INT_BITS else f"<an integer of {value.bit_length()} bits>"
     if isinstance(value, _PLAIN_TYPES):
         return value
+    if depth >= MAX_DEPTH:
+        return "<nested too deep to log>"
     if isinstance(value, Mapping):
         # A key can hold a secret too (a dict keyed by URL): its text is redacted like a value's.
-        return {redact_text(k) if isinstance(k, str) else k: redact(v, str(k)) for k, v in value.items()}
+        return {
+            redact_text(k) if isinstance(k, str) else redact(k, depth=depth + 1): redact(v, str(k), depth + 1)
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [redact(v) for v in value]
+        return [redact(v, depth=depth + 1) for v in value]
     # Anything else (an exception, bytes, an object) is rendered as text, so redact that text.
-    return redact_text(str(value))
+    try:
+        return redact_text(str(value))
+    except Exception as error:  # an object whose str() fails is named, not printed
+        return f"<a {type(value).__name__} that cannot be shown: {type(error).__name__}>"
 
 
 def _format_exc_info(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -358,7 +372,15 @@ def configure(level: str = "INFO") -> None:
 
 def _dumps(obj: Any, **kwargs: Any) -> str:
     kwargs["default"] = str  # anything odd in a field becomes text rather than a lost line
-    return json.dumps(obj, ensure_ascii=False, **kwargs)
+    try:
+        line = json.dumps(obj, ensure_ascii=False, **kwargs)
+        line.encode("utf-8")  # a lone surrogate from the event cannot be written as UTF-8...
+        return line
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, **kwargs)  # ...but can as a \u escape
+    except (ValueError, TypeError, RecursionError) as error:  # a log line must never break the invocation
+        kept = {k: obj[k] for k in ("level", "message", "timestamp") if isinstance(obj, Mapping) and k in obj}
+        return json.dumps({**kept, "log_error": type(error).__name__}, ensure_ascii=True, default=repr)
 
 
 def bind_invocation(context: Mapping[str, Any], cold_start: bool, correlation_id: str) -> None:
