@@ -73,8 +73,20 @@ def _redis_credentials_encoded(match: re.Match[str]) -> str:
     return scheme + REDACTED + rest[ats[-1].start() :] if ats else match.group(0)
 
 
+# The SDK prints each request's signing key and signature at DEBUG (`sign_key: <hex>`, `sign: <hex>`,
+# `sign_key<hex>`, `signature: <hex>`). A signing key is derived per request from the secret key
+# and a key time, and signs any request for hours, so it cannot be registered beforehand: any
+# HMAC-SHA1 (40 hex) after one of these names, whatever the separator or its encoding, is redacted.
+_HMAC_AFTER_NAME = re.compile(
+    r"((?<![A-Za-z])(?:sign_key|sign|signature|q-signature|signing_key)(?:"
+    + _SEP
+    + r")?)[0-9a-fA-F]{40}(?![0-9a-fA-F])",
+    re.I,
+)
+
 _SECRET_IN_TEXT: list[tuple[re.Pattern[str], Any]] = [
     (_NAMED_SECRET, r"\1" + REDACTED),
+    (_HMAC_AFTER_NAME, r"\1" + REDACTED),
     (_REDIS_URL, _redis_credentials),
     (_REDIS_URL_ENCODED, _redis_credentials_encoded),
 ]
@@ -88,7 +100,7 @@ def _any_case(word: str) -> str:
 # One cheap search decides whether a string needs the substitutions at all (most never do): it
 # looks for the names above and for a fragment every encoding of a registered secret contains.
 _NAMES = "|".join(_any_case(name) for name in ("q-signature", "q-ak", "x-cos-security-token", "x-ci-security-token"))
-_NAMES += "|" + _any_case("redis")
+_NAMES += "|" + _any_case("redis") + "|" + _any_case("sign")
 # URL encoding leaves these characters alone, so a run of them is in every encoding of a secret.
 _UNRESERVED_RUN = re.compile(r"[A-Za-z0-9_.~-]+")
 MIN_FRAGMENT = 4  # shorter would wake the full search on ordinary words
@@ -343,6 +355,27 @@ class _RedactingHandler(logging.Handler):
             self.handleError(record)
 
 
+class _DemoteHandledReplies(logging.Filter):
+    """The SDK logs every error reply (a 4xx or 5xx body, or its headers) at ERROR before raising.
+    The function handles each one (a skip, a retry, a misconfiguration) and logs the outcome on
+    its own line, at the level the outcome deserves; so the SDK's copy becomes INFO, and its
+    other errors (a network failure, retried) WARNING: an alert on ERROR fires once, for the
+    function's own line, and never for a case the function handled."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self._logger = logger
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        text = record.msg if isinstance(record.msg, str) else str(record.msg)
+        # A reply's body (`<?xml ...<Error>`, JSON) or its headers (a dict) opens like this.
+        level = logging.INFO if text.lstrip()[:1] in ("<", "{") else min(record.levelno, logging.WARNING)
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        return self._logger.isEnabledFor(level)
+
+
 def configure(level: str = "INFO") -> None:
     numeric = logging.getLevelName(level)
     _install_record_redaction()
@@ -367,7 +400,10 @@ def configure(level: str = "INFO") -> None:
     sdk_logger.setLevel(max(logging.WARNING, numeric))
     sdk_logger.propagate = False
     if not any(isinstance(h, _RedactingHandler) for h in sdk_logger.handlers):
-        sdk_logger.addHandler(_RedactingHandler())
+        handler = _RedactingHandler()
+        # On the handler: a logger's own filters never see its children's (`qcloud_cos.cos_client`) records.
+        handler.addFilter(_DemoteHandledReplies(sdk_logger))
+        sdk_logger.addHandler(handler)
 
 
 def _dumps(obj: Any, **kwargs: Any) -> str:
