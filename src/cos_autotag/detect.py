@@ -36,7 +36,12 @@ _OPERATION = "DetectLabel"
 
 
 def detect(
-    run: RecordRun, detector: LabelDetector, store: ObjectStore, verdict: Verdict, scenes: tuple[str, ...]
+    run: RecordRun,
+    detector: LabelDetector,
+    store: ObjectStore,
+    verdict: Verdict,
+    scenes: tuple[str, ...],
+    max_requests: int = MAX_DETECT_REQUESTS,
 ) -> list[Label]:
     """Every label detect-label finds in the object (the one paid call), or in its rendition when large."""
     record = run.record
@@ -45,7 +50,7 @@ def detect(
         if record.size is not None and record.size > cos_facts.CI_PROCESS_MAX_BYTES:
             run.finish(Outcome.SKIPPED, Reason.TOO_LARGE)
         detect_url = store.thumbnail_url(record.bucket, record.region, run.key, THUMBNAIL_RULE)
-    budget = MAX_DETECT_REQUESTS - run.result.calls[_OPERATION]
+    budget = max_requests - run.result.calls[_OPERATION]
     if budget <= 0:  # a second detect (the object changed meanwhile) after retries used them all
         raise CosCallError(_OPERATION, "RequestBudgetSpent", "detect-label request budget spent", None, "", True)
     response = run.call(

@@ -78,9 +78,7 @@ def _redis_credentials_encoded(match: re.Match[str]) -> str:
 # and a key time, and signs any request for hours, so it cannot be registered beforehand: any
 # HMAC-SHA1 (40 hex) after one of these names, whatever the separator or its encoding, is redacted.
 _HMAC_AFTER_NAME = re.compile(
-    r"((?<![A-Za-z])(?:sign_key|sign|signature|q-signature|signing_key)(?:"
-    + _SEP
-    + r")?)[0-9a-fA-F]{40}(?![0-9a-fA-F])",
+    r"((?<![A-Za-z-])(?:sign_key|sign|signature|signing_key)(?:" + _SEP + r")?)[0-9a-fA-F]{40}(?![0-9a-fA-F])",
     re.I,
 )
 

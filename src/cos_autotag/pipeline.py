@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import cos_facts
-from .detect import detect
+from .detect import MAX_DETECT_REQUESTS, detect
 from .eligibility import Verdict, check_record, confirm_by_bytes
 from .errors import AlreadyInProgress, CosCallError, ObjectKeptChanging, StoreUnavailable
 from .events import CosRecord
@@ -37,11 +37,14 @@ class Pipeline:
         guard: StrictStore | None,
         log: Any,
         relabel: bool = False,
+        detect_requests: int = MAX_DETECT_REQUESTS,
     ) -> None:
         self.settings, self.store, self.detector, self.guard, self.log = settings, store, detector, guard, log
         self.mode: WriteBackMode[Any] = mode_for(settings, store)
         # Label again even where the marker says done (a backfill after a change of settings).
         self.relabel = relabel
+        # detect-label requests per record, retries included (the backfill paces itself and allows more).
+        self.detect_requests = detect_requests
 
     def process(self, record: CosRecord, deadline: Deadline) -> RecordResult:
         run = RecordRun.start(record, deadline, self.log)
@@ -101,7 +104,7 @@ class Pipeline:
         return not self.relabel and marker_says_done(marker, record)
 
     def _detect(self, run: RecordRun, verdict: Verdict) -> list[Label]:
-        found = detect(run, self.detector, self.store, verdict, self.settings.scenes)
+        found = detect(run, self.detector, self.store, verdict, self.settings.scenes, self.detect_requests)
         chosen = select_labels(found, self.settings.min_confidence, self.settings.max_labels)
         if not chosen:
             # The marker is still written (a redelivery costs a read), but say why there is no label.

@@ -20,7 +20,7 @@ from cos_autotag.events import CosRecord
 from cos_autotag.outcome import Outcome, Reason, RecordResult
 from cos_autotag.pipeline import Pipeline
 from cos_autotag.ports import LabelDetector
-from cos_autotag.retry import Deadline
+from cos_autotag.retry import MAX_ATTEMPTS, Deadline
 from cos_autotag.settings import Settings
 
 from .checkpoint import AnswerCache, CheckpointWriter, ResumeState, Watermark
@@ -216,7 +216,11 @@ def run_local(options: Options, settings: Settings, backfill: Backfill) -> None:
         backfill.answers = AnswerCache(backfill.checkpoint, backfill.resume.answers, backfill.log)
         detector = CheckpointedDetector(detector, backfill.answers, backfill.log)
     answers = backfill.answers
-    pipeline = Pipeline(settings, gateway, detector, None, backfill.log, relabel=options.relabel)
+    # No SCF retry stands behind the backfill, and it paces itself to the quota: a throttled record
+    # may take as many attempts as the retry policy allows, not the function's 3 per invocation.
+    pipeline = Pipeline(
+        settings, gateway, detector, None, backfill.log, relabel=options.relabel, detect_requests=MAX_ATTEMPTS
+    )
     run_id = uuid.uuid4().hex[:12]
 
     def work(obj: ListedObject) -> RecordResult:
