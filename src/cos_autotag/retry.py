@@ -40,6 +40,7 @@ def call_with_retry(
     on_retry: Callable[[BaseException, int, float], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
 ) -> T:
     rng = rng or random.Random()
     attempt = 0
@@ -48,7 +49,7 @@ def call_with_retry(
             return fn()
         except Exception as error:
             attempt += 1
-            if not is_retryable(error) or attempt >= MAX_ATTEMPTS:
+            if not is_retryable(error) or attempt >= max_attempts:
                 raise
             delay = rng.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2**attempt))
             # Leave time for one more attempt after the pause, or give up now.

@@ -34,6 +34,10 @@ def detect_label(backend: Backend, req: Request) -> Response:
     if faults.detect_throttled():
         f = faults.faults
         raise CosError(f.throttle_code, cos_facts.CI_THROTTLE_MESSAGE, f.throttle_status)
+    hostile, only_keys = faults.faults.detect_reply, faults.faults.detect_reply_keys
+    if hostile is not None and (only_keys is None or req.key in only_keys):
+        content_type, body = hostile
+        return Response(200, {"Content-Type": content_type}, body)
     scenes = parse_scenes(req.param("scenes"))
     detect_url = req.param("detect-url")
     if detect_url:

@@ -53,6 +53,12 @@ class Faults:
     # and writes nothing.
     copy_error_in_body: str | None = None
 
+    # --- hostile replies ---
+    # Every DetectLabel that gets past the throttle is answered 200 with exactly this
+    # (content type, body) instead of the label engine's XML: truncated, nested, wrong type...
+    detect_reply: tuple[str, bytes] | None = None
+    detect_reply_keys: frozenset[str] | None = None  # only for these object keys (None = every key)
+
     def __post_init__(self) -> None:
         if self.duplicate_deliveries < 1:
             raise ValueError("duplicate_deliveries must be >= 1 (1 delivers each event once)")
@@ -90,6 +96,12 @@ class Faults:
                 f"not CAM actions: {prefixed}"
             )
         object.__setattr__(self, "latency_by_op", dict(self.latency_by_op))
+        if self.detect_reply is not None:
+            content_type, body = self.detect_reply
+            if not isinstance(content_type, str) or not isinstance(body, bytes):
+                raise ValueError("detect_reply is (content type, body bytes)")
+        if self.detect_reply_keys is not None:
+            object.__setattr__(self, "detect_reply_keys", frozenset(self.detect_reply_keys))
 
 
 class FaultInjector:
