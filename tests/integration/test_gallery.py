@@ -434,3 +434,21 @@ def test_an_unreachable_endpoint_is_a_502_that_shows_no_signature_or_token(tmp_p
     status, _, body = Gallery(bucket, "", [Photo("a.jpg", '"e"', 1, "tags", "v1", ())]).thumbnail("a.jpg")
     assert status == 502 and b"unreachable" in body
     assert token.encode() not in body and b"q-signature" not in body and SECRET_KEY.encode() not in body
+
+
+def test_a_value_the_index_cannot_read_neither_stops_nor_hides_the_scan(emu: Emulator, tmp_path: Path) -> None:
+    client = make_client(emu)
+    body = (ROOT / "tools/cos_autotag_tools/photos/coffee.png").read_bytes()
+    upload(client, "photos/a.png", body, "tags", [("猫", 90)])
+    client.put_object(Bucket=BUCKET, Key="photos/b.png", Body=body, ContentType="image/png")
+    client.put_object_tagging(
+        Bucket=BUCKET,
+        Key="photos/b.png",
+        Tagging={"TagSet": {"Tag": [{"Key": "autotag", "Value": "v1:b"}, {"Key": "autotag:猫", "Value": "²"}]}},
+    )
+    server = gallery(emu, tmp_path / "index.sqlite")
+    server.server_close()
+    assert {p["key"]: p["labels"] for p in payload(server)["photos"]} == {
+        "photos/a.png": [["猫", 90]],
+        "photos/b.png": [],
+    }

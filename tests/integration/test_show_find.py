@@ -214,3 +214,40 @@ def test_find_refuses_bad_input_with_what_to_do(cafe: Emulator, capsys: pytest.C
     assert code == 2 and "--concurrency" in err
     code, _, err = cli(capsys, "find", " ", *where())
     assert code == 2 and "LABEL is empty" in err
+
+
+# --- hostile values ---------------------------------------------------------------------------
+
+ESCAPES = "\x1b]0;pwned\x07\x1b[2J"
+
+
+@pytest.fixture
+def hostile(emu: Emulator) -> Emulator:
+    client = make_client(emu)
+    put_tagged(client, "h/a.jpg", {"autotag": "v1:a", "autotag:猫": "²", "autotag:狗": "70"})
+    put_tagged(client, "h/b.jpg", {"autotag": "v1:b", "autotag:猫": "9" * 200, "autotag:鸟": "high"}, seed=1)
+    put_with_metadata(client, "h/c.jpg", [(ESCAPES, 90), ("猫", 80)], seed=2)
+    put_tagged(client, "h/d.jpg", {"autotag": "v1:d", "autotag:猫": "88"}, seed=3)
+    return emu
+
+
+def test_show_survives_hostile_values_and_prints_no_escape_sequence(
+    hostile: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "show", "h/a.jpg", *where())
+    assert code == 0, err
+    assert any(line.split() == ["狗", "70"] for line in out.splitlines()), out
+    assert "unreadable" in out and "'²'" in out
+    code, out, err = cli(capsys, "show", "h/c.jpg", *where())
+    assert code == 0, err
+    assert "\x1b" not in out and "\x07" not in out and "pwned" not in out
+    assert any(line.split() == ["\ufffd", "90"] for line in out.splitlines()), out
+    code, out, _ = cli(capsys, "show", "h/c.jpg", *where(), "--json")
+    assert code == 0 and "\x1b" not in out and json.loads(out)["labels"][0]["name"] == ESCAPES
+
+
+def test_find_scans_on_past_values_it_cannot_read(hostile: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "find", "猫", *where())
+    assert code == 0, err
+    assert out.splitlines() == ["h/c.jpg\t80", "h/d.jpg\t88"]
+    assert "4 objects" in err and "\x1b" not in out + err

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections import Counter
@@ -19,7 +18,9 @@ from .object_labels import (
     add_bucket_arguments,
     add_mode_argument,
     check_concurrency,
+    clean,
     explain,
+    json_text,
     label_key,
     open_bucket,
     read_many,
@@ -101,7 +102,7 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             if confidence is not None and confidence >= args.min_confidence:
                 matches.append((result, confidence))
                 if not args.json:
-                    _print_match(f"{result.listed.key}\t{confidence}", progress)
+                    _print_match(f"{clean(result.listed.key)}\t{confidence}", progress)
     except (CosCallError, ValueError) as error:  # the listing itself failed, after its retries
         progress.close()
         reason = explain(error, bucket) if isinstance(error, CosCallError) else str(error)
@@ -124,11 +125,11 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             "matches": [{"key": r.listed.key, "confidence": c, "etag": r.listed.etag, **_rest(r)} for r, c in matches],
             "failed": [{"key": r.listed.key, "error": str(r.error)} for r in failed],
         }
-        print(json.dumps(document, ensure_ascii=False, indent=2))
+        print(json_text(document))
     _summary(args, scanned, matches, failed, seen, bucket_name=bucket.name)
     for result in failed[:5]:
         assert result.error is not None
-        print(f"  {result.listed.key}: {explain(result.error, bucket)}", file=sys.stderr)
+        print(f"  {clean(result.listed.key)}: {clean(explain(result.error, bucket))}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -157,12 +158,12 @@ def _summary(
 ) -> None:
     where = f"{bucket_name}/{args.prefix}"
     threshold = f" at confidence {args.min_confidence} or more" if args.min_confidence else ""
-    line = f"{len(matches)} of {scanned} objects in {where} carry {args.label!r}{threshold}"
+    line = f"{len(matches)} of {scanned} objects in {where} carry {clean(repr(args.label))}{threshold}"
     if failed:
         line += f"; {len(failed)} could not be read"
     print(line, file=sys.stderr)
     if not matches and seen:
-        common = ", ".join(f"{name} ({count})" for name, count in seen.most_common(10))
+        common = ", ".join(f"{clean(name)} ({count})" for name, count in seen.most_common(10))
         print(f"  labels found there, most common first: {common}", file=sys.stderr)
     elif not matches and scanned:
         print(
