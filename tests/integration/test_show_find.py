@@ -251,3 +251,38 @@ def test_find_scans_on_past_values_it_cannot_read(hostile: Emulator, capsys: pyt
     assert code == 0, err
     assert out.splitlines() == ["h/c.jpg\t80", "h/d.jpg\t88"]
     assert "4 objects" in err and "\x1b" not in out + err
+
+
+# --- the query language ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (["咖啡"], ["cafe/espresso.jpg\t96", "cafe/latte.jpg\t60", "other/espresso2.jpg\t75"]),
+        (['="咖啡杯"'], ["cafe/espresso.jpg\t81"]),
+        (["咖啡", "AND", "NOT", "拿铁"], ["cafe/espresso.jpg\t96", "other/espresso2.jpg\t75"]),
+        (["拿铁 OR 茶"], ["cafe/latte.jpg\t90", "cafe/tea.jpg\t88"]),
+        (["浓缩咖啡>=70 key:cafe/"], ["cafe/espresso.jpg\t96"]),
+        (["NOT", "(咖啡 OR 茶)"], ["cafe/unlabeled.jpg\t-"]),
+    ],
+)
+def test_find_runs_the_query_language(
+    cafe: Emulator, capsys: pytest.CaptureFixture[str], query: list[str], expected: list[str]
+) -> None:
+    code, out, err = cli(capsys, "find", *query, *where())
+    assert code == 0, err
+    assert out.splitlines() == expected
+
+
+def test_find_lists_only_under_the_query_key_prefix(cafe: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    since = time.time()
+    code, out, _ = cli(capsys, "find", "key:other/", *where())
+    assert code == 0 and out.splitlines() == ["other/espresso2.jpg\t-"]
+    assert Counter(r.op for r in cafe.requests if r.timestamp >= since)["GetObjectTagging"] == 1
+
+
+def test_find_explains_a_query_it_cannot_read(cafe: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "find", "(猫 AND", *where())
+    assert code == 2 and out == ""
+    assert "cannot read the query" in err and "label was expected" in err

@@ -1,4 +1,4 @@
-"""`cos-autotag find LABEL`: the objects that carry a label, read in parallel."""
+"""`cos-autotag find QUERY`: the objects whose labels match a query (`query.py`), read in parallel."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from .object_labels import (
     read_many,
     sdk_quiet,
 )
+from .query import HELP, QueryError, best_confidence, key_prefix, matches, parse
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CONCURRENCY = 16
@@ -34,11 +35,17 @@ DEFAULT_CONCURRENCY = 16
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cos-autotag find",
-        description="List the objects that carry a label (one GET tagging, or HEAD, per listed object). "
+        description="List the objects whose labels match a query (one GET tagging, or HEAD, per listed object). "
+        f"Query: {HELP}. "
         "Settings and credentials come from the same environment as the function and the backfill "
         "(TENCENTCLOUD_SECRETID/SECRETKEY[/SESSIONTOKEN], AUTOTAG_COS_ENDPOINT).",
     )
-    parser.add_argument("label", metavar="LABEL", help="the label, as the function wrote it, e.g. 浓缩咖啡 or cat")
+    parser.add_argument(
+        "label",
+        metavar="QUERY",
+        nargs="+",
+        help="a label or a query, e.g. 浓缩咖啡, 猫>=60, '猫 AND NOT 狗' (several words are joined with spaces)",
+    )
     add_bucket_arguments(parser)
     parser.add_argument("--prefix", default="", help="only keys starting with this")
     parser.add_argument(
@@ -70,8 +77,13 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         if not 0 <= args.min_confidence <= 100:
             raise UsageError(f"--min-confidence must be 0 to 100, not {args.min_confidence}")
+        args.label = " ".join(args.label)
         if not label_key(args.label):
-            raise UsageError("LABEL is empty: give the label to look for, e.g. 浓缩咖啡")
+            raise UsageError("LABEL is empty: give the label or query to look for, e.g. 浓缩咖啡 or '猫 AND NOT 狗'")
+        try:
+            query = parse(args.label)
+        except QueryError as error:
+            raise UsageError(f"cannot read the query: {error}") from error
         concurrency = check_concurrency(args.concurrency)
         bucket = open_bucket(args, env)
     except UsageError as error:
@@ -80,13 +92,18 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     progress = Progress(not args.no_progress and sys.stderr.isatty(), f"find {args.label}")
     seen: Counter[str] = Counter()
-    matches: list[tuple[ReadResult, int]] = []
+    found: list[tuple[ReadResult, int | None]] = []
     failed: list[ReadResult] = []
     scanned = 0
+    # The longer of --prefix and the query's own key: prefix, when one extends the other.
+    listing_prefix = max(args.prefix, key_prefix(query), key=len)
+    if not (listing_prefix.startswith(args.prefix) and listing_prefix.startswith(key_prefix(query))):
+        listing_prefix = args.prefix
     objects = (
         obj
-        for obj in list_objects(bucket.gateway, bucket.name, bucket.region, args.prefix, on_page=progress.add_total)
+        for obj in list_objects(bucket.gateway, bucket.name, bucket.region, listing_prefix, on_page=progress.add_total)
         if not obj.key.endswith("/")  # a folder's placeholder carries no labels
+        and obj.key.startswith(args.prefix)
     )
     try:
         for result in read_many(
@@ -98,11 +115,15 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 continue
             scanned += 1
             seen.update(name for name, _ in result.labels.labels)
-            confidence = result.labels.confidence(args.label)
-            if confidence is not None and confidence >= args.min_confidence:
-                matches.append((result, confidence))
+            labels = result.labels.labels
+            if not matches(query, result.listed.key, labels):
+                continue
+            confidence = best_confidence(query, labels)
+            if (confidence or 0) >= args.min_confidence:
+                found.append((result, confidence))
                 if not args.json:
-                    _print_match(f"{clean(result.listed.key)}\t{confidence}", progress)
+                    shown = "-" if confidence is None else confidence
+                    _print_match(f"{clean(result.listed.key)}\t{shown}", progress)
     except (CosCallError, ValueError) as error:  # the listing itself failed, after its retries
         progress.close()
         reason = explain(error, bucket) if isinstance(error, CosCallError) else str(error)
@@ -117,16 +138,17 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.json:
         document = {
             "label": args.label,
+            "query": str(query),
             "bucket": bucket.name,
             "region": bucket.region,
             "prefix": args.prefix,
             "min_confidence": args.min_confidence,
             "scanned": scanned,
-            "matches": [{"key": r.listed.key, "confidence": c, "etag": r.listed.etag, **_rest(r)} for r, c in matches],
+            "matches": [{"key": r.listed.key, "confidence": c, "etag": r.listed.etag, **_rest(r)} for r, c in found],
             "failed": [{"key": r.listed.key, "error": str(r.error)} for r in failed],
         }
         print(json_text(document))
-    _summary(args, scanned, matches, failed, seen, bucket_name=bucket.name)
+    _summary(args, scanned, found, failed, seen, bucket_name=bucket.name)
     for result in failed[:5]:
         assert result.error is not None
         print(f"  {clean(result.listed.key)}: {clean(explain(result.error, bucket))}", file=sys.stderr)
@@ -151,7 +173,7 @@ def _rest(result: ReadResult) -> dict[str, object]:
 def _summary(
     args: argparse.Namespace,
     scanned: int,
-    matches: list[tuple[ReadResult, int]],
+    matches: list[tuple[ReadResult, int | None]],
     failed: list[ReadResult],
     seen: Counter[str],
     bucket_name: str,
