@@ -106,7 +106,7 @@ leaves = st.one_of(
         st.booleans(),
         st.sampled_from([">=", ">", "<=", "<", "="]),
         st.integers(0, 100),
-    ),  # fmt: skip
+    ),
     st.builds(KeyPrefix, st.text(max_size=8)),
 )
 trees = st.recursive(
@@ -116,7 +116,7 @@ trees = st.recursive(
         st.builds(
             lambda xs: And(tuple(xs)),
             st.lists(children.filter(lambda c: not isinstance(c, And)), min_size=2, max_size=3),
-        ),  # fmt: skip
+        ),
         st.builds(lambda xs: Or(tuple(xs)), st.lists(children, min_size=2, max_size=3)),
     ),
     max_leaves=8,

@@ -263,7 +263,7 @@ def _bilingual() -> dict[str, frozenset[str]]:
     """Folded label name -> its folded names in either language, from the offline engine's tables."""
     from .labels.classes import chinese_category_names, chinese_class_names, class_names
 
-    pairs = list(zip(class_names(), chinese_class_names())) + list(chinese_category_names().items())
+    pairs = list(zip(class_names(), chinese_class_names(), strict=True)) + list(chinese_category_names().items())
     table: dict[str, set[str]] = {}
     for english, chinese in pairs:
         names = {label_key(english), label_key(chinese)}
