@@ -30,10 +30,12 @@ from cos_autotag import cos_facts
 from cos_autotag.label import Label
 from cos_autotag.settings import Settings
 from cos_autotag.writeback import LABELS_META, MARKER_META, encode_labels_meta
+from cos_autotag_tools.backfill.listing import ListedObject
 from cos_autotag_tools.emulator import Emulator
 from cos_autotag_tools.gallery import GalleryServer, open_gallery
-from cos_autotag_tools.gallery.index import Photo
+from cos_autotag_tools.gallery.index import LabelIndex
 from cos_autotag_tools.gallery.server import THUMBNAIL_RULE, Gallery
+from cos_autotag_tools.object_labels import ObjectLabels
 from cos_autotag_tools.photos import list_photos
 from tests.support.browser import headless_chromium
 from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
@@ -207,14 +209,23 @@ def test_thumbnails_are_cloud_infinite_renditions_and_no_original_is_read(emu: E
     assert THUMBNAIL_RULE.startswith("imageMogr2/thumbnail/")
 
 
+def index_of(folder: Path, *keys: str) -> LabelIndex:
+    """An index holding `keys` as labeled photos."""
+    index = LabelIndex(folder / "small.sqlite", BUCKET, REGION, check_same_thread=False)
+    for key in keys:
+        index.put(ListedObject(key, 1, etag='"e"'), ObjectLabels(key, "tags", "v1"))
+    index.commit()
+    return index
+
+
 def test_against_cos_a_thumbnail_redirects_to_a_short_lived_signed_rendition(
-    emu: Emulator, served: GalleryServer
+    emu: Emulator, served: GalleryServer, tmp_path: Path
 ) -> None:
     from PIL import Image
 
     # The same gallery with no AUTOTAG_COS_ENDPOINT, as against COS: the browser goes to the bucket.
     bucket = dataclasses.replace(served.gallery.bucket, settings=Settings())
-    against_cos = Gallery(bucket, "", [Photo("photos/coffee.png", '"e"', 1, "tags", "v1", ())])
+    against_cos = Gallery(bucket, "", index_of(tmp_path, "photos/coffee.png"))
     status, headers, body = against_cos.thumbnail("photos/coffee.png")
     assert status == 302 and body == b"" and headers["Cache-Control"] == "no-store"
     location = urlsplit(headers["Location"])
@@ -307,6 +318,8 @@ def wait_for(driver: object, condition: str, timeout_s: float = 30) -> object:
 
 
 def visible_keys(driver: object) -> list[str]:
+    # The server answers the query: wait until no request or typed query is outstanding.
+    wait_for(driver, "return document.body.dataset.pending === '0'")
     keys = driver.execute_script(  # type: ignore[attr-defined]
         "return [...document.querySelectorAll('figure.photo')].filter(f => !f.hidden).map(f => f.dataset.key)"
     )
@@ -348,6 +361,7 @@ def test_the_gallery_in_headless_chromium(emu: Emulator, request: pytest.Fixture
         cloud["建筑"].click()
         assert visible_keys(driver) == ["photos/china.jpg", "photos/rocket.jpg"]
         assert "2 of 5 photos" in driver.find_element("id", "status").text
+        assert "label=%E5%BB%BA%E7%AD%91" in driver.current_url  # the filter is in the URL
         cloud["猫"].click()
         assert visible_keys(driver) == ["photos/chelsea.png"]
         driver.save_screenshot(str(SCREENSHOTS / "gallery-filtered.png"))
@@ -431,7 +445,7 @@ def test_an_unreachable_endpoint_is_a_502_that_shows_no_signature_or_token(tmp_p
     settings = Settings(cos_endpoint=("http", "127.0.0.1", free_port()))
     env = {"TENCENTCLOUD_SECRETID": SECRET_ID, "TENCENTCLOUD_SECRETKEY": SECRET_KEY, "TENCENTCLOUD_SESSIONTOKEN": token}
     bucket = Bucket(BUCKET, REGION, settings, CosGateway(settings, env))
-    status, _, body = Gallery(bucket, "", [Photo("a.jpg", '"e"', 1, "tags", "v1", ())]).thumbnail("a.jpg")
+    status, _, body = Gallery(bucket, "", index_of(tmp_path, "a.jpg")).thumbnail("a.jpg")
     assert status == 502 and b"unreachable" in body
     assert token.encode() not in body and b"q-signature" not in body and SECRET_KEY.encode() not in body
 
