@@ -466,3 +466,88 @@ def test_a_value_the_index_cannot_read_neither_stops_nor_hides_the_scan(emu: Emu
         "photos/a.png": [["猫", 90]],
         "photos/b.png": [],
     }
+
+
+# --- a gallery that stays true ------------------------------------------------------------------
+
+
+def test_new_uploads_appear_and_a_refresh_sees_an_untag_while_serving(emu: Emulator, tmp_path: Path) -> None:
+    client = seed_demo(emu)
+    server = gallery(emu, tmp_path / "index.sqlite", "--poll", "0.2")
+    server.start()
+    try:
+        assert requests.get(server.url + "api/photos", timeout=10).json()["total"] == 5
+        body = (ROOT / "tools/cos_autotag_tools/photos/coffee.png").read_bytes()
+        upload(client, "photos/late.png", body, "tags", [("猫", 77)])
+        deadline = time.time() + 20
+        while requests.get(server.url + "api/photos", timeout=10).json()["total"] != 6:
+            assert time.time() < deadline, "the new upload never appeared"
+            time.sleep(0.1)
+        # The tags go (as `untag` removes them): ETag and Last-Modified stay, a refresh re-reads.
+        client.put_object_tagging(
+            Bucket=BUCKET, Key="photos/chelsea.png", Tagging={"TagSet": {"Tag": [{"Key": "owner", "Value": "x"}]}}
+        )
+        refused = requests.post(server.url + "api/refresh", timeout=30)
+        assert refused.status_code == 403
+        response = requests.post(server.url + "api/refresh", headers={"X-Gallery": "1"}, timeout=30)
+        assert response.status_code == 200
+        data = requests.get(server.url + "api/photos", params={"q": "猫"}, timeout=10).json()
+        assert [p["key"] for p in data["photos"]] == ["photos/late.png"]
+        assert data["labels_as_of"] >= time.time() - 30
+    finally:
+        server.stop()
+
+
+def test_the_api_pages_the_query_the_page_sends(emu: Emulator, served: GalleryServer) -> None:
+    def get(**params: str) -> dict[str, object]:
+        response = requests.get(served.url + "api/photos", params=params, timeout=10)
+        assert response.status_code == 200, response.text
+        data = response.json()
+        assert isinstance(data, dict)
+        return data
+
+    assert [p["key"] for p in get(q="建筑 AND NOT 火箭")["photos"]] == ["photos/china.jpg"]  # type: ignore[attr-defined,index]
+    assert get(q="建筑>=50")["total"] == 1
+    assert get(q="key:photos/c")["total"] == 3
+    first, second = get(limit="2"), get(limit="2", offset="2")
+    assert first["total"] == 5 and len(first["photos"]) == 2  # type: ignore[arg-type]
+    assert [p["key"] for p in first["photos"] + second["photos"]] == DEMO_KEYS[:4]  # type: ignore[attr-defined,index,operator]
+    bad = requests.get(served.url + "api/photos", params={"q": "(猫"}, timeout=10)
+    assert bad.status_code == 400 and "missing )" in bad.json()["error"]
+
+
+def test_thumbnails_refuse_other_sites_and_there_is_a_favicon(emu: Emulator, served: GalleryServer) -> None:
+    thumb = served.url + "thumb"
+    since = time.time()
+    for site in ("cross-site", "same-site"):
+        response = requests.get(thumb, params={"key": DEMO_KEYS[0]}, headers={"Sec-Fetch-Site": site}, timeout=10)
+        assert response.status_code == 403
+    assert ops(emu, since) == Counter()
+    same = requests.get(thumb, params={"key": DEMO_KEYS[0]}, headers={"Sec-Fetch-Site": "same-origin"}, timeout=30)
+    assert same.status_code == 200
+    icon = requests.get(served.url + "favicon.ico", timeout=10)
+    assert icon.status_code == 200 and icon.headers["Content-Type"] == "image/svg+xml"
+
+
+def test_a_labeled_photo_without_an_extension_is_shown(emu: Emulator, tmp_path: Path) -> None:
+    client = make_client(emu)
+    body = (ROOT / "tools/cos_autotag_tools/photos/coffee.png").read_bytes()
+    upload(client, "photos/noext", body, "tags", [("咖啡杯", 81)])
+    upload(client, "photos/unlabeled-noext", body, "tags", None)
+    server = gallery(emu, tmp_path / "index.sqlite")
+    server.server_close()
+    assert [p["key"] for p in payload(server)["photos"]] == ["photos/noext"]  # type: ignore[attr-defined,index]
+
+
+def test_the_index_is_private_and_one_per_endpoint_bucket_region_and_mode(emu: Emulator, tmp_path: Path) -> None:
+    seed_demo(emu)
+    env = {**env_for(emu), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    argv = ["--bucket", BUCKET, "--region", REGION, "--port", "0", "--no-progress", "--poll", "0"]
+    open_gallery(argv, env).server_close()
+    open_gallery([*argv, "--mode", "tags"], env).server_close()
+    open_gallery(argv, {**env, "AUTOTAG_COS_ENDPOINT": emu.endpoint.replace("127.0.0.1", "localhost")}).server_close()
+    folder = tmp_path / "cache" / "cos-autotag"
+    files = sorted(folder.iterdir())
+    assert len(files) == 3 and all(f.name.startswith(BUCKET + "-") for f in files)
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
