@@ -551,3 +551,24 @@ def test_the_index_is_private_and_one_per_endpoint_bucket_region_and_mode(emu: E
     assert len(files) == 3 and all(f.name.startswith(BUCKET + "-") for f in files)
     assert folder.stat().st_mode & 0o777 == 0o700
     assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+
+
+def test_untag_on_this_machine_marks_what_it_touched_stale_in_the_gallery_index(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cos_autotag_tools.cli import main
+
+    seed_demo(emu)
+    env = {**env_for(emu), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    argv = ["--bucket", BUCKET, "--region", REGION, "--port", "0", "--no-progress", "--poll", "0"]
+    open_gallery(argv, env).server_close()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["untag", "--bucket", BUCKET, "--region", REGION, "--prefix", "photos/c", "--quiet"]) == 0
+    since = time.time()
+    server = open_gallery(argv, env)
+    server.server_close()
+    # Only what untag went over is read again; its labels are gone from the page.
+    assert ops(emu, since)["GetObjectTagging"] == 3
+    labels = {p["key"]: p["labels"] for p in payload(server)["photos"]}  # type: ignore[attr-defined,index]
+    assert labels["photos/chelsea.png"] == [] and labels["photos/rocket.jpg"] == [["火箭", 91], ["建筑", 40]]

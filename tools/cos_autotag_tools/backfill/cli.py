@@ -284,6 +284,10 @@ def run_backfill(argv: list[str], env: Mapping[str, str] | None = None) -> int:
     finally:
         if checkpoint is not None:
             checkpoint.close()
+        if not options.dry_run:  # a gallery on this machine reads these labels again
+            from ..gallery.index import mark_stale
+
+            mark_stale(options.prefix, options.bucket, options.region, env)
     return _finish(report, options, log)
 
 

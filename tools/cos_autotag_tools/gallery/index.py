@@ -22,7 +22,7 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,13 +84,13 @@ def _private_file(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
-def mark_stale(keys: Iterable[str], bucket: str, region: str, env: Mapping[str, str] | None = None) -> int:
-    """Tell every gallery index of this bucket on this machine that `keys` changed (untag, backfill).
+def mark_stale(prefix: str, bucket: str, region: str, env: Mapping[str, str] | None = None) -> int:
+    """Tell every gallery index of this bucket on this machine that the keys under `prefix` may
+    have changed (`untag` and `backfill` call it after a run over that prefix).
 
     Their labels are read again at the next sync. Returns how many entries were marked; an index
     that cannot be opened is left alone (the gallery's own schedule still re-reads it).
     """
-    keys = list(keys)
     folder = cache_dir(env)
     marked = 0
     for path in sorted(folder.glob(f"{bucket}-*.sqlite")) if folder.is_dir() else []:
@@ -100,8 +100,9 @@ def mark_stale(keys: Iterable[str], bucket: str, region: str, env: Mapping[str, 
                 found = dict(db.execute("SELECT name, value FROM meta").fetchall())
                 if found.get("bucket") == bucket and found.get("region") == region:
                     with db:
-                        for key in keys:
-                            marked += db.execute("UPDATE objects SET read_at = 0 WHERE key = ?", (key,)).rowcount
+                        marked += db.execute(
+                            "UPDATE objects SET read_at = 0 WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+                        ).rowcount
             finally:
                 db.close()
         except sqlite3.Error:
