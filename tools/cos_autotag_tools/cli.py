@@ -93,6 +93,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "untag": ("untag", "run_untag", "remove the function's labels, keep everything else"),
     "show": ("show", "run_show", "print one object's labels"),
     "find": ("find", "run_find", "list the objects that carry a label"),
+    "dataset": ("dataset", "run_dataset", "set up Cloud Infinite MetaInsight for `find --dataset`"),
     "gallery": ("gallery", "run_gallery", "browse a bucket's photos and labels in a web page"),
     "policy": ("deploy.policy", "run_policy", "print the execution role's least-privilege CAM policy"),
     "check": ("deploy.check", "run_check", "preflight a deployment's settings and access"),

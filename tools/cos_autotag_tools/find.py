@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from cos_autotag.errors import CosCallError
 
 from .backfill.cli import UsageError
-from .backfill.listing import list_objects
+from .backfill.listing import ListedObject, list_objects
 from .backfill.progress import Progress
 from .object_labels import (
+    Bucket,
     ReadResult,
     add_bucket_arguments,
     add_mode_argument,
@@ -26,7 +27,7 @@ from .object_labels import (
     read_many,
     sdk_quiet,
 )
-from .query import HELP, QueryError, best_confidence, key_prefix, matches, parse
+from .query import HELP, Query, QueryError, best_confidence, key_prefix, matches, parse
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CONCURRENCY = 16
@@ -62,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONCURRENCY,
         help=f"objects read at once (default {DEFAULT_CONCURRENCY})",
     )
+    parser.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="ask Cloud Infinite MetaInsight's dataset NAME (made by `cos-autotag dataset NAME`) instead of "
+        "listing the bucket: one request per 100 answers; see docs/deploy.md",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document (UTF-8) instead of lines")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none anyway if not a terminal)")
     return parser
@@ -90,6 +97,8 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"cos-autotag find: {error}", file=sys.stderr)
         return EXIT_USAGE
 
+    if args.dataset:
+        return _find_in_dataset(args, query, bucket)
     progress = Progress(not args.no_progress and sys.stderr.isatty(), f"find {args.label}")
     seen: Counter[str] = Counter()
     found: list[tuple[ReadResult, int | None]] = []
@@ -134,7 +143,63 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"cos-autotag find: interrupted after {scanned} objects", file=sys.stderr)
         return EXIT_INTERRUPTED
     progress.close()
+    return _report(args, query, bucket, scanned, found, failed, seen)
 
+
+def _find_in_dataset(args: argparse.Namespace, query: Query, bucket: Bucket) -> int:
+    """The same answers from a MetaInsight dataset: the server narrows (`dataset_query.translate`),
+    `query.matches` decides on each file's labels, as when listing."""
+    from .dataset_query import key_of, labels_of, translate
+    from .metainsight import MetaInsight, MetaInsightError
+
+    client = MetaInsight(bucket.gateway, bucket.name, bucket.region)
+    server_query = translate(query, args.mode, bucket.name, args.prefix)
+    seen: Counter[str] = Counter()
+    found: list[tuple[ReadResult, int | None]] = []
+    scanned = 0
+    try:
+        for file in client.files(args.dataset, server_query):
+            key = key_of(file, bucket.name)
+            if key.endswith("/") or not key.startswith(args.prefix):
+                continue
+            labels = labels_of(file, key, args.mode)
+            scanned += 1
+            seen.update(name for name, _ in labels.labels)
+            if not matches(query, key, labels.labels):
+                continue
+            confidence = best_confidence(query, labels.labels)
+            if (confidence or 0) >= args.min_confidence:
+                listed = ListedObject(key, _int(file.get("Size")), str(file.get("COSStorageClass") or ""),
+                                      str(file.get("ETag") or ""))  # fmt: skip
+                found.append((ReadResult(listed, labels), confidence))
+                if not args.json:
+                    print(f"{clean(key)}\t{'-' if confidence is None else confidence}", flush=True)
+    except MetaInsightError as error:
+        print(f"cos-autotag find: {clean(str(error))}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"cos-autotag find: interrupted after {scanned} objects", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"  (dataset {clean(args.dataset)}: {client.requests} MetaInsight requests)", file=sys.stderr)
+    return _report(args, query, bucket, scanned, found, [], seen)
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def _report(
+    args: argparse.Namespace,
+    query: Query,
+    bucket: Bucket,
+    scanned: int,
+    found: list[tuple[ReadResult, int | None]],
+    failed: list[ReadResult],
+    seen: Counter[str],
+) -> int:
     if args.json:
         document = {
             "label": args.label,
@@ -142,6 +207,7 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             "bucket": bucket.name,
             "region": bucket.region,
             "prefix": args.prefix,
+            "dataset": args.dataset,
             "min_confidence": args.min_confidence,
             "scanned": scanned,
             "matches": [{"key": r.listed.key, "confidence": c, "etag": r.listed.etag, **_rest(r)} for r, c in found],
