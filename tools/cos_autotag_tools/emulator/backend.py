@@ -71,6 +71,9 @@ class Backend:
         self.ci_unbinding: set[str] = set()
         # The largest request body accepted (EntityTooLarge beyond): COS's single-PUT limit by default.
         self.max_body_bytes = cos_facts.PUT_MAX_BYTES
+        from .dataset import Datasets  # MetaInsight datasets of this account
+
+        self.datasets = Datasets()
 
     def ci_bound(self, bucket: str) -> bool:
         return bucket not in self.ci_unbound

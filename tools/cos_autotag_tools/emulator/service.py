@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import itertools
 import os
+import re
 import sys
 import time
 import traceback
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 from cos_autotag_tools import cos_facts
 
-from . import auth, ci, ci_status, listing, multipart, objects, postform, xml_bodies
+from . import auth, ci, ci_status, dataset, listing, multipart, objects, postform, xml_bodies
 from .backend import Backend
 from .errors import CosError
 from .faults import SERVER_ERRORS
@@ -69,6 +70,13 @@ _UNSUPPORTED_SUBRESOURCES = frozenset(
         "replication", "restore", "select", "symlink", "versioning", "versions", "website",
     }
 )  # fmt: skip
+
+
+# `<appid>.ci.<region>.myqcloud.com`: MetaInsight's host. The SDK (1.9.44), configured with IP/Port
+# as for the emulator, sends `<appid>.cos.<region>...` as the Host of these calls: both are served.
+_APPID_HOST_RE = re.compile(
+    r"^(?P<appid>\d{5,12})\.(?:ci|cos)\.(?P<region>[a-z0-9-]+)\.(?:myqcloud\.com|tencentcos\.cn)$"
+)
 
 
 def route(req: Request) -> str:
@@ -185,6 +193,11 @@ class CosService:
 
     def _resolve(self, req: Request) -> str:
         host = (req.header("host") or "").split(":", 1)[0].lower()
+        account = _APPID_HOST_RE.match(host)
+        if account:  # MetaInsight (dataset.py), on the account's CI host
+            req.region = account.group("region")
+            name = dataset.NAMES.get(req.path)
+            return name if name and req.method == "POST" else f"CI:{req.method}{req.path}"
         match = cos_facts.COS_HOST_RE.match(host)
         ci_op = _ci_host_op(req, host)
         if ci_op is not None:
@@ -201,6 +214,8 @@ class CosService:
 
     def _serve(self, op: str, req: Request) -> Response:
         backend = self.backend
+        if op in dataset.NAMES.values() or op.startswith("CI:/"):
+            return self._serve_dataset(op, req)
         if op == "DescribeAIBuckets":
             pass  # an account-wide query, no bucket
         elif backend.store.bucket_region(req.bucket or "") != req.region:
@@ -232,6 +247,27 @@ class CosService:
         if operation is None:
             raise CosError("NotImplemented", f"{op} is not emulated", 501)
         return operation(backend, req)
+
+    def _serve_dataset(self, op: str, req: Request) -> Response:
+        signed = auth.verify(
+            method=req.method,
+            path=req.path,
+            query=req.query,
+            headers=req.headers,
+            credentials=self.backend.credentials,
+            token=self.backend.token,
+        )
+        req.secret_id, req.authorization = signed.secret_id, signed.authorization
+        host = req.header("host") or ""
+        if not host.startswith(self.backend.appid + "."):
+            raise CosError("AccessDenied", f"Host {host!r} is not this account's ({self.backend.appid}) CI host", 403)
+        if op in self.backend.faults.faults.denied_ops:
+            raise CosError("AccessDenied", f"Access Denied. The caller is not authorized to perform {op}.")
+        self._load_body(req)
+        operation = dataset.OPERATIONS.get((req.method, req.path))
+        if operation is None:
+            raise CosError("NotImplemented", f"{req.method} {req.path} is not emulated on the CI host", 501)
+        return operation(self.backend, req)
 
     def _load_body(self, req: Request) -> None:
         """Read the body, refusing one over the cap from its declared length without reading it."""
