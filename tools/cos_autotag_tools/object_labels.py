@@ -25,11 +25,12 @@ from cos_autotag.errors import ConfigurationError, CosCallError, SettingsError
 from cos_autotag.retry import Deadline, call_with_retry
 from cos_autotag.settings import Settings
 from cos_autotag.writeback import (
-    LABEL_TAG_PREFIX,
     LABELS_META,
     MARKER_META,
+    MARKER_TAG,
+    MARKER_VERSION,
     decode_labels_meta,
-    marker_in_tags,
+    read_tags,
 )
 from cos_autotag_tools.gateway import ToolGateway
 
@@ -77,15 +78,16 @@ def label_key(name: str) -> str:
 
 
 def from_tags(key: str, tags: Iterable[tuple[str, str]]) -> ObjectLabels:
+    # The function's own reader: only label tags its marker shows it wrote, in either form
+    # (`autotag:<name>` or `autotag:b64:<base64>`), decoded; the user's tags (`owner`,
+    # `autotag:note`, an `autotag` that is not a marker) never are labels.
     tags = list(tags)
-    labels = []
-    for name, value in tags:
-        # Only `autotag:<name>` with a whole-number value is a label; the user's tags
-        # (`owner`, `autotagger`, `autotag-note`, ...) never are.
-        if name.startswith(LABEL_TAG_PREFIX) and len(name) > len(LABEL_TAG_PREFIX) and value.strip().isdigit():
-            labels.append((name[len(LABEL_TAG_PREFIX) :], int(value)))
+    reading = shown = read_tags(tags)
+    if reading.marker is None:  # labels left without their marker (a hand-edited set) show as v1 wrote them
+        shown = read_tags([(MARKER_TAG, MARKER_VERSION), *((k, v) for k, v in tags if k != MARKER_TAG)])
+    labels = [(name, confidence) for name, confidence in shown.labels if confidence is not None]
     labels.sort(key=lambda item: -item[1])
-    marker = marker_in_tags(tags)
+    marker = reading.marker_text
     return ObjectLabels(key, "tags" if marker is not None or labels else "", marker, tuple(labels))
 
 
