@@ -77,6 +77,14 @@ TAG_KEY_MAX_CHARS = 127
 TAG_ALLOWED_PUNCTUATION = frozenset(" +-_=.:/@")
 
 
+# The API page's reading (436/42997): ASCII letters, digits, space and + - _ = . : / only, the
+# key under 128 bytes. Text within both readings is accepted whichever one COS applies.
+TAG_STRICT_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 +-_=.:/")
+TAG_KEY_MAX_BYTES = 127
+# What COS answers (400) to a tag set its rule refuses.
+CODE_INVALID_TAG = "InvalidTag"
+
+
 def tag_text_is_valid(text: str, max_chars: int) -> bool:
     """True when COS accepts `text` as a tag key or value under its length and character rules."""
     if not 1 <= len(text) <= max_chars:
@@ -160,6 +168,13 @@ def configuration_fix(operation: str, code: str, status: int | None) -> str | No
             f"COS refused the credentials ({code}): on SCF, bind an execution role to the function "
             "(it provides TENCENTCLOUD_SECRETID, TENCENTCLOUD_SECRETKEY and TENCENTCLOUD_SESSIONTOKEN); "
             "locally, check those variables"
+        )
+    if operation == "PutObjectTagging" and code == CODE_INVALID_TAG:
+        return (
+            "COS refused the label tags (InvalidTag): this COS may apply its API page's strict tag rule "
+            "(ASCII letters, digits, space and + - _ = . : / only), which refuses labels in other scripts "
+            "as written with AUTOTAG_TAG_TEXT=utf8: set AUTOTAG_TAG_TEXT=auto or ascii-safe to write them "
+            "in the encoded form (autotag:b64:...), which `cos-autotag show` and `find` read back"
         )
     if operation == "DetectLabel":
         if status is None or status == 404 or status == 429 or status >= 500:

@@ -41,6 +41,10 @@ class Reason:
     NO_ROOM_FOR_TAGS = "no room for tags"
     NO_ROOM_FOR_METADATA = "no room for metadata"
     CHANGED_DURING_PROCESSING = "object changed during processing"
+    MARKER_TAG_TAKEN = (
+        "marker tag taken: the object's own tag `autotag` is not the function's marker; rename that tag "
+        "(the function keeps the key `autotag` for its marker) and upload again or run `cos-autotag backfill`"
+    )
     # the guard
     COMPLETED_IN_STORE = "completed in the idempotency store"
     MARKER_IN_EVENT = "marker in the event"

@@ -86,6 +86,8 @@ class Pipeline:
         snapshot = mode.read(run)
         if marker_says_done(snapshot.marker, record):
             return Outcome.DUPLICATE, Reason.MARKER_ON_OBJECT
+        if snapshot.skip_reason:
+            return Outcome.SKIPPED, snapshot.skip_reason  # the object says to leave it: before paying
         if not snapshot.has_room:
             return Outcome.SKIPPED, mode.no_room_reason  # checked before paying
         if verdict.needs_sniff:
@@ -99,6 +101,8 @@ class Pipeline:
             snapshot = written.now
             if marker_says_done(snapshot.marker, record):
                 return Outcome.DUPLICATE, Reason.LABELED_MEANWHILE
+            if snapshot.skip_reason:
+                return Outcome.SKIPPED, snapshot.skip_reason
             if not snapshot.has_room:
                 return Outcome.SKIPPED, mode.no_room_reason
             run.log.info("the tag set changed during detect-label: labeling the object as it is now")

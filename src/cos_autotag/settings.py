@@ -25,6 +25,7 @@ from .errors import InvalidRedisUrl, SettingsError
 MODES = ("tags", "metadata")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LARGE_IMAGE_POLICIES = ("thumbnail", "skip")
+TAG_TEXTS = ("auto", "utf8", "ascii-safe")
 
 # The function keeps one tag for its marker, so at most TAGS_MAX_PER_OBJECT - 1 labels.
 MAX_LABELS_LIMIT = cos_facts.TAGS_MAX_PER_OBJECT - 1
@@ -216,6 +217,13 @@ class Settings:
         "thumbnail",
         _choice(LARGE_IMAGE_POLICIES, str.lower),
         "Photos over detect-label's 3 MB limit: label a thumbnail (`thumbnail`) or skip them (`skip`).",
+    )
+    tag_text: str = _setting(
+        "AUTOTAG_TAG_TEXT",
+        "auto",
+        _choice(TAG_TEXTS, str.lower),
+        "How labels COS's strict tag rule refuses (non-ASCII) are written in tags mode: `auto` readable, "
+        "encoded (`autotag:b64:...`) once COS refuses them; `utf8` readable only; `ascii-safe` always encoded.",
     )
     redis_url: str | None = _setting(
         "AUTOTAG_IDEMPOTENCY_REDIS_URL",

@@ -5,8 +5,24 @@ exactly what to send. They never drop a user's tag or metadata; when room is sho
 write fewer labels and say so.
 
 Tag layout (one tag per label, so lifecycle rules and inventory filters can select on it):
-    autotag          = v1:<upload token>     the marker: this upload has been labeled
-    autotag:<Name>   = <confidence 0-100>    one per label, most confident first
+    autotag                = v2:<upload token>:<owned>   the marker: this upload has been labeled
+    autotag:<Name>         = <confidence 0-100>          a label, readable form
+    autotag:b64:<base64>   = <confidence 0-100>          a label, encoded form
+The marker's <owned> lists the label tag keys that write put on the object, each as the first
+4 hex characters of sha256(key as UTF-8), joined by '.': the function (and `cos-autotag untag`)
+removes only the `autotag:*` tags listed there, so a user's `autotag:note` is never touched. A
+user's tag whose key digest collides with one of the function's (1 in 65,536 per pair) would be
+taken for the function's: the accepted price of a marker that fits any tag rule. The legacy
+marker `v1:<upload token>` owns the `autotag:*` tags whose value is a whole number 0-100
+(exactly what v1 wrote). An `autotag` tag that is not a marker is the user's: the function
+skips the object rather than overwrite it (`read_tags`, `parse_marker`).
+
+COS's pages disagree on tag characters (the overview allows UTF-8 letters, the API page only
+ASCII letters, digits, space and `+ - _ = . : /`). The encoded form uses only what both allow:
+the label's UTF-8 in standard base64, cut at a character boundary so that the key stays within
+127 bytes. A label whose readable form is already strict-safe is always written readable.
+`decode_label_tag` reads both forms back; every reader (the tools included) goes through it.
+
 Metadata layout:
     x-cos-meta-autotag        = v1:<upload token>
     x-cos-meta-autotag-labels = <name>:<confidence>,...   names percent-encoded (UTF-8)
@@ -14,6 +30,10 @@ Metadata layout:
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote, unquote
@@ -23,23 +43,54 @@ from .label import Label
 
 MARKER_TAG = "autotag"
 LABEL_TAG_PREFIX = "autotag:"
+ENCODED_TAG_PREFIX = LABEL_TAG_PREFIX + "b64:"
 MARKER_META = cos_facts.USER_META_PREFIX + "autotag"
 LABELS_META = cos_facts.USER_META_PREFIX + "autotag-labels"
 MARKER_VERSION = "v1"
+TAG_MARKER_VERSION = "v2"
+OWNED_DIGEST_CHARS = 4
+# An upload token is 16 hex characters; older tools wrote other short ASCII tokens.
+_MARKER_RE = re.compile(
+    r"v1(?::(?P<v1>[0-9A-Za-z_-]{0,64}))?"
+    r"|v2:(?P<v2>[0-9A-Za-z_-]{0,64}):(?P<owned>(?:[0-9a-f]{4}(?:\.[0-9a-f]{4}){0,63})?)"
+)
+# What v1 wrote as a label's value: str() of a whole number 0-100.
+_V1_CONFIDENCE_RE = re.compile(r"0|[1-9][0-9]?|100")
+_CONFIDENCE_RE = re.compile(r"[0-9]{1,3}")
 
 
 def marker_value(upload_token: str) -> str:
     return f"{MARKER_VERSION}:{upload_token}" if upload_token else MARKER_VERSION
 
 
+@dataclass(frozen=True)
+class Marker:
+    """A marker, parsed. `owned`: the key digests of the label tags it wrote (v2), None for v1."""
+
+    version: str
+    token: str
+    owned: frozenset[str] | None = None
+
+
+def parse_marker(value: str) -> Marker | None:
+    """The marker in `value` (a tag's value or the marker header's), or None when it is not one.
+
+    Strict and total: any string is either exactly one of the layouts above or not a marker."""
+    if not isinstance(value, str):
+        return None
+    match = _MARKER_RE.fullmatch(value)
+    if match is None:
+        return None
+    if match["owned"] is not None:
+        owned = frozenset(match["owned"].split(".")) if match["owned"] else frozenset()
+        return Marker("v2", match["v2"], owned)
+    return Marker("v1", match["v1"] or "")
+
+
 def marker_token(marker: str) -> str:
-    """The upload token inside a marker ('' when it has none)."""
-    _, _, token = marker.partition(":")
-    return token
-
-
-def is_own_tag(key: str) -> bool:
-    return key == MARKER_TAG or key.startswith(LABEL_TAG_PREFIX)
+    """The upload token inside a marker ('' when it has none, or `marker` is not a marker)."""
+    parsed = parse_marker(marker)
+    return parsed.token if parsed is not None else ""
 
 
 def clean_tag_text(text: str, max_chars: int) -> str:
@@ -52,23 +103,129 @@ def clean_tag_text(text: str, max_chars: int) -> str:
 # --- tags ---------------------------------------------------------------------------------
 
 
+def tag_key_digest(key: str) -> str:
+    """How the marker lists a label tag it wrote."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:OWNED_DIGEST_CHARS]
+
+
+def tag_marker_value(upload_token: str, label_keys: Iterable[str]) -> str:
+    """The tags mode's marker: the upload token and the label tag keys this write puts on."""
+    owned = ".".join(dict.fromkeys(tag_key_digest(key) for key in label_keys))
+    return f"{TAG_MARKER_VERSION}:{upload_token}:{owned}"
+
+
+def is_strict_tag_text(text: str) -> bool:
+    """Whether `text` uses only the characters both of COS's tag rules allow."""
+    return all(ch in cos_facts.TAG_STRICT_CHARACTERS for ch in text)
+
+
+def _cut_utf8(text: str, max_bytes: int) -> bytes:
+    data = text.encode("utf-8")[:max_bytes]
+    return data.decode("utf-8", "ignore").encode("utf-8")  # never half a character
+
+
+def encoded_label_key(name: str) -> str | None:
+    """The encoded form of a label's tag key (the name cut to fit 127 bytes), or None if empty."""
+    room = (cos_facts.TAG_KEY_MAX_BYTES - len(ENCODED_TAG_PREFIX)) // 4 * 3  # base64: 3 bytes -> 4 chars
+    data = _cut_utf8(name.strip(), room)
+    return ENCODED_TAG_PREFIX + base64.b64encode(data).decode("ascii") if data else None
+
+
+def label_tag_key(name: str, encode: bool) -> str | None:
+    """The tag key a label is written under, or None when no valid key can hold it.
+
+    Readable when the cleaned name is strict-safe (in every mode) or when `encode` is off;
+    otherwise encoded. A readable name that would read back as the encoded form is encoded."""
+    readable = clean_tag_text(name, cos_facts.TAG_KEY_MAX_CHARS - len(LABEL_TAG_PREFIX))
+    ambiguous = (LABEL_TAG_PREFIX + readable).startswith(ENCODED_TAG_PREFIX)
+    if readable and not ambiguous and (is_strict_tag_text(readable) or not encode):
+        return LABEL_TAG_PREFIX + readable
+    if encode or ambiguous:
+        return encoded_label_key(name)
+    return None
+
+
+def decode_label_tag(key: str) -> str | None:
+    """The label a tag key names, in either form, or None when the key is not a label tag's.
+
+    This says what a key would mean; whether the function wrote it is `read_tags`' answer."""
+    if not key.startswith(LABEL_TAG_PREFIX) or key == LABEL_TAG_PREFIX:
+        return None
+    if key.startswith(ENCODED_TAG_PREFIX):
+        try:
+            name = base64.b64decode(key[len(ENCODED_TAG_PREFIX) :], validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            name = ""
+        if name:
+            return name
+    return key[len(LABEL_TAG_PREFIX) :]
+
+
+def confidence_value(value: str) -> int | None:
+    """A label tag's value as a confidence 0-100, or None when it is not one."""
+    return int(value) if _CONFIDENCE_RE.fullmatch(value) and int(value) <= 100 else None
+
+
+@dataclass(frozen=True)
+class TagReading:
+    """A tag set read as the function's layout: what the function can show it wrote, and the rest."""
+
+    marker: Marker | None  # the function's marker; None: none on the object
+    marker_taken: bool  # an `autotag` tag holds something else: the user's, never touched
+    ours: list[tuple[str, str]]  # the marker tag and the label tags the marker shows it wrote
+    labels: list[tuple[str, int | None]]  # those labels, decoded, with their confidence
+    user: list[tuple[str, str]]  # every other tag: kept as it is
+
+    @property
+    def marker_text(self) -> str | None:
+        return None if self.marker is None else next(v for k, v in self.ours if k == MARKER_TAG)
+
+
+def owns_label_tag(marker: Marker | None, key: str, value: str) -> bool:
+    """Whether `marker` shows the function wrote the label tag `key`=`value`."""
+    if marker is None or decode_label_tag(key) is None:
+        return False
+    if marker.owned is None:  # v1 wrote a whole number 0-100 under each of its label tags
+        return _V1_CONFIDENCE_RE.fullmatch(value) is not None
+    return tag_key_digest(key) in marker.owned
+
+
+def read_tags(existing: Iterable[tuple[str, str]]) -> TagReading:
+    """The one reader of a tag set: the function's modes, `untag` and the read tools use it."""
+    tags = list(existing)
+    marker_text = next((v for k, v in tags if k == MARKER_TAG), None)
+    marker = parse_marker(marker_text) if marker_text is not None else None
+    ours: list[tuple[str, str]] = []
+    labels: list[tuple[str, int | None]] = []
+    user: list[tuple[str, str]] = []
+    for key, value in tags:
+        if key == MARKER_TAG and marker is not None:
+            ours.append((key, value))
+        elif owns_label_tag(marker, key, value):
+            ours.append((key, value))
+            labels.append((decode_label_tag(key) or key, confidence_value(value)))
+        else:
+            user.append((key, value))
+    return TagReading(marker, marker_text is not None and marker is None, ours, labels, user)
+
+
 @dataclass(frozen=True)
 class TagPlan:
     tags: list[tuple[str, str]]
     written: list[Label]
     left_out_for_room: list[Label] = field(default_factory=list)
     left_out_invalid: list[str] = field(default_factory=list)
+    # Some label is written readable with characters COS's strict tag rule refuses.
+    strict_unsafe: bool = False
 
 
 def user_tags(existing: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in existing if not is_own_tag(k)]
+    return read_tags(existing).user
 
 
 def marker_in_tags(existing: Iterable[tuple[str, str]]) -> str | None:
-    for key, value in existing:
-        if key == MARKER_TAG:
-            return value
-    return None
+    """The function's marker on the tag set (None when there is none, or `autotag` is the user's)."""
+    return read_tags(existing).marker_text
 
 
 def label_room_in_tags(existing: Iterable[tuple[str, str]]) -> int:
@@ -77,22 +234,24 @@ def label_room_in_tags(existing: Iterable[tuple[str, str]]) -> int:
 
 
 def plan_tags(
-    existing: Iterable[tuple[str, str]], labels: Iterable[Label], upload_token: str, ascii_only: bool = False
+    existing: Iterable[tuple[str, str]], labels: Iterable[Label], upload_token: str, encode: bool = False
 ) -> TagPlan:
-    kept = user_tags(existing)
+    """The whole tag set to PUT: the user's tags, the marker, and the labels that fit.
+
+    `encode`: write a label whose readable form is not strict-safe in the encoded form."""
+    reading = read_tags(existing)
+    if reading.marker_taken:
+        raise ValueError("the object's `autotag` tag is the user's: the function must not write its marker there")
+    kept = reading.user
     room = cos_facts.TAGS_MAX_PER_OBJECT - len(kept) - 1
-    key_room = cos_facts.TAG_KEY_MAX_CHARS - len(LABEL_TAG_PREFIX)
     ours: list[tuple[str, str]] = []
     written: list[Label] = []
     left_out_room: list[Label] = []
     invalid: list[str] = []
     seen: set[str] = {k for k, _ in kept}
     for label in labels:
-        name = clean_tag_text(label.name, key_room)
-        if ascii_only and not name.isascii():
-            name = clean_tag_text(name.encode("ascii", "ignore").decode(), key_room)
-        key = LABEL_TAG_PREFIX + name
-        if not name or key in seen:
+        key = label_tag_key(label.name, encode)
+        if key is None or key in seen:
             invalid.append(label.name)
             continue
         if len(ours) >= max(room, 0):
@@ -101,8 +260,9 @@ def plan_tags(
         seen.add(key)
         ours.append((key, str(label.confidence)))
         written.append(label)
-    marker = [(MARKER_TAG, marker_value(upload_token))] if room >= 0 else []
-    return TagPlan(kept + marker + ours, written, left_out_room, invalid)
+    marker = [(MARKER_TAG, tag_marker_value(upload_token, [k for k, _ in ours]))] if room >= 0 else []
+    unsafe = any(not is_strict_tag_text(k) for k, _ in ours)
+    return TagPlan(kept + marker + ours, written, left_out_room, invalid, unsafe)
 
 
 # --- metadata -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -328,5 +329,7 @@ def test_relabel_writes_the_marker_the_readme_s_tag_table_shows(emu: Emulator) -
         line for line in readme.splitlines() if "the marker `backfill` (and `backfill --relabel`) writes" in line
     )
     documented = row.split("|")[2].strip().strip("`")
+    # `<owned>`: the 4-hex digests of the label tags the write put on, joined by `.`.
+    pattern = re.escape(documented).replace(re.escape("<owned>"), r"[0-9a-f]{4}(\.[0-9a-f]{4})*")
     for key in IMAGES[:2]:
-        assert labels_of(emu, key)["autotag"] == documented
+        assert re.fullmatch(pattern, labels_of(emu, key)["autotag"])

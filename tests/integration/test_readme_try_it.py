@@ -85,7 +85,7 @@ def test_the_try_it_section_runs_as_written(tmp_path: Path) -> None:
             )
             assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
             if command.startswith(".venv/bin/cos-autotag show "):
-                assert "意式浓缩咖啡" in done.stdout and "marker: v1:" in done.stdout, done.stdout
+                assert "意式浓缩咖啡" in done.stdout and "marker: v2:" in done.stdout, done.stdout
             if command.startswith(".venv/bin/cos-autotag find "):
                 assert "photos/coffee.png" in done.stdout, done.stdout
             if command.startswith(".venv/bin/cos-autotag invoke"):

@@ -6,6 +6,7 @@ Each test names one branch of the flow in the README. The fakes below are the tw
 
 from __future__ import annotations
 
+import base64
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -191,7 +192,7 @@ def test_tags_mode_labels_in_four_calls_keeping_the_users_tags() -> None:
     assert result.outcome == Outcome.LABELED
     assert ops(s) == ["GetObjectTagging", "GetObjectTagging", "PutObjectTagging"] and len(s.detector.seen) == 1
     tags = dict(s.store.objects["a.jpg"].tags)
-    assert tags["owner"] == "alice" and tags["autotag:玩具"] == "88" and tags["autotag"].startswith("v1:")
+    assert tags["owner"] == "alice" and tags["autotag:玩具"] == "88" and tags["autotag"].startswith("v2:")
     assert [lb["name"] for lb in result.labels] == ["玩具", "毛绒玩具", "泰迪熊"]
 
 
@@ -236,14 +237,42 @@ def test_no_room_for_tags_costs_no_detect_label() -> None:
     assert s.detector.seen == [] and s.store.objects["a.jpg"].tags == users
 
 
-def test_non_ascii_tags_refused_by_cos_fall_back_to_ascii_labels() -> None:
+def test_non_ascii_tags_refused_by_cos_are_written_encoded_and_the_choice_is_kept() -> None:
     s = stack(labels=[("泰迪熊", 90), ("teddy bear", 80)])
     s.store.fail["PutObjectTagging"] = [error("PutObjectTagging", "InvalidTag", 400)]
     result = s.run(put())
     assert result.outcome == Outcome.LABELED
-    assert [lb["name"] for lb in result.labels] == ["teddy bear"]
-    assert dict(s.store.objects["a.jpg"].tags)["autotag:teddy bear"] == "80"
-    assert "COS refused non-ASCII tags; writing ASCII labels only" in s.log.messages("warning")
+    assert [lb["name"] for lb in result.labels] == ["泰迪熊", "teddy bear"]
+    tags = dict(s.store.objects["a.jpg"].tags)
+    assert tags["autotag:b64:" + base64.b64encode("泰迪熊".encode()).decode()] == "90"
+    assert tags["autotag:teddy bear"] == "80"
+    assert ops(s).count("PutObjectTagging") == 2
+    (warning,) = [m for m in s.log.messages("warning") if "InvalidTag" in m]
+    assert "AUTOTAG_TAG_TEXT=ascii-safe" in warning and "AUTOTAG_TAG_TEXT=utf8" in warning
+    # The next record goes straight to the encoded form, with no second warning.
+    s.store.objects["b.jpg"] = Obj()
+    s.store.calls.clear()
+    assert s.run(put("b.jpg")).outcome == Outcome.LABELED
+    assert ops(s).count("PutObjectTagging") == 1
+    assert "autotag:b64:" + base64.b64encode("泰迪熊".encode()).decode() in dict(s.store.objects["b.jpg"].tags)
+    assert len([m for m in s.log.messages("warning") if "InvalidTag" in m]) == 1
+
+
+def test_under_utf8_a_refused_tag_set_fails_the_record_with_the_fix() -> None:
+    s = stack(labels=[("泰迪熊", 90)], tag_text="utf8")
+    s.store.fail["PutObjectTagging"] = [error("PutObjectTagging", "InvalidTag", 400)]
+    result = s.run(put())
+    assert result.outcome == Outcome.FAILED and not result.retryable and result.labels == []
+    assert "AUTOTAG_TAG_TEXT=auto or ascii-safe" in result.fix
+    assert dict(s.store.objects["a.jpg"].tags) == {}
+
+
+def test_a_users_tag_named_like_the_marker_is_a_skip_before_paying() -> None:
+    s = stack({"a.jpg": Obj(tags=[("autotag", "off"), ("autotag:note", "keep me")])})
+    result = s.run(put())
+    assert (result.outcome, result.reason) == (Outcome.SKIPPED, Reason.MARKER_TAG_TAKEN)
+    assert ops(s) == ["GetObjectTagging"] and s.detector.seen == []
+    assert s.store.objects["a.jpg"].tags == [("autotag", "off"), ("autotag:note", "keep me")]
 
 
 def test_tags_changed_during_detect_label_are_kept_and_the_object_labeled_again() -> None:
@@ -318,7 +347,7 @@ def test_no_label_above_the_threshold_writes_the_marker_and_warns_with_the_best(
     s = stack(labels=[("玩具", 30), ("纺织品", 20)], min_confidence=50)
     result = s.run(put())
     assert result.outcome == Outcome.LABELED and result.labels == []
-    assert dict(s.store.objects["a.jpg"].tags)["autotag"].startswith("v1:")
+    assert dict(s.store.objects["a.jpg"].tags)["autotag"].startswith("v2:")
     (line,) = [f for lv, m, f in s.log.lines if lv == "warning" and "AUTOTAG_MIN_CONFIDENCE" in m]
     assert line["best"][0] == {"name": "玩具", "confidence": 30}
 

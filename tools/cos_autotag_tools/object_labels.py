@@ -37,6 +37,9 @@ from cos_autotag.writeback import (
     LABELS_META,
     MARKER_META,
     MARKER_TAG,
+    MARKER_VERSION,
+    decode_label_tag,
+    read_tags,
 )
 from cos_autotag_tools.gateway import ToolGateway
 
@@ -112,20 +115,24 @@ def decode_labels(
 
 
 def _from_tags(key: str, tags: list[tuple[str, str]]) -> ObjectLabels:
+    # The function's own reader (writeback.read_tags): only the label tags its marker shows it
+    # wrote, in either form (`autotag:<name>` or `autotag:b64:<base64>`); the user's tags
+    # (`owner`, `autotag:note`, an `autotag` that is not a marker) are never labels.
+    reading = shown = read_tags(tags)
+    if reading.marker is None:  # labels left without their marker (a hand-edited set) show as v1 wrote them
+        shown = read_tags([(MARKER_TAG, MARKER_VERSION), *((k, v) for k, v in tags if k != MARKER_TAG)])
     labels, unreadable = [], []
-    marker = None
-    for name, value in tags:
+    for name, value in shown.ours:
         if name == MARKER_TAG:
-            marker = value
-        # Only `autotag:<name>` is in the labels' place; the user's tags (`owner`, `autotagger`,
-        # `autotag-note`, ...) never are.
-        elif name.startswith(LABEL_TAG_PREFIX) and len(name) > len(LABEL_TAG_PREFIX):
-            confidence = read_confidence(value)
-            if confidence is None:
-                unreadable.append((name[len(LABEL_TAG_PREFIX) :], value))
-            else:
-                labels.append((name[len(LABEL_TAG_PREFIX) :], confidence))
+            continue
+        label = decode_label_tag(name) or name[len(LABEL_TAG_PREFIX) :]
+        confidence = read_confidence(value)
+        if confidence is None:
+            unreadable.append((label, value))
+        else:
+            labels.append((label, confidence))
     labels.sort(key=lambda item: -item[1])
+    marker = reading.marker_text
     found_in = "tags" if marker is not None or labels else ""
     return ObjectLabels(key, found_in, marker, tuple(labels), tuple(unreadable))
 

@@ -1,9 +1,14 @@
 """`cos-autotag untag`: take the function's labels off a bucket's objects, and nothing else.
 
 What the function wrote, and only that, is removed:
-- tags mode: its marker tag `autotag` and its `autotag:*` label tags. The tag set is read and
-  written back without them; when no tag of the user's is left, the tagging is deleted
-  (DeleteObjectTagging, COS's documented way to clear it) rather than written empty.
+- tags mode: its marker tag `autotag` and the `autotag:*` label tags the marker shows it wrote
+  (`writeback.read_tags`: a user's `autotag:note` stays, and a user's `autotag` tag that is not a
+  marker is left and reported). The tag set is read and written back without them; when no tag
+  of the user's is left, the tagging is deleted (DeleteObjectTagging, COS's documented way to
+  clear it) rather than written empty. The set is read again after the write: tags someone set
+  while it ran are kept, and when their write brought the function's tags back (a tool that read
+  the set before untag wrote), those are taken off again; an object that still differs is
+  reported as changed during the run.
 - metadata mode: its `x-cos-meta-autotag` and `x-cos-meta-autotag-labels` headers, through the
   same copy onto itself the function writes them with (every other header, the user's metadata,
   the storage class and the tags kept), conditional on the ETag read just before: an object
@@ -44,9 +49,8 @@ from cos_autotag.writeback import (
     LABEL_TAG_PREFIX,
     LABELS_META,
     MARKER_META,
-    is_own_tag,
     plan_metadata_without_labels,
-    user_tags,
+    read_tags,
 )
 from cos_autotag_tools import cos_facts
 
@@ -70,6 +74,7 @@ WOULD_UNTAG = "would-untag"  # --dry-run
 NOTHING = "nothing to remove"
 CHANGED = "changed during the run"
 FAILED = "failed"
+USERS_MARKER_TAG = "the object's own `autotag` tag is not the function's marker: left as is (the function skips it)"
 
 COPY_WARNING = (
     "metadata is removed by a copy of each object onto itself, which COS announces as "
@@ -93,10 +98,11 @@ class Outcome:
     result: str  # UNTAGGED, WOULD_UNTAG, NOTHING, CHANGED or FAILED
     removed: list[str] = field(default_factory=list)  # tag keys and header names (to be) removed
     reason: str = ""
+    left_as_is: str = ""  # something named like the function's that is the user's: kept, and why
 
 
 def own_tags(tags: list[tuple[str, str]]) -> list[str]:
-    return [key for key, _ in tags if is_own_tag(key)]
+    return [key for key, _ in read_tags(tags).ours]
 
 
 def own_metadata(head: Mapping[str, str]) -> list[str]:
@@ -144,21 +150,38 @@ class Untagger:
 
     def _tags(self, obj: ListedObject, outcome: Outcome, deadline: Deadline) -> bool:
         """Take the function's tags off; True when a write was made."""
-        tags = self._call(self.gateway.get_tags, deadline, obj.key)
-        ours = own_tags(tags)
-        if not ours:
+        reading = read_tags(self._call(self.gateway.get_tags, deadline, obj.key))
+        if reading.marker_taken:
+            outcome.left_as_is = USERS_MARKER_TAG
+        if not reading.ours:
             return False
-        outcome.removed.extend(ours)
+        outcome.removed.extend(key for key, _ in reading.ours)
         if self.dry_run:
             outcome.result = WOULD_UNTAG
             return False
-        kept = user_tags(tags)
-        if kept:
-            self._call(self.gateway.put_tags, deadline, obj.key, kept)
-        else:
-            self._call(self.gateway.delete_tags, deadline, obj.key)
+        self._write_tags(obj.key, reading.user, deadline)
         outcome.result = UNTAGGED
+        # A tag write takes no condition: read the set again, as the function does around its own.
+        after = read_tags(self._call(self.gateway.get_tags, deadline, obj.key))
+        if after.ours:
+            # Someone wrote the set meanwhile from a read made before ours, bringing the function's
+            # tags back: take them off again and keep whatever they added.
+            self._write_tags(obj.key, after.user, deadline)
+            again = read_tags(self._call(self.gateway.get_tags, deadline, obj.key))
+            if again.ours or sorted(again.user) != sorted(after.user):
+                outcome.result = CHANGED
+                outcome.reason = "its tags kept changing while untag rewrote them: check its tags"
+                return True
+            outcome.reason = "tags set during untag were kept"
+        elif sorted(after.user) != sorted(reading.user):
+            outcome.reason = "tags set during untag were kept"  # theirs landed after ours: on the object
         return True
+
+    def _write_tags(self, key: str, kept: list[tuple[str, str]], deadline: Deadline) -> None:
+        if kept:
+            self._call(self.gateway.put_tags, deadline, key, kept)
+        else:
+            self._call(self.gateway.delete_tags, deadline, key)
 
     def _metadata(self, obj: ListedObject, head: Mapping[str, str], outcome: Outcome, deadline: Deadline) -> None:
         ours = own_metadata(head)
@@ -199,6 +222,7 @@ class Report:
     nothing: int = 0
     changed: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
+    left_as_is: list[dict[str, str]] = field(default_factory=list)  # the user's, named like the function's
     removed: dict[str, int] = field(default_factory=dict)  # tag key / header -> objects (to be) cleared of it
     calls: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
@@ -215,6 +239,8 @@ class Report:
             self.changed.append({"key": outcome.key, "reason": outcome.reason})
         else:
             self.failed.append({"key": outcome.key, "reason": outcome.reason})
+        if outcome.left_as_is:
+            self.left_as_is.append({"key": outcome.key, "reason": outcome.left_as_is})
         if outcome.result in (UNTAGGED, WOULD_UNTAG):
             kinds = {LABEL_TAG_PREFIX + "*" if name.startswith(LABEL_TAG_PREFIX) else name for name in outcome.removed}
             for kind in kinds:
@@ -231,6 +257,7 @@ class Report:
             "nothing_to_remove": self.nothing,
             "changed_during_run": self.changed,
             "failed": self.failed,
+            "left_as_is": self.left_as_is,
             "removed": self.removed,
             "calls": self.calls,
             "interrupted": self.interrupted,
@@ -254,7 +281,11 @@ class Report:
         for name, count in sorted(self.removed.items()):
             lines.append(f"    {name:<26} {count}")
         lines.append(f"  nothing to remove     {self.nothing}")
-        for heading, items in (("changed during the run", self.changed), ("failed", self.failed)):
+        for heading, items in (
+            ("changed during the run", self.changed),
+            ("failed", self.failed),
+            ("left as is (the user's)", self.left_as_is),
+        ):
             lines.append(f"  {heading:<21} {len(items)}")
             for item in items[:MAX_KEYS_SHOWN]:
                 lines.append(f"    {item['key']}: {item['reason']}")
@@ -318,6 +349,8 @@ def _drive(
             untagger.log.info(message, bucket=report.bucket, key=outcome.key, removed=outcome.removed)
         elif outcome.result in (CHANGED, FAILED):
             untagger.log.warning(outcome.result, bucket=report.bucket, key=outcome.key, reason=outcome.reason)
+        if outcome.left_as_is:
+            untagger.log.warning("left as is", bucket=report.bucket, key=outcome.key, reason=outcome.left_as_is)
         progress.update(untagged=report.untagged or report.would_untag, failed=len(report.failed))
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="untag") as pool:

@@ -32,6 +32,9 @@ class Snapshot(Generic[S]):
     has_room: bool  # at least one label fits beside what the user keeps on the object
     content_type: str | None = None  # the content's type as the read told it; None: it did not
     size: int | None = None  # the object's size as the read told it
+    # The object must be left alone, and why (e.g. the user's tag where the marker goes): a skip
+    # decided before paying.
+    skip_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,4 +74,4 @@ def mode_for(settings: Settings, store: ObjectStore) -> WriteBackMode[Any]:
 
     if settings.mode == "metadata":
         return MetadataMode(store)
-    return TagsMode(store)
+    return TagsMode(store, settings.tag_text)
