@@ -135,14 +135,14 @@ def _from_tags(key: str, tags: list[tuple[str, str]]) -> ObjectLabels:
         # Without a v2 marker ownership rests on the value (v1 wrote a whole number 0-100), so a
         # label tag holding anything else cannot be told from a broken one: shown as unreadable.
         for name, value in shown.user:
-            label = decode_label_tag(name)
-            if label is None or name == MARKER_TAG:
+            other = decode_label_tag(name)
+            if other is None or name == MARKER_TAG:
                 continue
             confidence = read_confidence(value)  # lenient for display: " 42 " reads as 42
             if confidence is None:
-                unreadable.append((label, value))
+                unreadable.append((other, value))
             else:
-                labels.append((label, confidence))
+                labels.append((other, confidence))
     labels.sort(key=lambda item: -item[1])
     marker = reading.marker_text
     found_in = "tags" if marker is not None or labels else ""
