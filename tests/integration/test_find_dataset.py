@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from cos_autotag.writeback import encoded_label_key, tag_marker_value
 from cos_autotag_tools.cli import main
 from cos_autotag_tools.emulator import Emulator
 from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
@@ -147,3 +148,20 @@ def test_the_dataset_apis_check_the_signature(
     assert code == 1
     assert "SignatureDoesNotMatch" in err or "AccessDenied" in err
     assert bucket.count(op="CreateDataset", status=200) == 0
+
+
+def test_a_label_written_in_the_encoded_form_is_found_by_dataset_as_by_listing(
+    bucket: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Where COS's strict tag rule refused the readable key, the function wrote `autotag:b64:...`:
+    # the dataset's exact-label narrowing must ask for that key too, or it would miss the photo.
+    key = encoded_label_key("浓缩咖啡")
+    assert key is not None
+    put_tagged(
+        make_client(bucket), "strict/espresso.jpg", {"autotag": tag_marker_value("t9", [key]), key: "77"}, seed=6
+    )
+    assert run(capsys, "dataset", "photos", "--qps", "500")[0] == 0
+    for query in ('="浓缩咖啡"', "浓缩咖啡>=70"):
+        listed = answers(capsys, query, "tags")
+        assert ("strict/espresso.jpg", 77) in listed, query
+        assert answers(capsys, query, "tags", "--dataset", "photos") == listed, query

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cos_autotag import cos_facts
-from cos_autotag.writeback import LABEL_TAG_PREFIX, LABELS_META, MARKER_META
+from cos_autotag.writeback import LABELS_META, MARKER_META, label_tag_key
 
 from .object_labels import ObjectLabels, decode_labels, label_key
 from .query import And, Everything, KeyPrefix, Label, Or, Query, names_of
@@ -86,6 +86,10 @@ def _engine_pairs() -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _tag_keys(name: str) -> list[str]:
+    return [key for key in (label_tag_key(name, False), label_tag_key(name, True)) if key]
+
+
 def _spellings(text: str) -> list[str]:
     """The tag keys an exact label may be stored under: as typed, folded, and the engine's own names."""
     folded = names_of(text)
@@ -103,7 +107,10 @@ def _narrow(node: Query, mode: str, bucket: str) -> Clause | None:
     if isinstance(node, Label):
         if not (node.exact and EXACT_TAG_FIELDS) or mode == "metadata":
             return labeled_clause(mode)
-        exact = _any([_exist(f"COSTagging.{LABEL_TAG_PREFIX}{name}") for name in _spellings(node.text)])
+        # Either form the function may have written the label in (readable, or encoded where
+        # COS's strict tag rule refused the readable one).
+        keys = {key for name in _spellings(node.text) for key in _tag_keys(name)}
+        exact = _any([_exist(f"COSTagging.{key}") for key in sorted(keys)])
         return exact if mode == "tags" else _any([exact, labeled_clause("metadata")])
     if isinstance(node, And):
         parts = [c for c in (_narrow(item, mode, bucket) for item in node.items) if c is not None]
