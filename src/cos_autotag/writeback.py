@@ -15,7 +15,7 @@ Metadata layout:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 from . import cos_facts
@@ -52,12 +52,11 @@ def clean_tag_text(text: str, max_chars: int) -> str:
 # --- tags ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TagPlan:
+class TagPlan(NamedTuple):
     tags: list[tuple[str, str]]
     written: list[Label]
-    left_out_for_room: list[Label] = field(default_factory=list)
-    left_out_invalid: list[str] = field(default_factory=list)
+    left_out_for_room: list[Label]
+    left_out_invalid: list[str]
 
 
 def user_tags(existing: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -108,13 +107,12 @@ def plan_tags(
 # --- metadata -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class MetadataPlan:
+class MetadataPlan(NamedTuple):
     metadata: dict[str, str]  # every x-cos-meta-* header to send, the user's first
     headers: dict[str, str]  # SDK keyword -> value for the standard headers to carry over
     storage_class: str
     written: list[Label]
-    left_out_for_room: list[Label] = field(default_factory=list)
+    left_out_for_room: list[Label]
 
 
 def user_metadata(head: Mapping[str, str]) -> dict[str, str]:
@@ -211,4 +209,4 @@ def plan_metadata_without_labels(head: Mapping[str, str]) -> MetadataPlan:
     everything else kept exactly as `plan_metadata` keeps it."""
     plan = plan_metadata(head, [], "")
     metadata = {name: value for name, value in plan.metadata.items() if name not in (MARKER_META, LABELS_META)}
-    return replace(plan, metadata=metadata)
+    return plan._replace(metadata=metadata)

@@ -7,16 +7,21 @@ meanwhile, by the user or a new upload, are reported and merged into, never over
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import CosCallError
 from ..events import CosRecord
 from ..label import Label
 from ..outcome import Reason
-from ..ports import ObjectStore
 from ..run import RecordRun
 from ..writeback import TagPlan, label_room_in_tags, marker_in_tags, plan_tags
 from . import ChangedMeanwhile, Snapshot, WriteResult, Written
 
 Tags = list[tuple[str, str]]
+
+
+if TYPE_CHECKING:
+    from ..ports import ObjectStore
 
 
 class TagsMode:
@@ -28,12 +33,12 @@ class TagsMode:
     def marker_in_event(self, record: CosRecord) -> str | None:
         return None  # events carry metadata, not tags
 
-    def read(self, run: RecordRun) -> Snapshot[Tags]:
+    def read(self, run: RecordRun) -> Snapshot:
         record = run.record
         tags = run.resolve("GetObjectTagging", lambda key: self.store.get_tags(record.bucket, record.region, key))
         return _snapshot(tags)  # a tag set says nothing about the content
 
-    def write(self, run: RecordRun, snapshot: Snapshot[Tags], labels: list[Label]) -> WriteResult:
+    def write(self, run: RecordRun, snapshot: Snapshot, labels: list[Label]) -> WriteResult:
         record = run.record
         fresh = run.call("GetObjectTagging", lambda: self.store.get_tags(record.bucket, record.region, run.key))
         if sorted(fresh) != sorted(snapshot.state):
@@ -62,5 +67,5 @@ class TagsMode:
         run.call("PutObjectTagging", lambda: self.store.put_tags(record.bucket, record.region, run.key, plan.tags))
 
 
-def _snapshot(tags: Tags) -> Snapshot[Tags]:
+def _snapshot(tags: Tags) -> Snapshot:
     return Snapshot(tags, marker_in_tags(tags), label_room_in_tags(tags) >= 1)
