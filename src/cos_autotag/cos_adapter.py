@@ -12,6 +12,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
+from xml.parsers.expat import ExpatError
 
 import requests
 import xmltodict
@@ -19,7 +20,7 @@ from qcloud_cos import CosConfig, CosS3Client
 from qcloud_cos.cos_exception import CosClientError, CosServiceError
 
 from . import cos_facts
-from .errors import ConfigurationError, CosCallError
+from .errors import ConfigurationError, CosCallError, UnreadableReply
 from .observability import redact_text
 from .settings import Settings
 from .writeback import MetadataPlan
@@ -50,7 +51,13 @@ class Credentials(NamedTuple):
         return cls(secret_id, secret_key, env.get("TENCENTCLOUD_SESSIONTOKEN") or None)
 
 
+# What the SDK's (and xmltodict's) parsers raise for a 2xx body they cannot read: a retry reads the same.
+_PARSE_ERRORS = (SyntaxError, ExpatError, RecursionError, requests.exceptions.InvalidJSONError)
+
+
 def _classify(operation: str, error: Exception) -> CosCallError:
+    if isinstance(error, _PARSE_ERRORS):
+        return UnreadableReply(operation, f"{type(error).__name__}: {redact_text(str(error))}")
     if isinstance(error, CosServiceError):
         status = error.get_status_code()
         code = str(error.get_error_code())
@@ -67,7 +74,10 @@ def _classify(operation: str, error: Exception) -> CosCallError:
 def _to_dict(body: Any) -> Any:
     """The SDK parses XML only under exactly `application/xml`; parse what it passed through."""
     if isinstance(body, (bytes, str)) and body.strip():
-        parsed = xmltodict.parse(body)
+        try:
+            parsed = xmltodict.parse(body)
+        except (*_PARSE_ERRORS, ValueError) as error:
+            raise UnreadableReply("DetectLabel", f"{type(error).__name__}: {redact_text(str(error))}") from error
         if isinstance(parsed, dict) and len(parsed) == 1:
             return next(iter(parsed.values()))
         return parsed
@@ -116,7 +126,7 @@ class CosGateway:
         client = self.client(region)
         try:
             return getattr(client, fn_name)(**kwargs)
-        except (CosServiceError, CosClientError, requests.RequestException) as error:
+        except (CosServiceError, CosClientError, requests.RequestException, *_PARSE_ERRORS) as error:
             raise _classify(operation, error) from error
 
     # --- the calls the function makes ---------------------------------------------------

@@ -81,3 +81,14 @@ class RetryableFailure(RuntimeError):
 
 class InvalidRedisUrl(ValueError):
     """The Redis URL cannot be used; the message says which part is wrong and never repeats any of it."""
+
+
+class UnreadableReply(CosCallError):
+    """A 2xx reply that is not the documented shape (truncated, another format, hostile).
+
+    Never retryable: a retry reads the same reply. Its text is the record's reason.
+    """
+
+    def __init__(self, operation: str, detail: str) -> None:
+        super().__init__(operation, "UnreadableReply", detail, None, "", retryable=False)
+        self.args = (f"unreadable reply from {operation}: {detail[:200]}",)

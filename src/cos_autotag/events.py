@@ -17,6 +17,8 @@ from .errors import EventError
 
 # Refuse absurd input before doing any work on it.
 MAX_RECORDS_PER_EVENT = 1000
+# COS's largest object is 48.82 TB; a size beyond this many digits is not a size.
+MAX_SIZE_DIGITS = 20
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ def parse_event(event: Any) -> list[CosRecord | MalformedRecord]:
             out.append(_parse_record(raw))
         except _Missing as missing:
             out.append(MalformedRecord(index, str(missing)))
+        except Exception as error:  # whatever a field holds, only its record is lost
+            out.append(MalformedRecord(index, f"unreadable record ({type(error).__name__})"))
     return out
 
 
@@ -107,7 +111,10 @@ def _parse_record(raw: Any) -> CosRecord:
     obj = _get(raw, "cos.cosObject", Mapping)
     bucket_info = _get(raw, "cos.cosBucket", Mapping, required=False) or {}
     url = _get(obj, "url", str, required=False) or ""
-    host_match = cos_facts.COS_HOST_RE.match(urlsplit(url).hostname or "") if url else None
+    try:
+        host_match = cos_facts.COS_HOST_RE.match(urlsplit(url).hostname or "") if url else None
+    except ValueError as error:  # an unclosed `[`, a bad port: no host to read
+        raise _Missing(f"cos.cosObject.url is not a URL ({error})") from error
 
     bucket = _bucket(bucket_info, host_match)
     region = _region(bucket_info, host_match)
@@ -116,7 +123,11 @@ def _parse_record(raw: Any) -> CosRecord:
         raise _Missing("missing cos.cosObject.key and cos.cosObject.url")
     keys = _resolve_key(key_field, url, bucket_info, bucket)
     for candidate in keys:
-        if len(candidate.encode()) > cos_facts.KEY_MAX_BYTES:
+        try:
+            encoded = candidate.encode()
+        except UnicodeEncodeError as error:  # a lone surrogate: no request can name it
+            raise _Missing("object key is not valid Unicode") from error
+        if len(encoded) > cos_facts.KEY_MAX_BYTES:
             raise _Missing(f"object key longer than {cos_facts.KEY_MAX_BYTES} bytes")
     meta = obj.get("meta") if isinstance(obj.get("meta"), Mapping) else {}
     lowered = {str(k).lower(): v for k, v in meta.items() if isinstance(v, str)}
@@ -132,7 +143,7 @@ def _parse_record(raw: Any) -> CosRecord:
         user_meta={k: v for k, v in lowered.items() if k.startswith(cos_facts.USER_META_PREFIX)},
         vid=obj.get("vid") if isinstance(obj.get("vid"), str) else "",
         upload_request_id=lowered.get("x-cos-request-id", ""),
-        event_time=raw["event"].get("eventTime") if isinstance(raw["event"].get("eventTime"), int) else None,
+        event_time=_event_time(raw["event"].get("eventTime")),
     )
 
 
@@ -140,8 +151,12 @@ def _size(value: Any) -> int | None:
     if isinstance(value, bool):
         raise _Missing("cos.cosObject.size is not a number")
     if isinstance(value, int):
+        if value.bit_length() > 64:
+            raise _Missing("cos.cosObject.size is out of range")
         size = value
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        if len(value.strip()) > MAX_SIZE_DIGITS:
+            raise _Missing("cos.cosObject.size is out of range")
         size = int(value)
     elif value is None:
         return None
@@ -150,6 +165,12 @@ def _size(value: Any) -> int | None:
     if size < 0:
         raise _Missing("cos.cosObject.size is negative")
     return size
+
+
+def _event_time(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value.bit_length() > 64:
+        return None
+    return value
 
 
 def _bucket(info: Mapping[str, Any], host_match: Any) -> str:

@@ -20,7 +20,7 @@ from .events import CosRecord, MalformedRecord, parse_event
 from .idempotency import store_from_url
 from .outcome import Outcome, RecordResult
 from .pipeline import Pipeline
-from .retry import Deadline
+from .retry import Deadline, is_retryable
 from .settings import Settings, unknown_variables
 
 if TYPE_CHECKING:
@@ -116,7 +116,12 @@ class App:
     def _process(self, record: CosRecord, deadline: Deadline) -> RecordResult:
         # Each record carries its own upload's request id: that is the line's correlation id.
         with observability.bound(correlation_id=record.upload_request_id or None):
-            return self.pipeline.process(record, deadline)
+            try:
+                return self.pipeline.process(record, deadline)
+            except ConfigurationError:
+                raise  # no credentials at all: every record would fail, so the invocation says so
+            except Exception as error:  # one record's surprise never sinks the others
+                return _unexpected_failure(self.log, record, error)
 
     def _register_secrets(self) -> None:
         try:
@@ -124,6 +129,23 @@ class App:
         except ConfigurationError:
             return  # reported by the first call that needs them
         observability.register_credentials(creds.secret_id, creds.secret_key, creds.token)
+
+
+def _unexpected_failure(log: Any, record: CosRecord, error: Exception) -> RecordResult:
+    """The last resort: an exception no step expected fails its record alone, said once at ERROR.
+    Retried by SCF only when it is a known transient (the pipeline already released its claim)."""
+    result = RecordResult(record.bucket, record.key, Outcome.FAILED, f"unexpected error: {type(error).__name__}")
+    result.retryable = is_retryable(error) or isinstance(error, (ConnectionError, TimeoutError))
+    log.error(
+        "record failed",
+        bucket=record.bucket,
+        key=record.key,
+        outcome=str(result.outcome),
+        reason=result.reason,
+        retryable=result.retryable,
+        exc_info=error,
+    )
+    return result
 
 
 def _time_limit_s(context: Mapping[str, Any]) -> float:
@@ -137,9 +159,10 @@ def _time_limit_s(context: Mapping[str, Any]) -> float:
 
 def _correlation_id(event: Any) -> str:
     try:
-        return str(event["Records"][0]["cos"]["cosObject"]["meta"]["x-cos-request-id"])
+        value = event["Records"][0]["cos"]["cosObject"]["meta"]["x-cos-request-id"]
     except (KeyError, IndexError, TypeError):
         return ""
+    return value[:200] if isinstance(value, str) else ""
 
 
 def _tally(results: list[RecordResult]) -> dict[str, Any]:

@@ -73,8 +73,18 @@ def _redis_credentials_encoded(match: re.Match[str]) -> str:
     return scheme + REDACTED + rest[ats[-1].start() :] if ats else match.group(0)
 
 
+# The SDK prints each request's signing key and signature at DEBUG (`sign_key: <hex>`, `sign: <hex>`,
+# `sign_key<hex>`, `signature: <hex>`). A signing key is derived per request from the secret key
+# and a key time, and signs any request for hours, so it cannot be registered beforehand: any
+# HMAC-SHA1 (40 hex) after one of these names, whatever the separator or its encoding, is redacted.
+_HMAC_AFTER_NAME = re.compile(
+    r"((?<![A-Za-z-])(?:sign_key|sign|signature|signing_key)(?:" + _SEP + r")?)[0-9a-fA-F]{40}(?![0-9a-fA-F])",
+    re.I,
+)
+
 _SECRET_IN_TEXT: list[tuple[re.Pattern[str], Any]] = [
     (_NAMED_SECRET, r"\1" + REDACTED),
+    (_HMAC_AFTER_NAME, r"\1" + REDACTED),
     (_REDIS_URL, _redis_credentials),
     (_REDIS_URL_ENCODED, _redis_credentials_encoded),
 ]
@@ -88,7 +98,7 @@ def _any_case(word: str) -> str:
 # One cheap search decides whether a string needs the substitutions at all (most never do): it
 # looks for the names above and for a fragment every encoding of a registered secret contains.
 _NAMES = "|".join(_any_case(name) for name in ("q-signature", "q-ak", "x-cos-security-token", "x-ci-security-token"))
-_NAMES += "|" + _any_case("redis")
+_NAMES += "|" + _any_case("redis") + "|" + _any_case("sign")
 # URL encoding leaves these characters alone, so a run of them is in every encoding of a secret.
 _UNRESERVED_RUN = re.compile(r"[A-Za-z0-9_.~-]+")
 MIN_FRAGMENT = 4  # shorter would wake the full search on ordinary words
@@ -201,24 +211,38 @@ def redact_text(value: str) -> str:
     return pattern.sub(REDACTED, value) if pattern is not None else value
 
 
-_PLAIN_TYPES = (int, float, bool, type(None))
+_PLAIN_TYPES = (float, bool, type(None))
+# Logged values come from untrusted input too (the event): nesting beyond this is cut, and an
+# integer too long for `str()` (Python 3.11 refuses more than 4300 digits) is described instead.
+MAX_DEPTH = 32
+MAX_INT_BITS = 256
 
 
-def redact(value: Any, field_name: str = "") -> Any:
+def redact(value: Any, field_name: str = "", depth: int = 0) -> Any:
     """A log field's value with its secrets redacted; a field named like a secret is hidden whole."""
     if field_name and _is_secret_field(field_name):
         return REDACTED if value not in (None, "") else value
     if isinstance(value, str):
         return redact_text(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value.bit_length() <= MAX_INT_BITS else f"<an integer of {value.bit_length()} bits>"
     if isinstance(value, _PLAIN_TYPES):
         return value
+    if depth >= MAX_DEPTH:
+        return "<nested too deep to log>"
     if isinstance(value, Mapping):
         # A key can hold a secret too (a dict keyed by URL): its text is redacted like a value's.
-        return {redact_text(k) if isinstance(k, str) else k: redact(v, str(k)) for k, v in value.items()}
+        return {
+            redact_text(k) if isinstance(k, str) else redact(k, depth=depth + 1): redact(v, str(k), depth + 1)
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [redact(v) for v in value]
+        return [redact(v, depth=depth + 1) for v in value]
     # Anything else (an exception, bytes, an object) is rendered as text, so redact that text.
-    return redact_text(str(value))
+    try:
+        return redact_text(str(value))
+    except Exception as error:  # an object whose str() fails is named, not printed
+        return f"<a {type(value).__name__} that cannot be shown: {type(error).__name__}>"
 
 
 def _format_exc_info(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -329,6 +353,27 @@ class _RedactingHandler(logging.Handler):
             self.handleError(record)
 
 
+class _DemoteHandledReplies(logging.Filter):
+    """The SDK logs every error reply (a 4xx or 5xx body, or its headers) at ERROR before raising.
+    The function handles each one (a skip, a retry, a misconfiguration) and logs the outcome on
+    its own line, at the level the outcome deserves; so the SDK's copy becomes INFO, and its
+    other errors (a network failure, retried) WARNING: an alert on ERROR fires once, for the
+    function's own line, and never for a case the function handled."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self._logger = logger
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        text = record.msg if isinstance(record.msg, str) else str(record.msg)
+        # A reply's body (`<?xml ...<Error>`, JSON) or its headers (a dict) opens like this.
+        level = logging.INFO if text.lstrip()[:1] in ("<", "{") else min(record.levelno, logging.WARNING)
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        return self._logger.isEnabledFor(level)
+
+
 def configure(level: str = "INFO") -> None:
     numeric = logging.getLevelName(level)
     _install_record_redaction()
@@ -353,12 +398,23 @@ def configure(level: str = "INFO") -> None:
     sdk_logger.setLevel(max(logging.WARNING, numeric))
     sdk_logger.propagate = False
     if not any(isinstance(h, _RedactingHandler) for h in sdk_logger.handlers):
-        sdk_logger.addHandler(_RedactingHandler())
+        handler = _RedactingHandler()
+        # On the handler: a logger's own filters never see its children's (`qcloud_cos.cos_client`) records.
+        handler.addFilter(_DemoteHandledReplies(sdk_logger))
+        sdk_logger.addHandler(handler)
 
 
 def _dumps(obj: Any, **kwargs: Any) -> str:
     kwargs["default"] = str  # anything odd in a field becomes text rather than a lost line
-    return json.dumps(obj, ensure_ascii=False, **kwargs)
+    try:
+        line = json.dumps(obj, ensure_ascii=False, **kwargs)
+        line.encode("utf-8")  # a lone surrogate from the event cannot be written as UTF-8...
+        return line
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, **kwargs)  # ...but can as a \u escape
+    except (ValueError, TypeError, RecursionError) as error:  # a log line must never break the invocation
+        kept = {k: obj[k] for k in ("level", "message", "timestamp") if isinstance(obj, Mapping) and k in obj}
+        return json.dumps({**kept, "log_error": type(error).__name__}, ensure_ascii=True, default=repr)
 
 
 def bind_invocation(context: Mapping[str, Any], cold_start: bool, correlation_id: str) -> None:

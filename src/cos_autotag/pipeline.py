@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import cos_facts
-from .detect import detect
+from .detect import MAX_DETECT_REQUESTS, detect
 from .eligibility import SNIFF_BYTES, Verdict, check_bytes, check_object, check_record
 from .errors import AlreadyInProgress, CosCallError, ObjectKeptChanging, StoreUnavailable
 from .events import CosRecord
@@ -43,9 +43,12 @@ class Pipeline:
         guard: StrictStore | None,
         log: Any,
         mode: WriteBackMode | None = None,
+        detect_requests: int = MAX_DETECT_REQUESTS,
     ) -> None:
         self.settings, self.store, self.detector, self.guard, self.log = settings, store, detector, guard, log
         self.mode: WriteBackMode = mode if mode is not None else mode_for(settings, store)
+        # detect-label requests per record, retries included (the backfill paces itself and allows more).
+        self.detect_requests = detect_requests
 
     def process(self, record: CosRecord, deadline: Deadline) -> RecordResult:
         """The record's result; the one place a record ends."""
@@ -121,7 +124,7 @@ class Pipeline:
         return check_bytes(first, record.size if snapshot.size is None else snapshot.size, self.settings)
 
     def _detect(self, run: RecordRun, verdict: Verdict) -> list[Label]:
-        found = detect(run, self.detector, self.store, verdict, self.settings.scenes)
+        found = detect(run, self.detector, self.store, verdict, self.settings.scenes, self.detect_requests)
         chosen = select_labels(found, self.settings.min_confidence, self.settings.max_labels)
         if not chosen:
             # The marker is still written (a redelivery costs a read), but say why there is no label.

@@ -40,6 +40,7 @@ def call_with_retry(
     on_retry: Callable[[BaseException, int, float], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
 ) -> T:
     attempt = 0
     while True:
@@ -47,7 +48,7 @@ def call_with_retry(
             return fn()
         except Exception as error:
             attempt += 1
-            if not is_retryable(error) or attempt >= MAX_ATTEMPTS:
+            if not is_retryable(error) or attempt >= max_attempts:
                 raise
             # Full jitter; the module's generator unless one is given (seeding one per call costs a syscall).
             delay = (rng or random).uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2**attempt))

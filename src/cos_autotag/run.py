@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from .errors import CosCallError
 from .events import CosRecord
 from .outcome import Outcome, RecordResult
-from .retry import Deadline, call_with_retry
+from .retry import MAX_ATTEMPTS, Deadline, call_with_retry
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ class RecordRun:
         """The key as it exists in COS: the event's reading, or the one `resolve` found."""
         return self.result.key
 
-    def call(self, operation: str, fn: Callable[[], T]) -> T:
+    def call(self, operation: str, fn: Callable[[], T], max_attempts: int = MAX_ATTEMPTS) -> T:
         def attempt() -> T:
             self.result.calls[operation] += 1
             return fn()
@@ -53,7 +53,7 @@ class RecordRun:
                 request_id=getattr(error, "request_id", ""),
             )
 
-        return call_with_retry(attempt, self.deadline, on_retry=on_retry)
+        return call_with_retry(attempt, self.deadline, on_retry=on_retry, max_attempts=max_attempts)
 
     def resolve(self, operation: str, read: Callable[[str], T]) -> T:
         """`read(key)` under the first of the event's readings of the key that exists.

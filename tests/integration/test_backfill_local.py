@@ -26,6 +26,7 @@ from cos_autotag_tools.backfill.report import Report
 from cos_autotag_tools.backfill.runner import Backfill, CountingGateway, run_local
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator, Faults
 from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
+from tests.support.emulator import env_for
 from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
@@ -51,14 +52,6 @@ def seed(emu: Emulator, keys: list[str] = IMAGES, others: dict[str, bytes] = OTH
         emu.seed_object(BUCKET, key, image_bytes(seed=i), content_type="image/jpeg")
     for key, body in others.items():
         emu.seed_object(BUCKET, key, body)
-
-
-def env_for(emu: Emulator) -> dict[str, str]:
-    return {
-        "TENCENTCLOUD_SECRETID": SECRET_ID,
-        "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
-        "AUTOTAG_COS_ENDPOINT": f"http://127.0.0.1:{emu.port}",
-    }
 
 
 def backfill(emu: Emulator, *extra: str, report: Path | None = None) -> tuple[int, dict[str, object]]:
@@ -310,3 +303,30 @@ def test_the_progress_bar_counts_up_to_the_listed_total(emu: Emulator) -> None:
     total = len(IMAGES) + len(OTHERS)
     assert f"{total}/{total}" in stream.getvalue()
     assert report.labeled == len(IMAGES)
+
+
+def test_resume_on_a_finished_checkpoint_says_so(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(emu, IMAGES[:3], {})
+    checkpoint = tmp_path / "cp.jsonl"
+    assert backfill(emu, "--resume", str(checkpoint))[0] == 0
+    capsys.readouterr()
+    code, report = backfill(emu, "--resume", str(checkpoint))
+    assert code == 0 and report["listed"] == 0
+    err = capsys.readouterr().err
+    assert f"the checkpoint {checkpoint} records a finished run" in err
+    assert "nothing to do" in err
+
+
+def test_relabel_writes_the_marker_the_readme_s_tag_table_shows(emu: Emulator) -> None:
+    seed(emu, IMAGES[:2], {})
+    assert backfill(emu)[0] == 0
+    assert backfill(emu, "--relabel")[0] == 0
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    row = next(
+        line for line in readme.splitlines() if "the marker `backfill` (and `backfill --relabel`) writes" in line
+    )
+    documented = row.split("|")[2].strip().strip("`")
+    for key in IMAGES[:2]:
+        assert labels_of(emu, key)["autotag"] == documented

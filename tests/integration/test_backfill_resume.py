@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -156,16 +158,9 @@ def finish(emu: Emulator, checkpoint: Path, logs: Path) -> tuple[int, dict[str, 
 
 
 def answer_keys(checkpoint: Path) -> set[str]:
-    """Keys with a detect-label answer line in the checkpoint."""
-    keys = set()
-    for line in checkpoint.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # the line being written
-        if entry.get("kind") == "answer":
-            keys.add(entry["key"])
-    return keys
+    """Keys with a detect-label answer kept in the checkpoint."""
+    with closing(sqlite3.connect(checkpoint)) as db:
+        return {key for (key,) in db.execute("SELECT key FROM answers")}
 
 
 def kill_with_answers_in_hand(emu: Emulator, proc: subprocess.Popen[bytes], checkpoint: Path) -> set[str]:
@@ -319,10 +314,10 @@ def test_a_second_run_on_the_same_checkpoint_is_refused_and_the_first_pays_each_
     err = (tmp_path / "second").with_suffix(".err").read_text()
     assert f"in use by another backfill run (PID {first.pid}" in err
     assert f"kill {first.pid}" in err and "--resume" in err
-    # Refused before it touched anything: the checkpoint is still the first run's file, with one start line.
+    # Refused before it touched anything: the checkpoint is still the first run's file, started once.
     assert checkpoint.stat().st_ino == inode
-    kinds = [json.loads(line)["kind"] for line in checkpoint.read_text(encoding="utf-8").splitlines()]
-    assert kinds.count("start") == 1
+    with closing(sqlite3.connect(checkpoint)) as db:
+        assert db.execute("SELECT value FROM meta WHERE name = 'runs'").fetchall() == [("1",)]
 
     gate(emu).release.set()
     assert first.wait(timeout=120) == 0, (tmp_path / "first").with_suffix(".err").read_text()

@@ -11,9 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from cos_autotag_tools import cos_facts
-from cos_autotag_tools.deploy.check import CI_FIX, read_env_file, run_check
-from cos_autotag_tools.emulator import Emulator, Faults
+from cos_autotag.cos_adapter import CosGateway
+from cos_autotag.settings import Settings
+from cos_autotag_tools.deploy.check import (
+    CI_FIX,
+    _describe_ai_bucket,
+    ai_recognition_status,
+    ci_binding_status,
+    read_env_file,
+    run_check,
+)
+from cos_autotag_tools.emulator import Emulator, Faults, ci
+from tests.support.emulator import started_emulator
 from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
@@ -28,8 +37,7 @@ REDIS_PASSWORD = "redis-pa55word-xyz"
 
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
-    with Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID) as emu:
-        emu.create_bucket(BUCKET, REGION)
+    with started_emulator(BUCKET, credentials={SECRET_ID: SECRET_KEY}) as emu:
         emu.seed_object(
             BUCKET, "uploads/cat.jpg", image_bytes(seed=5), content_type="image/jpeg", tags={"owner": "alice"}
         )
@@ -85,7 +93,8 @@ def test_a_good_deployment_passes_and_the_write_probe_changes_nothing(emulator: 
 def test_without_flags_it_writes_nothing_and_pays_nothing(emulator: Emulator) -> None:
     code, text = check(env_for(emulator))
     assert code == 0, text
-    assert "could not be checked without paying" in line(text, "not checked", "Cloud Infinite")
+    # The free status queries (CIStatus, DescribeAIBuckets) answer it without a detect-label call.
+    assert "DescribeAIBuckets" in line(text, "ok", "Cloud Infinite")
     assert "--write-probe" in line(text, "not checked", "tag write")
     assert emulator.count("DetectLabel") == 0 and emulator.count("PutObjectTagging") == 0
 
@@ -123,10 +132,11 @@ def test_a_bucket_not_bound_to_cloud_infinite_is_named_with_its_fix(emulator: Em
     code, text = check(env_for(emulator), "--with-detect")
     assert code == 1
     failed = line(text, "failed", "Cloud Infinite")
-    assert cos_facts.CI_CODE_NOT_BOUND in failed and CI_FIX in failed
-    # Without --with-detect it cannot be told: said so, and no failure.
+    assert ci.UNBOUND_CODE_403 in failed and CI_FIX in failed
+    # Without --with-detect the bucket's free CIStatus tells it, and nothing is paid.
     code, text = check(env_for(emulator))
-    assert code == 0 and "without paying" in text
+    assert code == 1 and "CIStatus off" in line(text, "failed", "Cloud Infinite")
+    assert emulator.count("DetectLabel") == 1
 
 
 @pytest.mark.parametrize(
@@ -228,3 +238,68 @@ def test_a_session_token_is_never_printed() -> None:
         code, text = check(env)
         assert code == 1 and token not in text
         line(text, "failed", "credentials")
+
+
+def test_status_queries_refused_means_not_checked_not_failed(emulator: Emulator) -> None:
+    emulator.set_faults(denied_ops=frozenset({"DescribeAIBuckets", "GetCIStatus"}))
+    code, text = check(env_for(emulator))
+    assert code == 0, text
+    assert "could not be checked without paying" in line(text, "not checked", "Cloud Infinite")
+    assert emulator.count("DetectLabel") == 0
+
+
+def test_a_bucket_being_unbound_fails_with_its_fix(emulator: Emulator) -> None:
+    emulator.set_ci_status(BUCKET, "unbinding")
+    code, text = check(env_for(emulator))
+    assert code == 1 and CI_FIX in line(text, "failed", "Cloud Infinite")
+    assert "unbinding" in text
+
+
+@pytest.mark.parametrize("others", [0, 2])
+def test_describe_ai_buckets_is_parsed_from_the_emulators_answer(emulator: Emulator, others: int) -> None:
+    """One bound bucket comes back as a single AiBucketList dict, several as a list."""
+    for i in range(others):
+        emulator.create_bucket(f"photos{i}-{APPID}", REGION)
+    gateway = CosGateway(Settings.from_env(env_for(emulator)), {"TENCENTCLOUD_SECRETID": SECRET_ID,
+                         "TENCENTCLOUD_SECRETKEY": SECRET_KEY})  # fmt: skip
+    answer = _describe_ai_bucket(gateway, BUCKET, REGION)
+    listed = gateway.client(REGION).ci_get_ai_bucket(Regions=REGION)["AiBucketList"]
+    assert isinstance(listed, dict) if others == 0 else len(listed) == others + 1
+    assert ai_recognition_status(answer, BUCKET) is True
+    assert ci_binding_status(gateway, BUCKET, REGION) == "on"
+    emulator.set_ci_bound(BUCKET, False)
+    assert ai_recognition_status(_describe_ai_bucket(gateway, BUCKET, REGION), BUCKET) is False
+    assert ci_binding_status(gateway, BUCKET, REGION) == "off"
+
+
+@pytest.mark.parametrize("public_bucket", [False, True])
+def test_metadata_write_probe_copies_with_encryption_and_acl(emulator: Emulator, public_bucket: bool) -> None:
+    from qcloud_cos import CosConfig, CosS3Client
+
+    client = CosS3Client(CosConfig(**emulator.sdk_config(REGION)), retry=0)
+    client.put_object(
+        Bucket=BUCKET, Key="uploads/secret.jpg", Body=image_bytes(seed=6), ContentType="image/jpeg",
+        ServerSideEncryption="cos/kms", SSEKMSKeyId="kms-1", ACL="private", Metadata={"x-cos-meta-owner": "alice"},
+    )  # fmt: skip
+    if public_bucket:
+        emulator.set_bucket_acl(BUCKET, "public-read")
+    code, text = check(env_for(emulator, AUTOTAG_MODE="metadata"), "--key", "uploads/secret.jpg", "--write-probe")
+    assert code == 0, text
+    line(text, "ok", "ACL read")
+    line(text, "ok", "metadata write")
+    assert emulator.count("CopyObject", status=200) == 1
+    state = emulator.get_object_state(BUCKET, "uploads/secret.jpg")
+    assert state is not None and state.metadata == {"x-cos-meta-owner": "alice"}
+    assert state.sse == {
+        "x-cos-server-side-encryption": "cos/kms",
+        "x-cos-server-side-encryption-cos-kms-key-id": "kms-1",
+    }
+    assert client.get_object_acl(Bucket=BUCKET, Key="uploads/secret.jpg")["CannedACL"] == "private"
+
+
+def test_metadata_write_probe_names_the_missing_permissions(emulator: Emulator) -> None:
+    for denied, action in (("GetObjectACL", "cos:GetObjectACL"), ("CopyObject", "cos:PutObjectCopy")):
+        emulator.set_faults(denied_ops=frozenset({denied}))
+        code, text = check(env_for(emulator, AUTOTAG_MODE="metadata"), "--key", "uploads/cat.jpg", "--write-probe")
+        assert code == 1 and action in text, text
+    assert emulator.count("CopyObject", status=200) == 0

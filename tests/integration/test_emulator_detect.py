@@ -11,11 +11,11 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from qcloud_cos import CosConfig, CosS3Client
-from qcloud_cos.cos_exception import CosServiceError
 
 from cos_autotag_tools import cos_facts
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator, auth
 from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY
+from tests.support.emulator import error_of
 from tests.support.images import image_bytes
 from tests.support.sdk import make_client
 
@@ -41,12 +41,6 @@ def engine(emulator: Emulator) -> RecordingEngine:
     engine = RecordingEngine()
     emulator.label_engine = engine
     return engine
-
-
-def error_of(call) -> CosServiceError:  # type: ignore[no-untyped-def]
-    with pytest.raises(CosServiceError) as err:
-        call()
-    return err.value
 
 
 def test_without_scenes_labels_are_top_level(cos_client: CosS3Client, engine: RecordingEngine) -> None:

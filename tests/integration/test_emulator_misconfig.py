@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import pytest
 from qcloud_cos import CosS3Client
-from qcloud_cos.cos_exception import CosServiceError
 
-from cos_autotag_tools import cos_facts
-from cos_autotag_tools.emulator import Emulator, Faults
+from cos_autotag_tools.emulator import Emulator, Faults, ci
 from tests.support.constants import APPID, BUCKET, REGION
+from tests.support.emulator import error_of
 from tests.support.images import image_bytes
 from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
-
-
-def error_of(call) -> CosServiceError:  # type: ignore[no-untyped-def]
-    with pytest.raises(CosServiceError) as err:
-        call()
-    return err.value
 
 
 def test_detect_label_on_a_bucket_not_bound_to_ci(emulator: Emulator, cos_client: CosS3Client) -> None:
@@ -30,8 +23,8 @@ def test_detect_label_on_a_bucket_not_bound_to_ci(emulator: Emulator, cos_client
         cos_client.put_object(Bucket=bucket, Key="a.jpg", Body=image_bytes(seed=1))
 
     err = error_of(lambda: cos_client.ci_image_detect_label(Bucket=other, Key="a.jpg"))
-    assert err.get_status_code() == cos_facts.CI_STATUS_NOT_BOUND
-    assert err.get_error_code() == cos_facts.CI_CODE_NOT_BOUND
+    assert err.get_status_code() == 403
+    assert err.get_error_code() == ci.UNBOUND_CODE_403
     assert "Cloud Infinite" in err.get_error_msg() and "AI content recognition" in err.get_error_msg()
     # The bound bucket next to it labels; object reads on the unbound one still work.
     assert cos_client.ci_image_detect_label(Bucket=BUCKET, Key="a.jpg")["Labels"]
@@ -41,7 +34,7 @@ def test_detect_label_on_a_bucket_not_bound_to_ci(emulator: Emulator, cos_client
     assert cos_client.ci_image_detect_label(Bucket=other, Key="a.jpg")["Labels"]
     emulator.set_ci_bound(other, False)
     assert error_of(lambda: cos_client.ci_image_detect_label(Bucket=other, Key="a.jpg")).get_error_code() == (
-        cos_facts.CI_CODE_NOT_BOUND
+        ci.UNBOUND_CODE_403
     )
 
 

@@ -12,22 +12,16 @@ from typing import Any
 
 import pytest
 from qcloud_cos import CosS3Client
-from qcloud_cos.cos_exception import CosServiceError
 
 from cos_autotag_tools import cos_facts
 from cos_autotag_tools.emulator import Emulator, auth
 from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY
+from tests.support.emulator import error_of
 from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
 
 HOST = cos_facts.cos_host(BUCKET, REGION)
-
-
-def error_of(call) -> CosServiceError:  # type: ignore[no-untyped-def]
-    with pytest.raises(CosServiceError) as err:
-        call()
-    return err.value
 
 
 def raw_exchange(emulator: Emulator, head: bytes, body: bytes = b"", timeout: float = 5.0) -> tuple[int, bytes]:

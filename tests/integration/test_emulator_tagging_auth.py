@@ -12,11 +12,11 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import requests
 from qcloud_cos import CosConfig, CosS3Client
-from qcloud_cos.cos_exception import CosServiceError
 
 from cos_autotag_tools import cos_facts
 from cos_autotag_tools.emulator import Emulator, auth
 from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY
+from tests.support.emulator import error_of
 from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
@@ -25,12 +25,6 @@ HOST = cos_facts.cos_host(BUCKET, REGION)
 
 def tagging(*pairs: tuple[str, str]) -> dict[str, Any]:
     return {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in pairs]}}
-
-
-def error_of(call) -> CosServiceError:  # type: ignore[no-untyped-def]
-    with pytest.raises(CosServiceError) as err:
-        call()
-    return err.value
 
 
 # --- tagging -------------------------------------------------------------------------------------
@@ -277,3 +271,17 @@ def test_post_object_refusals(emulator: Emulator, kwargs: dict[str, Any], status
     resp = post_form(emulator, {"key": "k"}, b"12345", **kwargs)
     assert resp.status_code == status and f"<Code>{code}</Code>".encode() in resp.content
     assert emulator.get_object_state(BUCKET, "k") is None
+
+
+@pytest.mark.parametrize("bounds", [["0", "ten"], [0, None], [[1], 5], ["-1", 5]])
+def test_a_content_length_range_that_is_not_numbers_is_a_4xx_not_a_crash(emulator: Emulator, bounds: list[Any]) -> None:
+    resp = post_form(emulator, {"key": "k"}, b"12345", conditions=[["content-length-range", *bounds]])
+    assert resp.status_code == 400 and b"<Code>InvalidPolicyDocument</Code>" in resp.content
+    assert emulator.get_object_state(BUCKET, "k") is None
+
+
+@pytest.mark.parametrize("body", [b"no boundary here", b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--\r\n"])
+def test_a_malformed_form_is_a_4xx_not_a_crash(emulator: Emulator, body: bytes) -> None:
+    headers = {"Host": HOST, "Content-Type": "multipart/form-data; boundary=b"}
+    resp = requests.post(f"{emulator.endpoint}/", data=body, headers=headers, timeout=5)
+    assert 400 <= resp.status_code < 500, resp.content

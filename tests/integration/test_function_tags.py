@@ -1,5 +1,7 @@
 """The function end to end in tags mode: real SDK, real HTTP, the emulator checking signatures."""
 
+import contextlib
+import threading
 import time
 
 import pytest
@@ -197,7 +199,7 @@ def test_access_denied_is_logged_not_retried(stack):
 def test_throttling_is_retried_within_the_invocation(stack):
     body = jpeg(12)
     rid = stack.put("busy.jpg", body)
-    stack.emulator.set_faults(Faults(detect_throttle_rate=0.6, seed=3))
+    stack.emulator.set_faults(Faults(detect_throttle_rate=0.6, seed=1))
     with captured_logs() as logs:
         summary = stack.app().handle(stack.event("busy.jpg", rid), context())
     assert summary["labeled"] == 1
@@ -225,7 +227,7 @@ def test_persistent_failure_raises_naming_the_key_after_finishing_the_others(sta
 
 def test_5xx_burst_recovers(stack):
     rid = stack.put("burst.jpg", jpeg(15))
-    stack.emulator.set_faults(Faults(error_5xx_rate=0.5, seed=7))
+    stack.emulator.set_faults(Faults(error_5xx_rate=0.5, seed=0))
     summary = stack.app().handle(stack.event("burst.jpg", rid), context())
     assert summary["labeled"] == 1
     assert stack.emulator.count(status=503, key="burst.jpg") + stack.emulator.count(status=500, key="burst.jpg") > 0
@@ -245,15 +247,18 @@ def test_bucket_outside_the_allow_list_is_refused_with_no_call(stack):
     assert allowed.handle(stack.event("allowed.jpg", rid), context())["labeled"] == 1
 
 
-def _during_detect(stack, action):
-    """Run `action` while the function waits on a slow detect-label call."""
-    import threading
-
-    # The action lands well inside the slow call, even on a busy machine.
-    stack.emulator.set_faults(Faults(latency_by_op={"DetectLabel": 1.2}))
-    timer = threading.Timer(0.5, action)
-    timer.start()
-    return timer
+def _during_detect(stack, key, action, handle):
+    """Run `action` while the function's detect-label call for `key` is held; `handle()` runs the
+    function (on another thread) and its answer is returned."""
+    answer = {}
+    with stack.emulator.pause("DetectLabel", key=key) as gate:
+        worker = threading.Thread(target=lambda: answer.update(summary=handle()))
+        worker.start()
+        gate.wait_arrived(timeout=30)
+        action()
+        gate.release()
+        worker.join(60)
+    return answer["summary"]
 
 
 def test_tags_the_user_sets_during_detect_are_kept(stack):
@@ -267,9 +272,9 @@ def test_tags_the_user_sets_during_detect_are_kept(stack):
             Tagging={"TagSet": {"Tag": [{"Key": "reviewed", "Value": "yes"}]}},
         )
 
-    timer = _during_detect(stack, user_tags)
-    summary = app.handle(stack.event("tagged-later.jpg", rid), context())
-    timer.join()
+    summary = _during_detect(
+        stack, "tagged-later.jpg", user_tags, lambda: app.handle(stack.event("tagged-later.jpg", rid), context())
+    )
     assert summary["labeled"] == 1 and summary["calls"]["GetObjectTagging"] == 3
     tags = stack.tags("tagged-later.jpg")
     assert tags["reviewed"] == "yes" and "autotag" in tags
@@ -286,9 +291,12 @@ def test_an_overwrite_during_detect_keeps_the_new_uploads_tags_and_ends_with_its
     rid = stack.put("swap.jpg", old, Tagging="version=old")
     app = stack.app()
     new_rid: list[str] = []
-    timer = _during_detect(stack, lambda: new_rid.append(stack.put("swap.jpg", new, Tagging="version=new")))
-    app.handle(stack.event("swap.jpg", rid), context())
-    timer.join()
+    _during_detect(
+        stack,
+        "swap.jpg",
+        lambda: new_rid.append(stack.put("swap.jpg", new, Tagging="version=new")),
+        lambda: app.handle(stack.event("swap.jpg", rid), context()),
+    )
     assert stack.tags("swap.jpg")["version"] == "new"  # never the old upload's tags
     stack.emulator.set_faults(Faults())
     app.handle(stack.event("swap.jpg", new_rid[0]), context())  # the new upload's own event
@@ -312,9 +320,9 @@ def test_a_newer_upload_labeled_first_still_ends_with_its_own_labels(stack):
         stack.emulator.set_faults(Faults())
         stack.app().handle(stack.event("swap2.jpg", new_rid), context())
 
-    timer = _during_detect(stack, overwrite_and_label)
-    summary = app.handle(stack.event("swap2.jpg", rid), context())
-    timer.join()
+    summary = _during_detect(
+        stack, "swap2.jpg", overwrite_and_label, lambda: app.handle(stack.event("swap2.jpg", rid), context())
+    )
     # The older delivery saw the tag set change under it and labeled the object as it is now.
     assert summary["labeled"] == 1 and summary["calls"]["DetectLabel"] == 2
     tags = stack.tags("swap2.jpg")
@@ -322,30 +330,35 @@ def test_a_newer_upload_labeled_first_still_ends_with_its_own_labels(stack):
 
 
 def test_an_object_that_keeps_changing_is_left_for_scfs_retry(stack):
-    import threading
-
-    from cos_autotag.errors import RetryableFailure
-
     rid = stack.put("busy-key.jpg", jpeg(22))
-    stack.emulator.set_faults(Faults(latency_by_op={"DetectLabel": 0.4}))
     stop = threading.Event()
+    with contextlib.ExitStack() as gates_open:
+        # Every detect-label call is held until the user has changed the tags once more.
+        gates = [gates_open.enter_context(stack.emulator.pause("DetectLabel", key="busy-key.jpg")) for _ in range(10)]
 
-    def keep_tagging():
-        n = 0
-        while not stop.wait(0.1):
-            n += 1
-            stack.client.put_object_tagging(
-                Bucket="photos-1250000000",
-                Key="busy-key.jpg",
-                Tagging={"TagSet": {"Tag": [{"Key": "n", "Value": str(n)}]}},
-            )
+        def change_tags_during_each_detect():
+            for n, gate in enumerate(gates):
+                while not stop.is_set():
+                    try:
+                        gate.wait_arrived(timeout=0.05)
+                        break
+                    except TimeoutError:
+                        continue
+                else:
+                    return
+                stack.client.put_object_tagging(
+                    Bucket="photos-1250000000",
+                    Key="busy-key.jpg",
+                    Tagging={"TagSet": {"Tag": [{"Key": "n", "Value": str(n)}]}},
+                )
+                gate.release()
 
-    worker = threading.Thread(target=keep_tagging)
-    worker.start()
-    try:
-        with pytest.raises(RetryableFailure, match=r"busy-key\.jpg"):
-            stack.app().handle(stack.event("busy-key.jpg", rid), context())
-    finally:
-        stop.set()
-        worker.join()
+        worker = threading.Thread(target=change_tags_during_each_detect)
+        worker.start()
+        try:
+            with pytest.raises(RetryableFailure, match=r"busy-key\.jpg"):
+                stack.app().handle(stack.event("busy-key.jpg", rid), context())
+        finally:
+            stop.set()
+            worker.join()
     assert "autotag" not in stack.tags("busy-key.jpg")

@@ -30,13 +30,16 @@ from cos_autotag import cos_facts
 from cos_autotag.label import Label
 from cos_autotag.settings import Settings
 from cos_autotag.writeback import LABELS_META, MARKER_META, encode_labels_meta
+from cos_autotag_tools.backfill.listing import ListedObject
 from cos_autotag_tools.emulator import Emulator
 from cos_autotag_tools.gallery import GalleryServer, open_gallery
-from cos_autotag_tools.gallery.index import Photo
+from cos_autotag_tools.gallery.index import LabelIndex
 from cos_autotag_tools.gallery.server import THUMBNAIL_RULE, Gallery
+from cos_autotag_tools.object_labels import ObjectLabels
 from cos_autotag_tools.photos import list_photos
 from tests.support.browser import headless_chromium
 from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
+from tests.support.emulator import env_for
 from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
@@ -52,14 +55,6 @@ DEMO_LABELS: dict[str, tuple[str, list[tuple[str, int]]]] = {
     "rocket.jpg": ("tags", [("火箭", 91), ("建筑", 40)]),
 }
 DEMO_KEYS = sorted(f"photos/{name}" for name in DEMO_LABELS)
-
-
-def env_for(emu: Emulator) -> dict[str, str]:
-    return {
-        "TENCENTCLOUD_SECRETID": SECRET_ID,
-        "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
-        "AUTOTAG_COS_ENDPOINT": emu.endpoint,
-    }
 
 
 @pytest.fixture
@@ -207,14 +202,23 @@ def test_thumbnails_are_cloud_infinite_renditions_and_no_original_is_read(emu: E
     assert THUMBNAIL_RULE.startswith("imageMogr2/thumbnail/")
 
 
+def index_of(folder: Path, *keys: str) -> LabelIndex:
+    """An index holding `keys` as labeled photos."""
+    index = LabelIndex(folder / "small.sqlite", BUCKET, REGION, check_same_thread=False)
+    for key in keys:
+        index.put(ListedObject(key, 1, etag='"e"'), ObjectLabels(key, "tags", "v1"))
+    index.commit()
+    return index
+
+
 def test_against_cos_a_thumbnail_redirects_to_a_short_lived_signed_rendition(
-    emu: Emulator, served: GalleryServer
+    emu: Emulator, served: GalleryServer, tmp_path: Path
 ) -> None:
     from PIL import Image
 
     # The same gallery with no AUTOTAG_COS_ENDPOINT, as against COS: the browser goes to the bucket.
     bucket = dataclasses.replace(served.gallery.bucket, settings=Settings())
-    against_cos = Gallery(bucket, "", [Photo("photos/coffee.png", '"e"', 1, "tags", "v1", ())])
+    against_cos = Gallery(bucket, "", index_of(tmp_path, "photos/coffee.png"))
     status, headers, body = against_cos.thumbnail("photos/coffee.png")
     assert status == 302 and body == b"" and headers["Cache-Control"] == "no-store"
     location = urlsplit(headers["Location"])
@@ -307,6 +311,8 @@ def wait_for(driver: object, condition: str, timeout_s: float = 30) -> object:
 
 
 def visible_keys(driver: object) -> list[str]:
+    # The server answers the query: wait until no request or typed query is outstanding.
+    wait_for(driver, "return document.body.dataset.pending === '0'")
     keys = driver.execute_script(  # type: ignore[attr-defined]
         "return [...document.querySelectorAll('figure.photo')].filter(f => !f.hidden).map(f => f.dataset.key)"
     )
@@ -348,6 +354,7 @@ def test_the_gallery_in_headless_chromium(emu: Emulator, request: pytest.Fixture
         cloud["建筑"].click()
         assert visible_keys(driver) == ["photos/china.jpg", "photos/rocket.jpg"]
         assert "2 of 5 photos" in driver.find_element("id", "status").text
+        assert "label=%E5%BB%BA%E7%AD%91" in driver.current_url  # the filter is in the URL
         cloud["猫"].click()
         assert visible_keys(driver) == ["photos/chelsea.png"]
         driver.save_screenshot(str(SCREENSHOTS / "gallery-filtered.png"))
@@ -431,6 +438,130 @@ def test_an_unreachable_endpoint_is_a_502_that_shows_no_signature_or_token(tmp_p
     settings = Settings(cos_endpoint=("http", "127.0.0.1", free_port()))
     env = {"TENCENTCLOUD_SECRETID": SECRET_ID, "TENCENTCLOUD_SECRETKEY": SECRET_KEY, "TENCENTCLOUD_SESSIONTOKEN": token}
     bucket = Bucket(BUCKET, REGION, settings, ToolGateway(settings, env))
-    status, _, body = Gallery(bucket, "", [Photo("a.jpg", '"e"', 1, "tags", "v1", ())]).thumbnail("a.jpg")
+    status, _, body = Gallery(bucket, "", index_of(tmp_path, "a.jpg")).thumbnail("a.jpg")
     assert status == 502 and b"unreachable" in body
     assert token.encode() not in body and b"q-signature" not in body and SECRET_KEY.encode() not in body
+
+
+def test_a_value_the_index_cannot_read_neither_stops_nor_hides_the_scan(emu: Emulator, tmp_path: Path) -> None:
+    client = make_client(emu)
+    body = (ROOT / "tools/cos_autotag_tools/photos/coffee.png").read_bytes()
+    upload(client, "photos/a.png", body, "tags", [("猫", 90)])
+    client.put_object(Bucket=BUCKET, Key="photos/b.png", Body=body, ContentType="image/png")
+    client.put_object_tagging(
+        Bucket=BUCKET,
+        Key="photos/b.png",
+        Tagging={"TagSet": {"Tag": [{"Key": "autotag", "Value": "v1:b"}, {"Key": "autotag:猫", "Value": "²"}]}},
+    )
+    server = gallery(emu, tmp_path / "index.sqlite")
+    server.server_close()
+    assert {p["key"]: p["labels"] for p in payload(server)["photos"]} == {
+        "photos/a.png": [["猫", 90]],
+        "photos/b.png": [],
+    }
+
+
+# --- a gallery that stays true ------------------------------------------------------------------
+
+
+def test_new_uploads_appear_and_a_refresh_sees_an_untag_while_serving(emu: Emulator, tmp_path: Path) -> None:
+    client = seed_demo(emu)
+    server = gallery(emu, tmp_path / "index.sqlite", "--poll", "0.2")
+    server.start()
+    try:
+        assert requests.get(server.url + "api/photos", timeout=10).json()["total"] == 5
+        body = (ROOT / "tools/cos_autotag_tools/photos/coffee.png").read_bytes()
+        upload(client, "photos/late.png", body, "tags", [("猫", 77)])
+        deadline = time.time() + 20
+        while requests.get(server.url + "api/photos", timeout=10).json()["total"] != 6:
+            assert time.time() < deadline, "the new upload never appeared"
+            time.sleep(0.1)
+        # The tags go (as `untag` removes them): ETag and Last-Modified stay, a refresh re-reads.
+        client.put_object_tagging(
+            Bucket=BUCKET, Key="photos/chelsea.png", Tagging={"TagSet": {"Tag": [{"Key": "owner", "Value": "x"}]}}
+        )
+        refused = requests.post(server.url + "api/refresh", timeout=30)
+        assert refused.status_code == 403
+        response = requests.post(server.url + "api/refresh", headers={"X-Gallery": "1"}, timeout=30)
+        assert response.status_code == 200
+        data = requests.get(server.url + "api/photos", params={"q": "猫"}, timeout=10).json()
+        assert [p["key"] for p in data["photos"]] == ["photos/late.png"]
+        assert data["labels_as_of"] >= time.time() - 30
+    finally:
+        server.stop()
+
+
+def test_the_api_pages_the_query_the_page_sends(emu: Emulator, served: GalleryServer) -> None:
+    def get(**params: str) -> dict[str, object]:
+        response = requests.get(served.url + "api/photos", params=params, timeout=10)
+        assert response.status_code == 200, response.text
+        data = response.json()
+        assert isinstance(data, dict)
+        return data
+
+    assert [p["key"] for p in get(q="建筑 AND NOT 火箭")["photos"]] == ["photos/china.jpg"]  # type: ignore[attr-defined,index]
+    assert get(q="建筑>=50")["total"] == 1
+    assert get(q="key:photos/c")["total"] == 3
+    first, second = get(limit="2"), get(limit="2", offset="2")
+    assert first["total"] == 5 and len(first["photos"]) == 2  # type: ignore[arg-type]
+    assert [p["key"] for p in first["photos"] + second["photos"]] == DEMO_KEYS[:4]  # type: ignore[attr-defined,index,operator]
+    bad = requests.get(served.url + "api/photos", params={"q": "(猫"}, timeout=10)
+    assert bad.status_code == 400 and "missing )" in bad.json()["error"]
+
+
+def test_thumbnails_refuse_other_sites_and_there_is_a_favicon(emu: Emulator, served: GalleryServer) -> None:
+    thumb = served.url + "thumb"
+    since = time.time()
+    for site in ("cross-site", "same-site"):
+        response = requests.get(thumb, params={"key": DEMO_KEYS[0]}, headers={"Sec-Fetch-Site": site}, timeout=10)
+        assert response.status_code == 403
+    assert ops(emu, since) == Counter()
+    same = requests.get(thumb, params={"key": DEMO_KEYS[0]}, headers={"Sec-Fetch-Site": "same-origin"}, timeout=30)
+    assert same.status_code == 200
+    icon = requests.get(served.url + "favicon.ico", timeout=10)
+    assert icon.status_code == 200 and icon.headers["Content-Type"] == "image/svg+xml"
+
+
+def test_a_labeled_photo_without_an_extension_is_shown(emu: Emulator, tmp_path: Path) -> None:
+    client = make_client(emu)
+    body = (ROOT / "tools/cos_autotag_tools/photos/coffee.png").read_bytes()
+    upload(client, "photos/noext", body, "tags", [("咖啡杯", 81)])
+    upload(client, "photos/unlabeled-noext", body, "tags", None)
+    server = gallery(emu, tmp_path / "index.sqlite")
+    server.server_close()
+    assert [p["key"] for p in payload(server)["photos"]] == ["photos/noext"]  # type: ignore[attr-defined,index]
+
+
+def test_the_index_is_private_and_one_per_endpoint_bucket_region_and_mode(emu: Emulator, tmp_path: Path) -> None:
+    seed_demo(emu)
+    env = {**env_for(emu), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    argv = ["--bucket", BUCKET, "--region", REGION, "--port", "0", "--no-progress", "--poll", "0"]
+    open_gallery(argv, env).server_close()
+    open_gallery([*argv, "--mode", "tags"], env).server_close()
+    open_gallery(argv, {**env, "AUTOTAG_COS_ENDPOINT": emu.endpoint.replace("127.0.0.1", "localhost")}).server_close()
+    folder = tmp_path / "cache" / "cos-autotag"
+    files = sorted(folder.iterdir())
+    assert len(files) == 3 and all(f.name.startswith(BUCKET + "-") for f in files)
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+
+
+def test_untag_on_this_machine_marks_what_it_touched_stale_in_the_gallery_index(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cos_autotag_tools.cli import main
+
+    seed_demo(emu)
+    env = {**env_for(emu), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    argv = ["--bucket", BUCKET, "--region", REGION, "--port", "0", "--no-progress", "--poll", "0"]
+    open_gallery(argv, env).server_close()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["untag", "--bucket", BUCKET, "--region", REGION, "--prefix", "photos/c", "--quiet"]) == 0
+    since = time.time()
+    server = open_gallery(argv, env)
+    server.server_close()
+    # Only what untag went over is read again; its labels are gone from the page.
+    assert ops(emu, since)["GetObjectTagging"] == 3
+    labels = {p["key"]: p["labels"] for p in payload(server)["photos"]}  # type: ignore[attr-defined,index]
+    assert labels["photos/chelsea.png"] == [] and labels["photos/rocket.jpg"] == [["火箭", 91], ["建筑", 40]]

@@ -78,3 +78,25 @@ def test_invoke_without_credentials_says_what_to_set(
 def test_an_unreadable_event_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["invoke", str(tmp_path / "missing.json")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("function_env")
+def test_invoke_keeps_stdout_for_the_summary_alone_so_jq_reads_it(
+    emulator: Emulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+    import sys
+
+    event_file = tmp_path / "put.json"
+    event_file.write_text(json.dumps(build_event("put", BUCKET, "jq/咖啡.png")), encoding="utf-8")
+    cli = Path(sys.executable).with_name("cos-autotag")
+    done = subprocess.run(
+        [str(cli), "invoke", str(event_file), "--upload", str(photo_path("coffee.png"))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)  # the whole of stdout is one JSON document
+    assert summary["labeled"] == 1
+    assert '"message"' in done.stderr  # the function's log lines are on stderr

@@ -427,5 +427,95 @@ def test_the_leak_check_fails_without_the_rule_for_url_encoded_names(large_photo
     assert any(leak.startswith("a request signature") for leak in leaks), leaks
 
 
+# --- the SDK's signing keys, with its own logger raised to DEBUG ---------------------------------------
+
+# The SDK's DEBUG lines that carry a signing key or a signature, and any 40-hex HMAC after such a name.
+HMAC_SHOWN = re.compile(r"(?:sign_key|sign|signature)\W{0,6}[0-9a-f]{40}", re.I)
+
+
+def _signing_keys(secret_key: str, started: int, ended: int) -> set[str]:
+    """Every signing key the SDK can have derived in [started, ended]: HMAC-SHA1 of the secret key
+    over the key time `<now - 60>;<now + expiry>`, for the SDK's default expiry and the presign's."""
+    import hashlib
+    import hmac
+
+    keys = set()
+    for now in range(started - 1, ended + 2):
+        for expiry in (10000, 600):
+            key_time = f"{now - 60};{now + expiry}"
+            keys.add(hmac.new(secret_key.encode(), key_time.encode(), hashlib.sha1).hexdigest())
+    return keys
+
+
+def _run_with_sdk_debug(stack: Any) -> tuple[str, set[str]]:
+    """Label two photos (one by key, one through a signed detect-url) and fail a third's calls,
+    with `qcloud_cos` at DEBUG behind the function's own handler and a plain stdlib one; answer all
+    that was printed and every signing key the SDK can have used meanwhile."""
+    import contextlib
+    import io
+    import logging
+    import time
+    from contextlib import redirect_stdout
+
+    from cos_autotag_tools.emulator import Faults
+    from tests.support.images import jpeg
+    from tests.support.scf import context
+
+    app = stack.app(log_level="DEBUG", log_event=True)
+    sdk_logger = logging.getLogger("qcloud_cos")
+    plain, out = io.StringIO(), io.StringIO()
+    plain_handler = logging.StreamHandler(plain)
+    plain_handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    sdk_logger.addHandler(plain_handler)
+    previous = sdk_logger.level
+    sdk_logger.setLevel(logging.DEBUG)
+    started = int(time.time())
+    try:
+        small = stack.put("sign/small.jpg", jpeg(71))
+        large = stack.put("sign/large", jpeg(72, size=(400, 300)), content_type="application/octet-stream")
+        with redirect_stdout(out):
+            app.handle(stack.event("sign/small.jpg", small), context())
+            app.handle(stack.event("sign/large", large, content_type="application/octet-stream"), context())
+            stack.emulator.set_faults(Faults(error_5xx_rate=1.0, error_5xx_ops={"DetectLabel"}))
+            with contextlib.suppress(Exception):  # the retry signal, expected here
+                app.handle(stack.event("sign/small.jpg", small), context(time_limit_ms=3000))
+            stack.emulator.set_faults(Faults())
+    finally:
+        sdk_logger.setLevel(previous)
+        sdk_logger.removeHandler(plain_handler)
+    printed = out.getvalue() + plain.getvalue()
+    return printed, _signing_keys(stack.env["TENCENTCLOUD_SECRETKEY"], started, int(time.time()))
+
+
+def _signing_key_leaks(printed: str, keys: set[str]) -> list[str]:
+    found = [
+        f"a signing key ({encoding})" for key in keys for encoding, form in encodings(key).items() if form in printed
+    ]
+    return found + [f"an HMAC after its name: {m.group(0)[:12]}..." for m in HMAC_SHOWN.finditer(printed)]
+
+
+def test_no_signing_key_when_the_sdk_logger_is_raised_to_debug():
+    from tests.support.function_stack import running_stack
+
+    with running_stack() as stack:
+        printed, keys = _run_with_sdk_debug(stack)
+    # The SDK really printed its signing lines (else the test would prove nothing).
+    assert "sign_key" in printed and "str_to_sign" in printed
+    assert _signing_key_leaks(printed, keys) == []
+
+
+def test_the_signing_key_check_fails_without_the_hmac_rule(monkeypatch):
+    """The negative control: without the rule for HMACs after their name, the same run shows them."""
+    from cos_autotag import observability
+    from tests.support.function_stack import running_stack
+
+    rules = [rule for rule in observability._SECRET_IN_TEXT if rule[0] is not observability._HMAC_AFTER_NAME]
+    monkeypatch.setattr(observability, "_SECRET_IN_TEXT", rules)
+    with running_stack() as stack:
+        printed, keys = _run_with_sdk_debug(stack)
+    leaks = _signing_key_leaks(printed, keys)
+    assert any(leak.startswith("a signing key") for leak in leaks), leaks
+
+
 if __name__ == "__main__":
     host_main()

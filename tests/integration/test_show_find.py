@@ -214,3 +214,75 @@ def test_find_refuses_bad_input_with_what_to_do(cafe: Emulator, capsys: pytest.C
     assert code == 2 and "--concurrency" in err
     code, _, err = cli(capsys, "find", " ", *where())
     assert code == 2 and "LABEL is empty" in err
+
+
+# --- hostile values ---------------------------------------------------------------------------
+
+ESCAPES = "\x1b]0;pwned\x07\x1b[2J"
+
+
+@pytest.fixture
+def hostile(emu: Emulator) -> Emulator:
+    client = make_client(emu)
+    put_tagged(client, "h/a.jpg", {"autotag": "v1:a", "autotag:猫": "²", "autotag:狗": "70"})
+    put_tagged(client, "h/b.jpg", {"autotag": "v1:b", "autotag:猫": "9" * 200, "autotag:鸟": "high"}, seed=1)
+    put_with_metadata(client, "h/c.jpg", [(ESCAPES, 90), ("猫", 80)], seed=2)
+    put_tagged(client, "h/d.jpg", {"autotag": "v1:d", "autotag:猫": "88"}, seed=3)
+    return emu
+
+
+def test_show_survives_hostile_values_and_prints_no_escape_sequence(
+    hostile: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "show", "h/a.jpg", *where())
+    assert code == 0, err
+    assert any(line.split() == ["狗", "70"] for line in out.splitlines()), out
+    assert "unreadable" in out and "'²'" in out
+    code, out, err = cli(capsys, "show", "h/c.jpg", *where())
+    assert code == 0, err
+    assert "\x1b" not in out and "\x07" not in out and "pwned" not in out
+    assert any(line.split() == ["\ufffd", "90"] for line in out.splitlines()), out
+    code, out, _ = cli(capsys, "show", "h/c.jpg", *where(), "--json")
+    assert code == 0 and "\x1b" not in out and json.loads(out)["labels"][0]["name"] == ESCAPES
+
+
+def test_find_scans_on_past_values_it_cannot_read(hostile: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "find", "猫", *where())
+    assert code == 0, err
+    assert out.splitlines() == ["h/c.jpg\t80", "h/d.jpg\t88"]
+    assert "4 objects" in err and "\x1b" not in out + err
+
+
+# --- the query language ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (["咖啡"], ["cafe/espresso.jpg\t96", "cafe/latte.jpg\t60", "other/espresso2.jpg\t75"]),
+        (['="咖啡杯"'], ["cafe/espresso.jpg\t81"]),
+        (["咖啡", "AND", "NOT", "拿铁"], ["cafe/espresso.jpg\t96", "other/espresso2.jpg\t75"]),
+        (["拿铁 OR 茶"], ["cafe/latte.jpg\t90", "cafe/tea.jpg\t88"]),
+        (["浓缩咖啡>=70 key:cafe/"], ["cafe/espresso.jpg\t96"]),
+        (["NOT", "(咖啡 OR 茶)"], ["cafe/unlabeled.jpg\t-"]),
+    ],
+)
+def test_find_runs_the_query_language(
+    cafe: Emulator, capsys: pytest.CaptureFixture[str], query: list[str], expected: list[str]
+) -> None:
+    code, out, err = cli(capsys, "find", *query, *where())
+    assert code == 0, err
+    assert out.splitlines() == expected
+
+
+def test_find_lists_only_under_the_query_key_prefix(cafe: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    since = time.time()
+    code, out, _ = cli(capsys, "find", "key:other/", *where())
+    assert code == 0 and out.splitlines() == ["other/espresso2.jpg\t-"]
+    assert Counter(r.op for r in cafe.requests if r.timestamp >= since)["GetObjectTagging"] == 1
+
+
+def test_find_explains_a_query_it_cannot_read(cafe: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "find", "(猫 AND", *where())
+    assert code == 2 and out == ""
+    assert "cannot read the query" in err and "label was expected" in err

@@ -18,7 +18,7 @@ from qcloud_cos import CosConfig, CosS3Client
 
 from cos_autotag.handler import App
 from cos_autotag.settings import Settings
-from cos_autotag_tools.emulator import Emulator, Faults
+from cos_autotag_tools.emulator import Emulator, Faults, Profile
 from cos_autotag_tools.labels import DeterministicEngine
 
 from .constants import BUCKET, CREDENTIAL_ENV, REGION, SECRET_ID, SECRET_KEY
@@ -95,8 +95,14 @@ def captured_logs() -> Iterator[list[dict[str, Any]]]:
 
 
 @contextmanager
-def running_stack(faults: Faults | None = None, token: str | None = None, delivery_workers: int = 4) -> Iterator[Stack]:
-    """`delivery_workers`: how many invocations the trigger runs at once (SCF's concurrency)."""
+def running_stack(
+    faults: Faults | None = None,
+    token: str | None = None,
+    delivery_workers: int = 4,
+    profile: Profile | None = None,
+) -> Iterator[Stack]:
+    """`delivery_workers`: how many invocations the trigger runs at once (SCF's concurrency);
+    `profile`: which reading of the contested COS rules the emulator plays (tests/support/profiles.py)."""
     engine = DeterministicEngine(require_image_signature=True)
     emulator = Emulator(
         credentials={SECRET_ID: SECRET_KEY},
@@ -104,6 +110,7 @@ def running_stack(faults: Faults | None = None, token: str | None = None, delive
         label_engine=engine,
         faults=faults,
         delivery_workers=delivery_workers,
+        profile=profile,
     )
     emulator.start()
     try:

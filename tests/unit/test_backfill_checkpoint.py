@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,12 @@ SCOPE = {"bucket": "photos-1250000000", "region": "ap-guangzhou", "prefix": "img
 
 
 def test_a_missing_file_is_a_fresh_start(tmp_path: Path) -> None:
-    state = load(tmp_path / "none.jsonl", SCOPE)
+    state = load(tmp_path / "none.db", SCOPE)
     assert (state.after, state.done, state.retry, state.finished) == ("", set(), {}, False)
 
 
 def test_resume_lists_after_the_mark_and_skips_keys_done_after_it(tmp_path: Path) -> None:
-    path = tmp_path / "cp.jsonl"
+    path = tmp_path / "cp.db"
     writer = CheckpointWriter(path, SCOPE)
     for key in ("img/a.jpg", "img/b.jpg"):
         writer.done(key, "labeled")
@@ -52,7 +52,7 @@ def test_resume_lists_after_the_mark_and_skips_keys_done_after_it(tmp_path: Path
 
 
 def test_failed_keys_are_retried_unless_a_later_line_says_done(tmp_path: Path) -> None:
-    path = tmp_path / "cp.jsonl"
+    path = tmp_path / "cp.db"
     writer = CheckpointWriter(path, SCOPE)
     writer.failed("img/a.jpg", 123, "DetectLabel: InternalError (500)")
     writer.failed("img/b.jpg", None, "network")
@@ -71,35 +71,31 @@ def test_failed_keys_are_retried_unless_a_later_line_says_done(tmp_path: Path) -
     assert state.finished
 
 
-def test_a_line_cut_short_by_a_crash_is_ignored_and_the_next_run_appends_cleanly(tmp_path: Path) -> None:
+def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as db:
+        return db.execute(sql).fetchall()
+
+
+def test_a_checkpoint_of_an_earlier_version_is_refused_saying_what_to_do(tmp_path: Path) -> None:
     path = tmp_path / "cp.jsonl"
-    writer = CheckpointWriter(path, SCOPE)
-    writer.done("img/a.jpg", "labeled")
-    writer.close()
-    with path.open("a", encoding="utf-8") as f:
-        f.write('{"kind":"done","key":"img/b.j')  # the process died mid-write
-    assert load(path, SCOPE).done == {"img/a.jpg"}
-
-    writer = CheckpointWriter(path, SCOPE)
-    writer.done("img/c.jpg", "duplicate")
-    writer.close()
-    assert load(path, SCOPE).done == {"img/a.jpg", "img/c.jpg"}
-    assert all(line.startswith("{") for line in path.read_text().splitlines())
+    start_line = {"kind": "start", "version": 2, **SCOPE}
+    path.write_text(json.dumps(start_line, separators=(",", ":")) + "\n")
+    for attempt in (lambda: load(path, SCOPE), lambda: CheckpointWriter(path, SCOPE)):
+        with pytest.raises(CheckpointError, match=r"earlier cos-autotag.*new --resume file"):
+            attempt()
+    assert path.read_text().startswith('{"kind":"start"')  # left as it was
 
 
-def test_a_corrupt_line_in_the_middle_is_an_error(tmp_path: Path) -> None:
-    path = tmp_path / "cp.jsonl"
-    writer = CheckpointWriter(path, SCOPE)
-    writer.close()
-    with path.open("a", encoding="utf-8") as f:
-        f.write("garbage\n" + json.dumps({"kind": "done", "key": "k", "outcome": "labeled"}) + "\n")
-    with pytest.raises(CheckpointError, match="not a checkpoint line"):
+def test_a_damaged_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "cp.db"
+    path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 200)
+    with pytest.raises(CheckpointError, match=r"cp\.db"):
         load(path, SCOPE)
 
 
 @pytest.mark.parametrize(("field", "value"), [("bucket", "other-1250000000"), ("prefix", ""), ("mode", "metadata")])
 def test_a_checkpoint_of_another_run_is_refused(tmp_path: Path, field: str, value: str) -> None:
-    path = tmp_path / "cp.jsonl"
+    path = tmp_path / "cp.db"
     CheckpointWriter(path, SCOPE).close()
     with pytest.raises(CheckpointError, match=f"its {field} is"):
         load(path, {**SCOPE, field: value})
@@ -108,13 +104,13 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path: Path, field: str, valu
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text('{"hello": "world"}\n{"kind": "done", "key": "x"}\n')
-    with pytest.raises(CheckpointError, match="unknown checkpoint line"):
+    with pytest.raises(CheckpointError, match="is not a checkpoint"):
         load(path, SCOPE)
 
 
 def test_keys_are_compared_in_cos_listing_order(tmp_path: Path) -> None:
     # COS lists in UTF-8 byte order: "img/é.jpg" sorts after "img/z.jpg".
-    path = tmp_path / "cp.jsonl"
+    path = tmp_path / "cp.db"
     writer = CheckpointWriter(path, SCOPE)
     writer.done("img/a.jpg", "labeled")
     writer.done("img/é.jpg", "labeled")
@@ -163,31 +159,19 @@ def kept_answer(path: Path, key: str = "img/a.jpg", etag: str = '"e1"') -> None:
     writer.close()
 
 
-def test_an_answer_is_on_disk_before_store_returns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "cp.jsonl"
-    synced: list[str] = []  # the file's contents at each fsync of it
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        real_fsync(fd)
-        synced.append(path.read_text(encoding="utf-8") if path.exists() else "")
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    # Batching that would never fsync on its own during the test.
-    writer = CheckpointWriter(path, SCOPE, sync_every=1_000_000, sync_interval_s=3600.0)
+def test_an_answer_is_committed_before_store_returns(tmp_path: Path) -> None:
+    path = tmp_path / "cp.db"
+    writer = CheckpointWriter(path, SCOPE)
     cache = AnswerCache(writer, {}, Log())
-    writer.done("img/0.jpg", "labeled")
-    assert '"img/0.jpg"' not in synced[-1]  # a done line waits for its batch...
     cache.begin(ListedObject("img/a.jpg", 10, "STANDARD", '"e1"'))
     cache.store(SCOPE["bucket"], "img/a.jpg", RESPONSE)
-    # ...an answer line does not: it is fsynced before the tag write may start.
-    last = [json.loads(line) for line in synced[-1].splitlines()][-1]
-    assert last == {"kind": "answer", "key": "img/a.jpg", "etag": '"e1"', "response": RESPONSE}
+    # Another connection (as a run after a kill -9 would) sees it before the writer closes.
+    assert load(path, SCOPE).answers == {"img/a.jpg": Answer('"e1"', RESPONSE)}
     writer.close()
 
 
 def test_a_kept_answer_is_reused_only_while_the_etag_is_unchanged(tmp_path: Path) -> None:
-    path = tmp_path / "cp.jsonl"
+    path = tmp_path / "cp.db"
     kept_answer(path, "img/a.jpg", '"e1"')
     kept_answer(path, "img/b.jpg", '"e1"')
 
@@ -209,7 +193,7 @@ def test_a_kept_answer_is_reused_only_while_the_etag_is_unchanged(tmp_path: Path
 
 
 def test_an_answer_is_not_reused_without_a_listed_etag(tmp_path: Path) -> None:
-    path = tmp_path / "cp.jsonl"
+    path = tmp_path / "cp.db"
     kept_answer(path)
     writer = CheckpointWriter(path, SCOPE)
     cache = AnswerCache(writer, load(path, SCOPE).answers, Log())
@@ -217,11 +201,11 @@ def test_an_answer_is_not_reused_without_a_listed_etag(tmp_path: Path) -> None:
     assert cache.lookup(SCOPE["bucket"], "img/a.jpg") is None
     cache.store(SCOPE["bucket"], "img/a.jpg", RESPONSE)  # nothing to check it against later: not kept
     writer.close()
-    assert '"etag":""' not in path.read_text(encoding="utf-8")
+    assert load(path, SCOPE).answers == {"img/a.jpg": Answer('"e1"', RESPONSE)}  # the earlier one only
 
 
 def test_answers_of_finished_keys_are_dropped(tmp_path: Path) -> None:
-    path = tmp_path / "cp.jsonl"
+    path = tmp_path / "cp.db"
     writer = CheckpointWriter(path, SCOPE)
     cache = AnswerCache(writer, {}, Log())
     for key in ("img/a.jpg", "img/b.jpg", "img/c.jpg", "img/d.jpg"):
@@ -244,7 +228,7 @@ def test_answers_of_finished_keys_are_dropped(tmp_path: Path) -> None:
 
 
 def test_a_response_json_cannot_hold_is_not_kept_and_labeling_goes_on(tmp_path: Path) -> None:
-    path = tmp_path / "cp.jsonl"
+    path = tmp_path / "cp.db"
     log = Log()
     writer = CheckpointWriter(path, SCOPE)
     cache = AnswerCache(writer, {}, log)
@@ -255,11 +239,11 @@ def test_a_response_json_cannot_hold_is_not_kept_and_labeling_goes_on(tmp_path: 
     assert load(path, SCOPE).answers == {}
 
 
-# --- compaction ---------------------------------------------------------------------------------
+# --- size ----------------------------------------------------------------------------------------
 
 
-def test_a_finished_checkpoint_keeps_no_answers_and_no_lines_before_its_mark(tmp_path: Path) -> None:
-    path = tmp_path / "cp.jsonl"
+def test_a_finished_checkpoint_keeps_no_answers_and_no_rows_before_its_mark(tmp_path: Path) -> None:
+    path = tmp_path / "cp.db"
     writer = CheckpointWriter(path, SCOPE)
     cache = AnswerCache(writer, {}, Log())
     keys = [f"img/{i:03d}.jpg" for i in range(50)]
@@ -271,8 +255,8 @@ def test_a_finished_checkpoint_keeps_no_answers_and_no_lines_before_its_mark(tmp
     writer.failed("img/x.jpg", 3, "network")
     writer.end()
     writer.close()
-    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    assert [entry["kind"] for entry in lines] == ["start", "mark", "failed", "end"]
+    assert rows(path, "SELECT key, state FROM keys") == [("img/x.jpg", "failed")]
+    assert rows(path, "SELECT key FROM answers") == []
     state = load(path, SCOPE)
     assert (state.after, state.done, state.retry, state.answers, state.finished) == (
         keys[-1],
@@ -283,9 +267,9 @@ def test_a_finished_checkpoint_keeps_no_answers_and_no_lines_before_its_mark(tmp
     )
 
 
-def test_a_running_checkpoint_is_compacted_and_reads_back_the_same(tmp_path: Path) -> None:
-    path = tmp_path / "cp.jsonl"
-    writer = CheckpointWriter(path, SCOPE, compact_min_bytes=4096)
+def test_a_running_checkpoint_keeps_only_what_a_resume_needs(tmp_path: Path) -> None:
+    path = tmp_path / "cp.db"
+    writer = CheckpointWriter(path, SCOPE)
     cache = AnswerCache(writer, {}, Log())
     cache.begin(ListedObject("img/zz.jpg", 10, "STANDARD", '"z"'))
     cache.store(SCOPE["bucket"], "img/zz.jpg", RESPONSE)  # in progress all along
@@ -297,46 +281,13 @@ def test_a_running_checkpoint_is_compacted_and_reads_back_the_same(tmp_path: Pat
         writer.done(key, "labeled")
         if i % 2:  # the mark lags a key behind, as objects finish out of order
             writer.mark(key)
-        largest = max(largest, path.stat().st_size)
-    writer.close()  # killed here: no end line
+        largest = max(largest, len(rows(path, "SELECT key FROM keys")) + len(rows(path, "SELECT key FROM answers")))
+    writer.close()  # killed here: no end
 
-    # Bounded by the compaction threshold, not by the 400 objects (~40 kB written).
-    assert largest < 2 * 4096 + 1024
+    assert largest <= 3  # bounded by what is in flight, not by the 400 objects
     state = load(path, SCOPE)
     assert state.after == "img/399.jpg"
     assert state.answers == {"img/zz.jpg": Answer('"z"', RESPONSE)}
-    assert not path.with_name(path.name + ".compacting").exists()
-
-
-def test_a_checkpoint_is_compacted_when_a_run_starts_on_it(tmp_path: Path) -> None:
-    path = tmp_path / "cp.jsonl"
-    writer = CheckpointWriter(path, SCOPE)
-    for i in range(100):
-        writer.done(f"img/{i:03d}.jpg", "labeled")
-    writer.mark("img/049.jpg")
-    writer.failed("img/007.jpg", 5, "network")
-    writer.close()
-    before = load(path, SCOPE)
-
-    CheckpointWriter(path, SCOPE).close()
-    after = load(path, SCOPE)
-    assert (after.after, after.done, after.retry) == (before.after, before.done, before.retry)
-    # The done lines up to the mark are gone: the listing will not hand those keys out again.
-    kinds = [json.loads(line)["kind"] for line in path.read_text(encoding="utf-8").splitlines()]
-    assert kinds[:2] == ["start", "mark"] and kinds[-1] == "start"
-    assert Counter(kinds[2:-1]) == {"done": 50, "failed": 1}
-
-
-def test_a_version_1_checkpoint_still_resumes(tmp_path: Path) -> None:
-    path = tmp_path / "cp.jsonl"
-    start_line = {"kind": "start", "version": 1, **SCOPE}
-    path.write_text(
-        json.dumps(start_line) + "\n" + json.dumps({"kind": "done", "key": "img/a.jpg", "outcome": "labeled"}) + "\n"
-    )
-    assert load(path, SCOPE).done == {"img/a.jpg"}
-    path.write_text(json.dumps({**start_line, "version": 99}) + "\n")
-    with pytest.raises(CheckpointError, match="another checkpoint version"):
-        load(path, SCOPE)
 
 
 # --- one run at a time ----------------------------------------------------------------------------
@@ -366,7 +317,7 @@ def hold(path: Path) -> subprocess.Popen[str]:
 
 
 def test_a_second_run_is_refused_naming_the_holder_and_the_first_loses_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "cp.jsonl"
+    path = tmp_path / "cp.db"
     holder = hold(path)
     try:
         inode = path.stat().st_ino
@@ -375,9 +326,10 @@ def test_a_second_run_is_refused_naming_the_holder_and_the_first_loses_nothing(t
         assert refused.value.pid == holder.pid
         message = str(refused.value)
         assert f"PID {holder.pid}" in message and f"kill {holder.pid}" in message and "--resume" in message
-        # The refused run neither rewrote the file nor added to it.
+        # The refused run neither replaced the file nor added to it.
         assert path.stat().st_ino == inode
-        assert [json.loads(line)["kind"] for line in path.read_text().splitlines()] == ["start", "done"]
+        assert rows(path, "SELECT value FROM meta WHERE name = 'runs'") == [("1",)]
+        assert load(path, SCOPE).done == {"img/held.jpg"}
     finally:
         assert holder.stdin is not None
         holder.stdin.write("\n")
@@ -389,18 +341,18 @@ def test_a_second_run_is_refused_naming_the_holder_and_the_first_loses_nothing(t
 
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
-    path = tmp_path / "cp.jsonl"
+    path = tmp_path / "cp.db"
     holder = hold(path)
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=30)
-    assert str(holder.pid) in (tmp_path / "cp.jsonl.lock").read_text()  # its PID is still written there
+    assert str(holder.pid) in (tmp_path / "cp.db.lock").read_text()  # its PID is still written there
     writer = CheckpointWriter(path, SCOPE)  # the kernel dropped the lock with the process
     writer.close()
     assert load(path, SCOPE).done == {"img/held.jpg"}
 
 
 def test_a_lock_taken_before_loading_is_handed_to_the_writer_and_released_on_close(tmp_path: Path) -> None:
-    path = tmp_path / "cp.jsonl"
+    path = tmp_path / "cp.db"
     lock = CheckpointLock(path)
     with pytest.raises(CheckpointBusy, match=f"PID {os.getpid()}"):
         CheckpointLock(path)  # even in the same process: each lock is its own open file
@@ -415,7 +367,7 @@ def test_a_lock_taken_before_loading_is_handed_to_the_writer_and_released_on_clo
 def test_a_symlinked_checkpoint_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere.txt"
     target.write_text("not yours\n")
-    path = tmp_path / "cp.jsonl"
+    path = tmp_path / "cp.db"
     path.symlink_to(target)
     for attempt in (lambda: CheckpointWriter(path, SCOPE), lambda: load(path, SCOPE), lambda: CheckpointLock(path)):
         with pytest.raises(CheckpointError, match=r"symbolic link.*pass the file itself"):
@@ -426,30 +378,7 @@ def test_a_symlinked_checkpoint_is_refused_and_its_target_untouched(tmp_path: Pa
 def test_a_symlinked_lock_file_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere.txt"
     target.write_text("not yours\n")
-    (tmp_path / "cp.jsonl.lock").symlink_to(target)
+    (tmp_path / "cp.db.lock").symlink_to(target)
     with pytest.raises(CheckpointError, match=r"lock file .* is a symbolic link"):
-        CheckpointWriter(tmp_path / "cp.jsonl", SCOPE)
+        CheckpointWriter(tmp_path / "cp.db", SCOPE)
     assert target.read_text() == "not yours\n"
-
-
-def test_compaction_never_follows_a_link_planted_at_its_temporary_file(tmp_path: Path) -> None:
-    path = tmp_path / "cp.jsonl"
-    writer = CheckpointWriter(path, SCOPE)
-    for i in range(100):
-        writer.done(f"img/{i:03d}.jpg", "labeled")
-    writer.mark("img/099.jpg")
-    writer.close()
-    path.chmod(0o600)
-    target = tmp_path / "victim.txt"
-    target.write_text("precious\n")
-    temporary = tmp_path / "cp.jsonl.compacting"
-    temporary.symlink_to(target)
-
-    CheckpointWriter(path, SCOPE).close()  # compacts on start
-
-    assert target.read_text() == "precious\n"
-    assert not temporary.exists() and not temporary.is_symlink()
-    assert not path.is_symlink()
-    kinds = [json.loads(line)["kind"] for line in path.read_text().splitlines()]
-    assert kinds == ["start", "mark", "start"]  # compacted: the done lines before the mark are gone
-    assert path.stat().st_mode & 0o777 == 0o600  # the checkpoint's permissions are kept

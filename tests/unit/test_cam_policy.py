@@ -23,6 +23,7 @@ import pytest
 from cos_autotag_tools.cli import main as cli_main
 from cos_autotag_tools.deploy import cam
 from cos_autotag_tools.deploy.cam import (
+    CARRY_ACTIONS,
     MODE_ACTIONS,
     SDK_METHOD_ACTIONS,
     ScanError,
@@ -58,7 +59,7 @@ def test_policy_command_prints_the_modes_least_privilege_policy(mode: str, capsy
     policy = json.loads(out)  # stdout is only the JSON
     assert policy_problems(policy, BUCKET, REGION, APPID) == []
     assert granted_actions(policy) == MODE_ACTIONS[mode]
-    assert ("cos:PutObject" in granted_actions(policy)) == (mode == "metadata")
+    assert ("cos:PutObjectCopy" in granted_actions(policy)) == (mode == "metadata")  # 436/10881, not cos:PutObject
     assert "ci:CreateDetectLabelJob" in granted_actions(policy)
     assert "cos:PutObject" not in MODE_ACTIONS["tags"]
     for action in MODE_ACTIONS[mode]:
@@ -179,7 +180,7 @@ def test_every_mapped_method_is_a_real_sdk_method() -> None:
 
 @pytest.mark.parametrize("mode", cam.MODES)
 def test_each_modes_policy_is_what_its_code_path_calls(mode: str) -> None:
-    found = mode_actions(SRC, mode)
+    found = mode_actions(SRC, mode) | CARRY_ACTIONS[mode]
     granted = MODE_ACTIONS[mode]
     assert found == granted, f"{mode}: missing {sorted(found - granted)}; not needed {sorted(granted - found)}"
 
@@ -188,7 +189,7 @@ def test_the_modes_together_cover_everything_the_function_can_call() -> None:
     """The per-mode split may only remove a call from one mode, never lose it altogether."""
     everything, _, unmapped = actions_needed_by(SRC, sdk_method_names())
     assert not unmapped
-    assert everything == MODE_ACTIONS["tags"] | MODE_ACTIONS["metadata"]
+    assert everything | CARRY_ACTIONS["metadata"] == MODE_ACTIONS["tags"] | MODE_ACTIONS["metadata"]
 
 
 def test_mode_only_calls_are_real_adapter_methods() -> None:
@@ -206,7 +207,7 @@ OP_ACTIONS: dict[str, frozenset[str]] = {
     "GetObject": frozenset({"cos:GetObject"}),
     "GetObjectTagging": frozenset({"cos:GetObjectTagging"}),
     "PutObjectTagging": frozenset({"cos:PutObjectTagging"}),
-    "CopyObject": frozenset({"cos:GetObject", "cos:PutObject"}),
+    "CopyObject": frozenset({"cos:GetObject", "cos:PutObjectCopy"}),  # 436/10881
     "DetectLabel": frozenset({"ci:CreateDetectLabelJob", "cos:GetObject"}),
 }
 
@@ -236,7 +237,7 @@ def test_every_request_the_handler_makes_is_granted(mode: str) -> None:
     assert not unknown, f"the handler makes requests with no mapping here: {sorted(unknown)}"
     needed: set[str] = set().union(*(OP_ACTIONS[op] for op in ops))
     assert needed <= MODE_ACTIONS[mode], f"{mode}: not granted {sorted(needed - MODE_ACTIONS[mode])}"
-    write = {"tags": "cos:PutObjectTagging", "metadata": "cos:PutObject"}[mode]
+    write = {"tags": "cos:PutObjectTagging", "metadata": "cos:PutObjectCopy"}[mode]
     assert write in needed and "GetObject" in ops, ops
 
 
@@ -277,7 +278,7 @@ def test_scan_follows_imports_and_string_dispatch(tmp_path: Path) -> None:
     )
     actions, per_method, unmapped = actions_needed_by(src, SCAN_NAMES)
     assert set(per_method) == {"head_object", "copy_object"}
-    assert actions == {"cos:HeadObject", "cos:GetObject", "cos:PutObject"}
+    assert actions == {"cos:HeadObject", "cos:GetObject", "cos:PutObjectCopy"}
     assert unmapped == set()
 
 
@@ -296,8 +297,8 @@ def test_scan_of_one_mode_leaves_out_the_other_modes_calls(tmp_path: Path) -> No
     )
     names = frozenset({"put_object_tagging", "copy_object"})
     assert actions_needed_by(src, names, "tags")[0] == {"cos:PutObjectTagging"}
-    assert actions_needed_by(src, names, "metadata")[0] == {"cos:GetObject", "cos:PutObject"}
-    assert actions_needed_by(src, names)[0] == {"cos:PutObjectTagging", "cos:GetObject", "cos:PutObject"}
+    assert actions_needed_by(src, names, "metadata")[0] == {"cos:GetObject", "cos:PutObjectCopy"}
+    assert actions_needed_by(src, names)[0] == {"cos:PutObjectTagging", "cos:GetObject", "cos:PutObjectCopy"}
 
 
 def test_scan_sees_a_wrapper_once_live_code_calls_it(tmp_path: Path) -> None:
@@ -353,3 +354,42 @@ def test_scan_reports_sdk_calls_with_no_mapping(tmp_path: Path) -> None:
 def test_scan_fails_without_the_handler_module(tmp_path: Path) -> None:
     with pytest.raises(ScanError, match=r"index\.py"):
         actions_needed_by(_write_package(tmp_path, {"other.py": ""}), SCAN_NAMES)
+
+
+# Tencent's own names for what each mode does, from Tencent's pages (not from cam.py's tables):
+# (what, CAM action, page).
+TENCENT_ACTIONS = {
+    "tags": [
+        ("GET Object tagging", "cos:GetObjectTagging", "cloud.tencent.com/document/product/436/30580"),
+        ("PUT Object tagging", "cos:PutObjectTagging", "cloud.tencent.com/document/product/436/30580"),
+        ("GET Object (ranged read)", "cos:GetObject", "cloud.tencent.com/document/product/436/30580"),
+        ("detect-label", "ci:CreateDetectLabelJob", "tencentcloud.com/document/product/1045/73048"),
+    ],
+    "metadata": [
+        ("HEAD Object", "cos:HeadObject", "cloud.tencent.com/document/product/436/30580"),
+        ("PUT Object - Copy, destination", "cos:PutObjectCopy", "cloud.tencent.com/document/api/436/10881"),
+        ("PUT Object - Copy, source read", "cos:GetObject", "cloud.tencent.com/document/api/436/10881"),
+        ("GET Object acl", "cos:GetObjectACL", "cloud.tencent.com/document/product/436/30580"),
+        ("detect-label", "ci:CreateDetectLabelJob", "tencentcloud.com/document/product/1045/73048"),
+    ],
+}
+
+
+@pytest.mark.parametrize("mode", sorted(TENCENT_ACTIONS))
+def test_each_mode_grants_exactly_tencents_names(mode: str, capsys) -> None:
+    code, out, _ = run_policy(["--mode", mode, "--bucket", BUCKET, "--region", REGION, "--appid", APPID], capsys)
+    assert code == 0
+    granted = granted_actions(json.loads(out))
+    assert granted == {action for _, action, _ in TENCENT_ACTIONS[mode]}
+    assert "cos:PutObject" not in granted and "cos:PutObjectACL" not in granted
+
+
+def test_trust_can_add_the_users_own_account_for_the_assume_role_check(capsys) -> None:
+    code, out, _ = run_policy(["--trust", "--trust-account", "100000000001"], capsys)
+    assert code == 0
+    principal = json.loads(out)["statement"][0]["principal"]
+    assert principal == {"service": ["scf.qcloud.com"], "qcs": ["qcs::cam::uin/100000000001:root"]}
+    with pytest.raises(SystemExit):
+        run_policy(["--trust", "--trust-account", "me"], capsys)
+    with pytest.raises(SystemExit):
+        run_policy(["--trust-account", "100000000001"], capsys)

@@ -1,5 +1,5 @@
-"""The pure parts of `cos-autotag check`: reading Cloud Infinite's free status answer (the
-emulator does not serve it; its shape is from CI API doc 460/79594 and the SDK's XML parsing)."""
+"""The pure parts of `cos-autotag check`: reading Cloud Infinite's free status answer (its shape
+per DescribeAIBuckets 436/50196; tests/integration/test_deploy_check.py parses the emulator's answer)."""
 
 import pytest
 

@@ -18,15 +18,10 @@ import copy
 import importlib
 import importlib.metadata
 import importlib.util
-import json
-import os
 import re
-import shutil
-import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -37,7 +32,6 @@ from cos_autotag_tools.deploy.components import (
     LAYER_YML,
     OUTPUT_RE,
     ROOT,
-    deploy_files,
     env_names,
     example_env,
     function_doc,
@@ -54,23 +48,15 @@ from cos_autotag_tools.deploy.components import (
     variables_in,
 )
 from cos_autotag_tools.deploy.imports import import_problems, reachable_modules, runtime_import_names
+from tests.support.layer_build import load_build_module
 
-BUILD_PY = ROOT / "layers" / "build.py"
+SRC = (ROOT / "src").resolve()
 PYPROJECT = ROOT / "pyproject.toml"
 
 # Variables .env.example may list that no deployment file uses: the deploy CLI itself reads
 # them, or a documented command takes them (`cos-autotag policy --appid "$COS_APPID"`).
 CLI_VARIABLES = frozenset({"TENCENT_SECRET_ID", "TENCENT_SECRET_KEY", "TENCENT_TOKEN", "SERVERLESS_PLATFORM_VENDOR"})
 COMMAND_VARIABLES = frozenset({"COS_APPID"})
-
-
-def load_build_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("layer_build", BUILD_PY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("layer_build", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 # --- tests: the files as they are -------------------------------------------------------------
@@ -134,64 +120,65 @@ def test_environment_fits_scf_limit_with_every_example_value() -> None:
     assert function_problems(doc) == []
 
 
+def test_function_uploads_the_package_make_package_builds() -> None:
+    """serverless.yml uploads build/function, which `make package` (layers/build.py) writes."""
+    src, exclude = function_src(function_doc())
+    assert src == (load_build_module().FUNCTION_OUT / "function").resolve()
+    assert exclude == [], "the build decides what ships; an exclusion here would hide a build problem"
+
+
 def test_handler_resolves_to_a_callable_in_the_uploaded_code() -> None:
     doc = function_doc()
     module_name, function_name = doc["inputs"]["handler"].split(".")
-    src, exclude = function_src(doc)
-    assert f"{module_name}.py" in deploy_files(src, exclude), f"{module_name}.py is not uploaded"
-    sys.path.insert(0, str(src))
+    assert f"{module_name}.py" in load_build_module().function_files(SRC), f"{module_name}.py is not uploaded"
+    sys.path.insert(0, str(SRC))
     try:
         module = importlib.import_module(module_name)
     finally:
-        sys.path.remove(str(src))
-    assert Path(module.__file__ or "").resolve() == src / f"{module_name}.py"
+        sys.path.remove(str(SRC))
+    assert Path(module.__file__ or "").resolve() == SRC / f"{module_name}.py"
     assert callable(getattr(module, function_name, None)), f"{module_name}.{function_name} is not callable"
 
 
 def test_upload_is_exactly_the_handler_module_and_the_function_package() -> None:
-    """serverless.yml names what ships (src/ whole): index.py and cos_autotag, nothing else."""
-    src, exclude = function_src(function_doc())
-    assert src == (ROOT / "src").resolve()
-    files = deploy_files(src, exclude)
+    """The function package is src/ whole: index.py and cos_autotag, nothing else."""
+    files = load_build_module().function_files(SRC)
     assert {Path(f).parts[0] for f in files} == {"index.py", "cos_autotag"}
-    package = sorted(p.relative_to(src).as_posix() for p in (src / "cos_autotag").rglob("*.py"))
+    package = sorted(p.relative_to(SRC).as_posix() for p in (SRC / "cos_autotag").rglob("*.py"))
     assert [f for f in files if f != "index.py"] == package, "the package ships whole, and only its modules"
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or ".egg-info/" in f]
 
 
-def test_excludes_drop_only_build_debris(tmp_path: Path) -> None:
-    """The upload's exclusions, applied to a src/ holding what Python and pip leave behind."""
-    _, exclude = function_src(function_doc())
+def test_package_leaves_out_only_build_debris(tmp_path: Path) -> None:
+    """What the build copies from a src/ holding what Python and pip leave behind."""
     for rel in (
         "index.py",
         "cos_autotag/__init__.py",
         "cos_autotag/__pycache__/handler.cpython-310.pyc",
-        "__pycache__/index.cpython-310.pyc",
+        "__pycache__/index.cpython-311.pyc",
         "cos_autotag.egg-info/PKG-INFO",
     ):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("", encoding="utf-8")
-    assert deploy_files(tmp_path, exclude) == ["cos_autotag/__init__.py", "index.py"]
+    assert load_build_module().function_files(tmp_path) == ["cos_autotag/__init__.py", "index.py"]
 
 
 def test_upload_holds_every_module_the_handler_can_import() -> None:
-    """Excluding too much breaks the function in the cloud only; catch it here."""
-    src, exclude = function_src(function_doc())
-    files = set(deploy_files(src, exclude))
+    """Leaving out too much breaks the function in the cloud only; catch it here."""
+    files = set(load_build_module().function_files(SRC))
     needed = {
-        name.replace(".", "/") + ("/__init__.py" if (src / name.replace(".", "/")).is_dir() else ".py")
-        for name in reachable_modules(src)
+        name.replace(".", "/") + ("/__init__.py" if (SRC / name.replace(".", "/")).is_dir() else ".py")
+        for name in reachable_modules(SRC)
     }
     assert "index.py" in needed
-    assert needed <= files, f"excluded from the upload but imported by the handler: {sorted(needed - files)}"
+    assert needed <= files, f"left out of the package but imported by the handler: {sorted(needed - files)}"
 
 
 def test_uploaded_code_imports_only_what_the_layer_carries() -> None:
-    src, exclude = function_src(function_doc())
-    files = deploy_files(src, exclude)
-    allowed = runtime_import_names(load_build_module().runtime_dependencies(PYPROJECT))
+    build = load_build_module()
+    allowed = runtime_import_names(build.runtime_dependencies(PYPROJECT))
     assert {"qcloud_cos", "requests", "structlog"} <= allowed
-    assert import_problems(src, files, allowed, "cos_autotag_tools") == []
+    assert import_problems(SRC, build.function_files(SRC), allowed, "cos_autotag_tools") == []
 
 
 def test_layer_is_built_for_the_function_runtime_and_referenced_by_it() -> None:
@@ -215,37 +202,6 @@ def test_layer_is_built_for_the_function_runtime_and_referenced_by_it() -> None:
             assert match["key"] == field
             keys.append(match["key"])
     assert sorted(keys) == ["name", "version"]
-
-
-def test_toml_fallback_reads_the_same_dependencies_as_tomllib() -> None:
-    tomllib = pytest.importorskip("tomllib")
-    build = load_build_module()
-    text = PYPROJECT.read_text(encoding="utf-8")
-    assert build.parse_dependencies(text) == tomllib.loads(text)["project"]["dependencies"]
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        '[project]\ndependencies = [\n  "a>=1",\n',  # never closed
-        "[project]\ndependencies = [a]\n",  # not a string
-        '[project]\ndependencies = "a"\n',  # not an array
-    ],
-)
-def test_toml_fallback_refuses_what_it_cannot_read(text: str) -> None:
-    build = load_build_module()
-    with pytest.raises(build.BuildFailed):
-        build.parse_dependencies(text)
-
-
-def test_toml_fallback_handles_comments_and_other_tables() -> None:
-    build = load_build_module()
-    text = (
-        '[tool.x]\ndependencies = ["no"]\n'
-        '[project]\nname = "p"  # dependencies = ["no"]\n'
-        "dependencies = [ # runtime\n  'a>=1', # first\n  \"b[x]; python_version < '4'\",\n]\n"
-    )
-    assert build.parse_dependencies(text) == ["a>=1", "b[x]; python_version < '4'"]
 
 
 # --- tests: each rule rejects what it should ----------------------------------------------------
@@ -427,191 +383,3 @@ def test_import_rule_catches_local_and_undeclared_imports(tmp_path: Path) -> Non
     assert any("imports redis, which is not a runtime dependency" in p for p in problems), problems
     assert any("imports PIL" in p for p in problems), "only an ImportError handler makes an import optional"
     assert not any(name in p for p in problems for name in ("numpy", "json", "requests", "tqdm")), problems
-
-
-# --- the built layer (built by `make layer` before the tests: pip needs the package index) ---------
-
-
-@pytest.fixture(scope="session")
-def built_layer() -> dict[str, Any]:
-    """The layer `make layer` built (`make test` builds it first): tests never reach a package index."""
-    build = load_build_module()
-    summary_file = build.DEFAULT_OUT / build.SUMMARY_NAME
-    assert summary_file.is_file(), "no built layer: run `make layer` (make test runs it before the tests)"
-    summary: dict[str, Any] = json.loads(summary_file.read_text(encoding="utf-8"))
-    assert Path(summary["layer_dir"]).is_dir(), f"{summary['layer_dir']} is gone: run `make layer` again"
-    return summary
-
-
-def _reports_version(python: str, version: str, env: Mapping[str, str]) -> bool:
-    probe = [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
-    try:
-        proc = subprocess.run(probe, capture_output=True, text=True, env=dict(env), check=False, timeout=30)
-    except OSError:
-        return False
-    return proc.returncode == 0 and proc.stdout.strip() == version
-
-
-def _isolated_python() -> tuple[str, dict[str, str]]:
-    """SCF's Python (3.10) if this machine has it, found on PATH or through pyenv; otherwise
-    the interpreter running the tests (a newer Python still imports the 3.10 layer's code)."""
-    version = load_build_module().PYTHON_VERSION
-    env = dict(os.environ)
-    exe = shutil.which("python" + version)
-    if exe and _reports_version(exe, version, env):
-        return exe, env
-    pyenv = shutil.which("pyenv")
-    if exe and pyenv:  # a pyenv shim: ask for the newest installed 3.10.x
-        latest = subprocess.run([pyenv, "latest", version], capture_output=True, text=True, check=False)
-        env["PYENV_VERSION"] = latest.stdout.strip()
-        if latest.returncode == 0 and _reports_version(exe, version, env):
-            return exe, env
-    return sys.executable, dict(os.environ)
-
-
-@pytest.mark.integration
-def test_built_layer_runs_the_uploaded_handler_in_isolation(built_layer: dict[str, Any], tmp_path: Path) -> None:
-    """Upload (src minus excludes) + layer, nothing else: `import index` must work, take every
-    dependency from the layer, and never load the stripped Crypto package."""
-    doc = function_doc()
-    src, exclude = function_src(doc)
-    code = tmp_path / "code"
-    for rel in deploy_files(src, exclude):
-        (code / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src / rel, code / rel)
-    layer = Path(built_layer["layer_dir"])
-    module_name, function_name = doc["inputs"]["handler"].split(".")
-    check = (
-        "import importlib, json, sys\n"
-        "sys.path[:0] = sys.argv[1:3]\n"
-        f"handler = getattr(importlib.import_module({module_name!r}), {function_name!r})\n"
-        "import sysconfig\n"
-        "mods = {n: getattr(m, '__file__', None) for n, m in list(sys.modules.items())}\n"
-        "stdlib = [sysconfig.get_paths()[k] for k in ('stdlib', 'platstdlib')]\n"
-        "print(json.dumps({'callable': callable(handler), 'modules': mods, 'stdlib': stdlib}))\n"
-    )
-    python, env = _isolated_python()
-    proc = subprocess.run(
-        [python, "-B", "-I", "-S", "-c", check, str(code), str(layer)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=120,
-    )
-    assert proc.returncode == 0, f"{python}: {proc.stderr}"
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["callable"]
-    modules: dict[str, str | None] = result["modules"]
-    assert "Crypto" not in modules, "the handler loads pycryptodome, which the layer strips"
-    for name in ("qcloud_cos", "requests", "structlog"):
-        assert modules.get(name) and Path(str(modules[name])).is_relative_to(layer), f"{name}: {modules.get(name)}"
-    allowed = [code.resolve(), layer.resolve(), *(Path(p).resolve() for p in result["stdlib"])]
-    for name, file in modules.items():
-        if file:  # every module with a file comes from the upload, the layer or the stdlib
-            path = Path(file).resolve()
-            assert any(path.is_relative_to(p) for p in allowed), f"{name} loaded from {file}"
-
-
-@pytest.mark.integration
-def test_built_layer_fits_scf_limits_with_packages_at_the_root(built_layer: dict[str, Any]) -> None:
-    import zipfile
-
-    with zipfile.ZipFile(built_layer["zip"]) as zf:
-        names = zf.namelist()
-    assert "qcloud_cos/__init__.py" in names, "packages must sit at the zip root (/opt on SCF)"
-    assert not [n for n in names if n.startswith(("Crypto/", "bin/")) or "__pycache__" in n or n.endswith(".pyc")]
-    assert built_layer["zipped_bytes"] < cos_facts.SCF_ZIP_UPLOAD_MAX_BYTES
-    assert built_layer["unzipped_bytes"] < cos_facts.SCF_CODE_UNZIPPED_MAX_BYTES
-    assert built_layer["unzipped_bytes"] < built_layer["pip_installed_bytes"], "stripping removed nothing"
-    build = load_build_module()
-    locked = [f"{pin.name}=={pin.version}" for pin in build.read_lock(build.LOCK)]
-    assert built_layer.get("locked") == locked, "the layer was not built from the current lock: run `make layer`"
-
-
-# --- the pinned layer: layers/requirements.lock -------------------------------------------------
-
-
-def _target_closure(requirements: list[str]) -> set[str]:
-    """Distribution names the requirements pull in on SCF's Python, read from the installed
-    packages' metadata with SCF's environment markers (not this interpreter's)."""
-    from packaging.requirements import Requirement
-
-    build = load_build_module()
-    names: set[str] = set()
-    todo = [Requirement(r) for r in requirements]
-    while todo:
-        requirement = todo.pop()
-        name = build._canonical(requirement.name)
-        if name in names:
-            continue
-        names.add(name)
-        for spec in importlib.metadata.requires(name) or []:
-            sub = Requirement(spec)
-            if sub.marker is None or sub.marker.evaluate(build.TARGET_MARKER_ENV):
-                todo.append(sub)
-    return names
-
-
-def test_lock_pins_every_package_of_the_layer_with_a_hash() -> None:
-    build = load_build_module()
-    pins = build.read_lock(build.LOCK)
-    deps = build.runtime_dependencies(PYPROJECT)
-    assert build.lock_problems(pins, deps) == []
-    for pin in pins:
-        assert pin.hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in pin.hashes), pin
-        assert re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", pin.version), pin
-    locked = {pin.name for pin in pins}
-    needed = _target_closure(deps)
-    assert {"typing-extensions", "crcmod", "pycryptodome"} <= needed, "SCF's markers are not applied"
-    assert locked == needed, f"not pinned: {sorted(needed - locked)}; pinned but unused: {sorted(locked - needed)}"
-
-
-def test_model_wheel_is_pinned_by_hash_at_the_version_pyproject_names() -> None:
-    build = load_build_module()
-    (pin,) = build.read_lock(build.MODEL_LOCK)
-    assert pin.name == build.MODEL_PACKAGE and re.fullmatch(r"[0-9a-f]{64}", pin.hashes[0])
-    assert f'"{build.MODEL_PACKAGE}=={pin.version}"' in PYPROJECT.read_text(encoding="utf-8")
-    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    assert "--require-hashes --no-deps -r tools/requirements-model.lock" in makefile
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("requests>=2.31 --hash=sha256:" + "a" * 64 + "\n", "expected NAME==VERSION"),
-        ("requests==2.31.0\n", "expected NAME==VERSION"),
-        ("requests==2.31.0 --hash=md5:abc\n", "expected NAME==VERSION"),
-        ("a==1 --hash=sha256:" + "a" * 64 + "\nA==1 --hash=sha256:" + "b" * 64 + "\n", "twice"),
-    ],
-)
-def test_lock_reader_refuses_unpinned_or_unhashed_lines(tmp_path: Path, text: str, expected: str) -> None:
-    build = load_build_module()
-    lock = tmp_path / "requirements.lock"
-    lock.write_text(text, encoding="utf-8")
-    with pytest.raises(build.BuildFailed, match=expected):
-        build.read_lock(lock)
-
-
-def test_lock_that_no_longer_covers_pyproject_is_refused() -> None:
-    build = load_build_module()
-    pins = [build.Pin("requests", "2.30.0", ["a" * 64])]
-    problems = build.lock_problems(pins, ["requests>=2.31", "structlog>=24.1"])
-    assert problems == ["requests==2.30.0 does not satisfy requests>=2.31", "structlog is not pinned"]
-
-
-def test_layer_installs_from_the_lock_with_hash_checking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pip invocation the build makes (recorded, not run): hash-checked, nothing resolved."""
-    build = load_build_module()
-    calls: list[list[str]] = []
-    monkeypatch.setattr(build, "_pip", lambda args, env=None: calls.append(list(args)))
-    pins = [build.Pin("requests", "2.32.0", ["a" * 64]), build.Pin("idna", "3.7", ["b" * 64, "c" * 64])]
-    build.install_from_lock(pins, tmp_path / "layer", tmp_path / "work")
-    (install,) = calls
-    assert install[0] == "install" and "--require-hashes" in install and "--no-deps" in install
-    assert install[install.index("--python-version") + 1] == build.PYTHON_VERSION
-    requirements = Path(install[install.index("-r") + 1]).read_text(encoding="utf-8").splitlines()
-    assert requirements == [
-        "requests==2.32.0 --hash=sha256:" + "a" * 64,
-        "idna==3.7 --hash=sha256:" + "b" * 64 + " --hash=sha256:" + "c" * 64,
-    ]

@@ -1,4 +1,7 @@
+import pytest
+
 from cos_autotag.detect import parse_detect_response
+from cos_autotag.errors import UnreadableReply
 from cos_autotag.label import Label
 from cos_autotag.selection import select_labels
 
@@ -27,8 +30,21 @@ def test_root_element_and_odd_values_are_tolerated():
     assert parse_detect_response({"RecognitionResult": {"Labels": {"Name": "dog", "Confidence": "99.6"}}}) == [
         Label("dog", 100)
     ]
-    assert parse_detect_response(b"raw bytes") == []
-    assert parse_detect_response(None) == []
+
+
+
+@pytest.mark.parametrize("reply", [b"raw bytes", None, [], {"body": {"h1": "502"}}, {"CameraLabels": "text"}])
+def test_a_reply_not_of_the_documented_shape_is_unreadable_never_label_less(reply):
+    with pytest.raises(UnreadableReply, match="unreadable reply from DetectLabel"):
+        parse_detect_response(reply)
+
+
+def test_labels_nested_deeper_than_the_documented_shape_are_unreadable():
+    nested: dict = {"Name": "x", "Confidence": "50"}
+    for _ in range(50):
+        nested = {"Labels": nested}
+    with pytest.raises(UnreadableReply):
+        parse_detect_response({"CameraLabels": nested})
 
 
 def test_select_merges_scenes_dedupes_filters_orders_and_caps():

@@ -281,6 +281,32 @@ def test_the_sdk_error_line_is_json_with_its_traceback_redacted() -> None:
         except ConnectionError:
             logging.getLogger("qcloud_cos.cos_client").exception([f"url:/?q-signature={SIGNATURE}"])
     [line] = [json.loads(text) for text in out.getvalue().splitlines()]
-    assert line["level"] == "error" and line["logger"] == "qcloud_cos.cos_client"
+    # WARNING, not ERROR: the function retries a network failure and logs the outcome itself.
+    assert line["level"] == "warning" and line["logger"] == "qcloud_cos.cos_client"
     assert line["exception_name"] == "ConnectionError" and "q-signature%3D***" in line["exception"]
     assert SIGNATURE not in json.dumps(line)
+
+
+HMAC = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"sign_key: {HMAC}",
+        f"sign_key{HMAC}",  # the SDK's second print has no separator
+        f"sign: {HMAC}",
+        f"signature: {HMAC}",
+        f"{{'sign_key': '{HMAC}'}}",
+        f'{{"sign_key": "{HMAC}"}}',
+        f"sign_key%3D{HMAC}",
+        f"SIGN_KEY={HMAC.upper()}",
+    ],
+)
+def test_an_hmac_after_a_signing_name_is_redacted_in_every_form(line: str) -> None:
+    assert HMAC not in observability.redact_text(line).lower()
+
+
+def test_forty_hex_digits_without_a_signing_name_are_left_alone() -> None:
+    assert observability.redact_text(f"etag {HMAC}") == f"etag {HMAC}"
+    assert observability.redact_text(f"design {HMAC}") == f"design {HMAC}"

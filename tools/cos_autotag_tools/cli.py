@@ -7,6 +7,7 @@ when used, so `invoke` stays as light as the deployed function and a new command
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import mimetypes
@@ -63,10 +64,13 @@ def _invoke(args: argparse.Namespace) -> int:
         print(f"cos-autotag invoke: cannot read {args.event}: {error}", file=sys.stderr)
         return 2
     try:
-        app = App.from_env()
-        if args.upload:
-            _upload(app, event, args.upload)
-        summary = app.handle(event, _context(args))
+        # The function logs JSON lines to stdout, as on SCF; here stdout is the summary's alone
+        # (`| jq` works), so the logs go to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            app = App.from_env()
+            if args.upload:
+                _upload(app, event, args.upload)
+            summary = app.handle(event, _context(args))
     except (SettingsError, ConfigurationError) as error:
         print(f"cos-autotag invoke: {error}", file=sys.stderr)
         return 2
@@ -93,6 +97,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "untag": ("untag", "run_untag", "remove the function's labels, keep everything else"),
     "show": ("show", "run_show", "print one object's labels"),
     "find": ("find", "run_find", "list the objects that carry a label"),
+    "dataset": ("dataset", "run_dataset", "set up Cloud Infinite MetaInsight for `find --dataset`"),
     "gallery": ("gallery", "run_gallery", "browse a bucket's photos and labels in a web page"),
     "policy": ("deploy.policy", "run_policy", "print the execution role's least-privilege CAM policy"),
     "check": ("deploy.check", "run_check", "preflight a deployment's settings and access"),

@@ -1,9 +1,8 @@
-"""`cos-autotag find LABEL`: the objects that carry a label, read in parallel."""
+"""`cos-autotag find QUERY`: the objects whose labels match a query (`query.py`), read in parallel."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections import Counter
@@ -12,19 +11,23 @@ from collections.abc import Mapping
 from cos_autotag.errors import CosCallError
 
 from .backfill.cli import UsageError
-from .backfill.listing import list_objects
+from .backfill.listing import ListedObject, list_objects
 from .backfill.progress import Progress
 from .object_labels import (
+    Bucket,
     ReadResult,
     add_bucket_arguments,
     add_mode_argument,
     check_concurrency,
+    clean,
     explain,
+    json_text,
     label_key,
     open_bucket,
     read_many,
     sdk_quiet,
 )
+from .query import HELP, Query, QueryError, best_confidence, key_prefix, matches, parse
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CONCURRENCY = 16
@@ -33,11 +36,17 @@ DEFAULT_CONCURRENCY = 16
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cos-autotag find",
-        description="List the objects that carry a label (one GET tagging, or HEAD, per listed object). "
+        description="List the objects whose labels match a query (one GET tagging, or HEAD, per listed object). "
+        f"Query: {HELP}. "
         "Settings and credentials come from the same environment as the function and the backfill "
         "(TENCENTCLOUD_SECRETID/SECRETKEY[/SESSIONTOKEN], AUTOTAG_COS_ENDPOINT).",
     )
-    parser.add_argument("label", metavar="LABEL", help="the label, as the function wrote it, e.g. 浓缩咖啡 or cat")
+    parser.add_argument(
+        "label",
+        metavar="QUERY",
+        nargs="+",
+        help="a label or a query, e.g. 浓缩咖啡, 猫>=60, '猫 AND NOT 狗' (several words are joined with spaces)",
+    )
     add_bucket_arguments(parser)
     parser.add_argument("--prefix", default="", help="only keys starting with this")
     parser.add_argument(
@@ -54,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONCURRENCY,
         help=f"objects read at once (default {DEFAULT_CONCURRENCY})",
     )
+    parser.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="ask Cloud Infinite MetaInsight's dataset NAME (made by `cos-autotag dataset NAME`) instead of "
+        "listing the bucket: one request per 100 answers; see docs/deploy.md",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document (UTF-8) instead of lines")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none anyway if not a terminal)")
     return parser
@@ -69,23 +84,35 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         if not 0 <= args.min_confidence <= 100:
             raise UsageError(f"--min-confidence must be 0 to 100, not {args.min_confidence}")
+        args.label = " ".join(args.label)
         if not label_key(args.label):
-            raise UsageError("LABEL is empty: give the label to look for, e.g. 浓缩咖啡")
+            raise UsageError("LABEL is empty: give the label or query to look for, e.g. 浓缩咖啡 or '猫 AND NOT 狗'")
+        try:
+            query = parse(args.label)
+        except QueryError as error:
+            raise UsageError(f"cannot read the query: {error}") from error
         concurrency = check_concurrency(args.concurrency)
         bucket = open_bucket(args, env)
     except UsageError as error:
         print(f"cos-autotag find: {error}", file=sys.stderr)
         return EXIT_USAGE
 
+    if args.dataset:
+        return _find_in_dataset(args, query, bucket)
     progress = Progress(not args.no_progress and sys.stderr.isatty(), f"find {args.label}")
     seen: Counter[str] = Counter()
-    matches: list[tuple[ReadResult, int]] = []
+    found: list[tuple[ReadResult, int | None]] = []
     failed: list[ReadResult] = []
     scanned = 0
+    # The longer of --prefix and the query's own key: prefix, when one extends the other.
+    listing_prefix = max(args.prefix, key_prefix(query), key=len)
+    if not (listing_prefix.startswith(args.prefix) and listing_prefix.startswith(key_prefix(query))):
+        listing_prefix = args.prefix
     objects = (
         obj
-        for obj in list_objects(bucket.gateway, bucket.name, bucket.region, args.prefix, on_page=progress.add_total)
+        for obj in list_objects(bucket.gateway, bucket.name, bucket.region, listing_prefix, on_page=progress.add_total)
         if not obj.key.endswith("/")  # a folder's placeholder carries no labels
+        and obj.key.startswith(args.prefix)
     )
     try:
         for result in read_many(
@@ -97,11 +124,15 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 continue
             scanned += 1
             seen.update(name for name, _ in result.labels.labels)
-            confidence = result.labels.confidence(args.label)
-            if confidence is not None and confidence >= args.min_confidence:
-                matches.append((result, confidence))
+            labels = result.labels.labels
+            if not matches(query, result.listed.key, labels):
+                continue
+            confidence = best_confidence(query, labels)
+            if (confidence or 0) >= args.min_confidence:
+                found.append((result, confidence))
                 if not args.json:
-                    _print_match(f"{result.listed.key}\t{confidence}", progress)
+                    shown = "-" if confidence is None else confidence
+                    _print_match(f"{clean(result.listed.key)}\t{shown}", progress)
     except (CosCallError, ValueError) as error:  # the listing itself failed, after its retries
         progress.close()
         reason = explain(error, bucket) if isinstance(error, CosCallError) else str(error)
@@ -112,23 +143,81 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"cos-autotag find: interrupted after {scanned} objects", file=sys.stderr)
         return EXIT_INTERRUPTED
     progress.close()
+    return _report(args, query, bucket, scanned, found, failed, seen)
 
+
+def _find_in_dataset(args: argparse.Namespace, query: Query, bucket: Bucket) -> int:
+    """The same answers from a MetaInsight dataset: the server narrows (`dataset_query.translate`),
+    `query.matches` decides on each file's labels, as when listing."""
+    from .dataset_query import key_of, labels_of, translate
+    from .metainsight import MetaInsight, MetaInsightError
+
+    client = MetaInsight(bucket.gateway, bucket.name, bucket.region)
+    server_query = translate(query, args.mode, bucket.name, args.prefix)
+    seen: Counter[str] = Counter()
+    found: list[tuple[ReadResult, int | None]] = []
+    scanned = 0
+    try:
+        for file in client.files(args.dataset, server_query):
+            key = key_of(file, bucket.name)
+            if key.endswith("/") or not key.startswith(args.prefix):
+                continue
+            labels = labels_of(file, key, args.mode)
+            scanned += 1
+            seen.update(name for name, _ in labels.labels)
+            if not matches(query, key, labels.labels):
+                continue
+            confidence = best_confidence(query, labels.labels)
+            if (confidence or 0) >= args.min_confidence:
+                listed = ListedObject(key, _int(file.get("Size")), str(file.get("COSStorageClass") or ""),
+                                      str(file.get("ETag") or ""))  # fmt: skip
+                found.append((ReadResult(listed, labels), confidence))
+                if not args.json:
+                    print(f"{clean(key)}\t{'-' if confidence is None else confidence}", flush=True)
+    except MetaInsightError as error:
+        print(f"cos-autotag find: {clean(str(error))}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"cos-autotag find: interrupted after {scanned} objects", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"  (dataset {clean(args.dataset)}: {client.requests} MetaInsight requests)", file=sys.stderr)
+    return _report(args, query, bucket, scanned, found, [], seen)
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def _report(
+    args: argparse.Namespace,
+    query: Query,
+    bucket: Bucket,
+    scanned: int,
+    found: list[tuple[ReadResult, int | None]],
+    failed: list[ReadResult],
+    seen: Counter[str],
+) -> int:
     if args.json:
         document = {
             "label": args.label,
+            "query": str(query),
             "bucket": bucket.name,
             "region": bucket.region,
             "prefix": args.prefix,
+            "dataset": args.dataset,
             "min_confidence": args.min_confidence,
             "scanned": scanned,
-            "matches": [{"key": r.listed.key, "confidence": c, "etag": r.listed.etag, **_rest(r)} for r, c in matches],
+            "matches": [{"key": r.listed.key, "confidence": c, "etag": r.listed.etag, **_rest(r)} for r, c in found],
             "failed": [{"key": r.listed.key, "error": str(r.error)} for r in failed],
         }
-        print(json.dumps(document, ensure_ascii=False, indent=2))
-    _summary(args, scanned, matches, failed, seen, bucket_name=bucket.name)
+        print(json_text(document))
+    _summary(args, scanned, found, failed, seen, bucket_name=bucket.name)
     for result in failed[:5]:
         assert result.error is not None
-        print(f"  {result.listed.key}: {explain(result.error, bucket)}", file=sys.stderr)
+        print(f"  {clean(result.listed.key)}: {clean(explain(result.error, bucket))}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -150,19 +239,19 @@ def _rest(result: ReadResult) -> dict[str, object]:
 def _summary(
     args: argparse.Namespace,
     scanned: int,
-    matches: list[tuple[ReadResult, int]],
+    matches: list[tuple[ReadResult, int | None]],
     failed: list[ReadResult],
     seen: Counter[str],
     bucket_name: str,
 ) -> None:
     where = f"{bucket_name}/{args.prefix}"
     threshold = f" at confidence {args.min_confidence} or more" if args.min_confidence else ""
-    line = f"{len(matches)} of {scanned} objects in {where} carry {args.label!r}{threshold}"
+    line = f"{len(matches)} of {scanned} objects in {where} carry {clean(repr(args.label))}{threshold}"
     if failed:
         line += f"; {len(failed)} could not be read"
     print(line, file=sys.stderr)
     if not matches and seen:
-        common = ", ".join(f"{name} ({count})" for name, count in seen.most_common(10))
+        common = ", ".join(f"{clean(name)} ({count})" for name, count in seen.most_common(10))
         print(f"  labels found there, most common first: {common}", file=sys.stderr)
     elif not matches and scanned:
         print(

@@ -4,6 +4,11 @@ Tags mode:      autotag = <marker>, autotag:<name> = <confidence>   (GET Object 
 Metadata mode:  x-cos-meta-autotag = <marker>,
                 x-cos-meta-autotag-labels = <name>:<confidence>,...  (HEAD Object; names percent-encoded)
 
+`decode_labels` is the one place the tools turn an object's tags or metadata into labels: `show`,
+`find`, the gallery's index and the dataset query all go through it, so a change of layout lands
+here. It never raises on what COS would store: a value it cannot read (`²`, `9.5`, `1e400`, a
+5,000-digit number) is kept aside as unreadable and shown as such.
+
 `show`, `find` and `gallery` share this reader, the backfill's listing, and the way the backfill
 builds its settings, client and credentials (AUTOTAG_COS_ENDPOINT, TENCENTCLOUD_*).
 """
@@ -11,7 +16,9 @@ builds its settings, client and credentials (AUTOTAG_COS_ENDPOINT, TENCENTCLOUD_
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import re
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -19,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from urllib.parse import unquote
 
 from cos_autotag import observability
 from cos_autotag.errors import ConfigurationError, CosCallError, SettingsError
@@ -28,8 +36,7 @@ from cos_autotag.writeback import (
     LABEL_TAG_PREFIX,
     LABELS_META,
     MARKER_META,
-    decode_labels_meta,
-    marker_in_tags,
+    MARKER_TAG,
 )
 from cos_autotag_tools.gateway import ToolGateway
 
@@ -40,6 +47,9 @@ from .bucket_args import add_bucket_arguments as add_bucket_arguments  # show, f
 MODES = ("auto", "tags", "metadata")
 READ_DEADLINE_S = 30.0  # per object, retries of a throttled or failing read included
 MAX_CONCURRENCY = 64
+# A confidence as the function writes it: a whole number 0-100 in ASCII digits. `str.isdigit()`
+# is true for `²` and `٣`, which `int()` refuses or reads as another number: never used here.
+_CONFIDENCE = re.compile(r"[0-9]{1,3}")
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,9 @@ class ObjectLabels:
     found_in: str
     marker: str | None
     labels: tuple[tuple[str, int], ...] = ()
+    # (name, raw value) of entries in the labels' place that are not a label the function wrote
+    # (a confidence that is not a whole number 0-100, a metadata item without `name:confidence`).
+    unreadable: tuple[tuple[str, str], ...] = ()
 
     @property
     def labeled(self) -> bool:
@@ -68,6 +81,7 @@ class ObjectLabels:
             "mode": self.found_in or None,
             "marker": self.marker,
             "labels": [{"name": n, "confidence": c} for n, c in self.labels],
+            "unreadable": [{"name": n, "value": v} for n, v in self.unreadable],
         }
 
 
@@ -76,24 +90,71 @@ def label_key(name: str) -> str:
     return unicodedata.normalize("NFKC", name).casefold().strip()
 
 
-def from_tags(key: str, tags: Iterable[tuple[str, str]]) -> ObjectLabels:
-    tags = list(tags)
-    labels = []
+def read_confidence(value: str) -> int | None:
+    """A confidence 0-100 as the function writes it, or None for anything else."""
+    text = value.strip()
+    if _CONFIDENCE.fullmatch(text) is None:
+        return None
+    confidence = int(text)
+    return confidence if confidence <= 100 else None
+
+
+def decode_labels(
+    key: str, tags: Iterable[tuple[str, str]] | None = None, head: Mapping[str, str] | None = None
+) -> ObjectLabels:
+    """An object's labels from its tags (tags mode) or its HEAD headers (metadata mode).
+
+    Never raises for any text: what is not a label the function wrote is `unreadable`.
+    """
+    if tags is not None:
+        return _from_tags(key, list(tags))
+    return _from_head(key, head or {})
+
+
+def _from_tags(key: str, tags: list[tuple[str, str]]) -> ObjectLabels:
+    labels, unreadable = [], []
+    marker = None
     for name, value in tags:
-        # Only `autotag:<name>` with a whole-number value is a label; the user's tags
-        # (`owner`, `autotagger`, `autotag-note`, ...) never are.
-        if name.startswith(LABEL_TAG_PREFIX) and len(name) > len(LABEL_TAG_PREFIX) and value.strip().isdigit():
-            labels.append((name[len(LABEL_TAG_PREFIX) :], int(value)))
+        if name == MARKER_TAG:
+            marker = value
+        # Only `autotag:<name>` is in the labels' place; the user's tags (`owner`, `autotagger`,
+        # `autotag-note`, ...) never are.
+        elif name.startswith(LABEL_TAG_PREFIX) and len(name) > len(LABEL_TAG_PREFIX):
+            confidence = read_confidence(value)
+            if confidence is None:
+                unreadable.append((name[len(LABEL_TAG_PREFIX) :], value))
+            else:
+                labels.append((name[len(LABEL_TAG_PREFIX) :], confidence))
     labels.sort(key=lambda item: -item[1])
-    marker = marker_in_tags(tags)
-    return ObjectLabels(key, "tags" if marker is not None or labels else "", marker, tuple(labels))
+    found_in = "tags" if marker is not None or labels else ""
+    return ObjectLabels(key, found_in, marker, tuple(labels), tuple(unreadable))
+
+
+def _from_head(key: str, head: Mapping[str, str]) -> ObjectLabels:
+    lowered = {str(name).lower(): str(value) for name, value in head.items()}
+    marker = lowered.get(MARKER_META)
+    labels, unreadable = [], []
+    for item in lowered.get(LABELS_META, "").split(","):
+        if not item.strip():
+            continue
+        quoted, _, value = item.rpartition(":")
+        confidence = read_confidence(value)
+        name = unquote(quoted, errors="replace")
+        if not name or confidence is None:
+            unreadable.append((name or item, value))
+        else:
+            labels.append((name, confidence))
+    labels.sort(key=lambda item: -item[1])
+    found_in = "metadata" if marker is not None or labels else ""
+    return ObjectLabels(key, found_in, marker, tuple(labels), tuple(unreadable))
+
+
+def from_tags(key: str, tags: Iterable[tuple[str, str]]) -> ObjectLabels:
+    return decode_labels(key, tags=tags)
 
 
 def from_head(key: str, head: Mapping[str, str]) -> ObjectLabels:
-    lowered = {name.lower(): value for name, value in head.items()}
-    marker = lowered.get(MARKER_META)
-    labels = sorted(decode_labels_meta(lowered.get(LABELS_META, "")), key=lambda item: -item[1])
-    return ObjectLabels(key, "metadata" if marker is not None or labels else "", marker, tuple(labels))
+    return decode_labels(key, head=head)
 
 
 def read_labels(gateway: ToolGateway, bucket: str, region: str, key: str, mode: str = "auto") -> ObjectLabels:
@@ -241,6 +302,36 @@ def explain(error: CosCallError, bucket: Bucket) -> str:
 
 # --- text output ----------------------------------------------------------------------------
 
+# Escape sequences (CSI, OSC, DCS, ... up to their terminator) and single escapes, then every
+# control character left: C0, DEL, C1 (0x9b is a CSI on its own) and the bidi overrides that
+# reorder what a terminal shows.
+_ESCAPE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]?"  # CSI
+    r"|\x1b[\]PX^_].*?(?:\x07|\x1b\\|$)"  # OSC, DCS, SOS, PM, APC: to BEL or ST
+    r"|\x1b.?",
+    re.DOTALL,
+)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BEYOND_C0 = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(text: object) -> str:
+    """`text` safe to print on a terminal: escape sequences and control characters removed
+    (U+FFFD when nothing printable is left, so a name never vanishes from a line)."""
+    text = str(text)
+    out = _CONTROL.sub("", _ESCAPE.sub("", text))
+    return out if out or not text else "\ufffd"
+
+
+def json_text(document: object) -> str:
+    """JSON (UTF-8, indented) in which no character a terminal acts on appears raw.
+
+    `json.dumps` escapes C0 already; DEL, C1 and the bidi controls are escaped here too. They can
+    only occur inside strings, where `\\uXXXX` is the same text.
+    """
+    text = json.dumps(document, ensure_ascii=False, indent=2)
+    return _CONTROL_BEYOND_C0.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
 
 def display_width(text: str) -> int:
     """Columns a terminal gives `text`: CJK characters take two."""
@@ -251,6 +342,7 @@ def pad(text: str, width: int) -> str:
     return text + " " * max(0, width - display_width(text))
 
 
-def label_lines(labels: Sequence[tuple[str, int]], indent: str = "  ") -> list[str]:
-    width = max((display_width(name) for name, _ in labels), default=0)
-    return [f"{indent}{pad(name, width)}  {confidence:>3}" for name, confidence in labels]
+def label_lines(labels: Sequence[tuple[str, object]], indent: str = "  ") -> list[str]:
+    shown = [(clean(name), clean(value)) for name, value in labels]
+    width = max((display_width(name) for name, _ in shown), default=0)
+    return [f"{indent}{pad(name, width)}  {value:>3}" for name, value in shown]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Mapping
@@ -12,9 +11,12 @@ from cos_autotag.errors import CosCallError
 
 from .backfill.cli import UsageError
 from .object_labels import (
+    ObjectLabels,
     add_bucket_arguments,
     add_mode_argument,
+    clean,
     explain,
+    json_text,
     label_lines,
     open_bucket,
     read_labels,
@@ -55,7 +57,7 @@ def _show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except CosCallError as error:
         if error.not_found:
             print(
-                f"cos-autotag show: no object {args.key!r} in {bucket.name} ({bucket.region}); keys are "
+                f"cos-autotag show: no object {clean(repr(args.key))} in {bucket.name} ({bucket.region}); keys are "
                 "case-sensitive: `cos-autotag find` or a listing shows the ones there",
                 file=sys.stderr,
             )
@@ -64,18 +66,28 @@ def _show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return EXIT_FAILED
 
     if args.json:
-        print(json.dumps({"bucket": bucket.name, **found.as_dict()}, ensure_ascii=False, indent=2))
+        print(json_text({"bucket": bucket.name, **found.as_dict()}))
         return EXIT_OK
     where = {"tags": "object tags", "metadata": "object metadata"}.get(found.found_in, "")
     if not found.labeled:
         searched = {"auto": "tags or metadata", "tags": "tags", "metadata": "metadata"}[args.mode]
-        print(f"{args.key}: not labeled (no autotag marker or labels in its {searched})")
+        print(f"{clean(args.key)}: not labeled (no autotag marker or labels in its {searched})")
+        _unreadable(found)
         return EXIT_OK
-    print(f"{args.key}  ({where})")
-    print(f"  marker: {found.marker}" if found.marker is not None else "  marker: none (labels without a marker)")
+    print(f"{clean(args.key)}  ({where})")
+    print(
+        f"  marker: {clean(found.marker)}" if found.marker is not None else "  marker: none (labels without a marker)"
+    )
     if found.labels:
         print(f"  {len(found.labels)} label{'s' if len(found.labels) != 1 else ''}, confidence 0-100:")
         print("\n".join(label_lines(found.labels, indent="    ")))
     else:
         print("  no label above the threshold the function ran with")
+    _unreadable(found)
     return EXIT_OK
+
+
+def _unreadable(found: ObjectLabels) -> None:
+    if found.unreadable:
+        print(f"  {len(found.unreadable)} unreadable (not a label the function wrote; value shown as stored):")
+        print("\n".join(label_lines([(n, repr(v)) for n, v in found.unreadable], indent="    ")))

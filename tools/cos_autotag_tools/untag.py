@@ -375,6 +375,10 @@ def run_untag(argv: list[str], env: Mapping[str, str] | None = None) -> int:
             )
     finally:
         progress.close()
+        if not args.dry_run:  # a gallery on this machine reads these labels again
+            from .gallery.index import mark_stale
+
+            mark_stale(args.prefix, args.bucket, region, env)
     report.calls = dict(sorted(gateway.calls.items()))
     summary = report.as_dict()
     untagger.log.info("untag report", **summary)

@@ -284,6 +284,17 @@ def run_backfill(argv: list[str], env: Mapping[str, str] | None = None) -> int:
     finally:
         if checkpoint is not None:
             checkpoint.close()
+        if not options.dry_run:  # a gallery on this machine reads these labels again
+            from ..gallery.index import mark_stale
+
+            mark_stale(options.prefix, options.bucket, options.region, env)
+    if options.resume and resume.finished and not report.listed:
+        print(
+            f"cos-autotag backfill: the checkpoint {options.resume} records a finished run over "
+            f"{options.bucket}/{options.prefix}, and no object was uploaded after it: nothing to do "
+            "(to go over every object again, run without --resume or with a new checkpoint file)",
+            file=sys.stderr,
+        )
     return _finish(report, options, log)
 
 

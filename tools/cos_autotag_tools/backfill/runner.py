@@ -21,7 +21,7 @@ from cos_autotag.modes import mode_for
 from cos_autotag.outcome import Outcome, Reason, RecordResult
 from cos_autotag.pipeline import Pipeline
 from cos_autotag.ports import LabelDetector
-from cos_autotag.retry import Deadline
+from cos_autotag.retry import MAX_ATTEMPTS, Deadline
 from cos_autotag.settings import Settings
 from cos_autotag_tools import cos_facts
 
@@ -223,7 +223,9 @@ def run_local(options: Options, settings: Settings, backfill: Backfill) -> None:
         detector = CheckpointedDetector(detector, backfill.answers, backfill.log)
     answers = backfill.answers
     log = backfill.log.bind(dry_run=True) if options.dry_run else backfill.log
-    pipeline = Pipeline(settings, gateway, detector, None, log, mode=mode)
+    # No SCF retry stands behind the backfill, and it paces itself to the quota: a throttled record
+    # may take as many attempts as the retry policy allows, not the function's 3 per invocation.
+    pipeline = Pipeline(settings, gateway, detector, None, log, mode=mode, detect_requests=MAX_ATTEMPTS)
     run_id = uuid.uuid4().hex[:12]
 
     def work(obj: ListedObject) -> RecordResult | BackfillResult:

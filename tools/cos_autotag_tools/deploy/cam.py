@@ -12,7 +12,9 @@ Where each action name comes from (Tencent Cloud documentation):
   object-tagging page (tencentcloud.com/document/product/436/74109).
 - `PUT Object - Copy` "is equivalent to requesting GET Object once in the source bucket and
   PUT Object once in the destination bucket" (tencentcloud.com/document/api/436/10881): the
-  metadata write-back (a copy of the object onto itself) needs GetObject and PutObject.
+  metadata write-back (a copy of the object onto itself) needs cos:PutObjectCopy on the object and
+  cos:GetObject on it as the source (PUT Object - Copy, 436/10881), and cos:GetObjectACL to carry
+  its ACL.
 - detect-label: "When using with a sub-account, you need to add ci:CreateDetectLabelJob in the
   action of the authorization policy" (tencentcloud.com/document/product/1045/73048). Cloud
   Infinite's resource form is `qcs::ci:<region>:uid/<appid>:bucket/<bucket>/<path>`, where the
@@ -52,8 +54,12 @@ SDK_METHOD_ACTIONS: dict[str, frozenset[str]] = {
     "put_object_tagging": frozenset({"cos:PutObjectTagging"}),
     "delete_object_tagging": frozenset({"cos:DeleteObjectTagging"}),
     "put_object": frozenset({"cos:PutObject"}),
-    "copy_object": frozenset({"cos:GetObject", "cos:PutObject"}),  # GET source + PUT destination
-    "update_object_meta": frozenset({"cos:GetObject", "cos:PutObject"}),  # a copy onto itself
+    # PUT Object - Copy (436/10881): "授权策略中 action 设置为 cos:PutObjectCopy" on the destination,
+    # and read permission on the source (cos:GetObject).
+    "copy_object": frozenset({"cos:GetObject", "cos:PutObjectCopy"}),
+    "update_object_meta": frozenset({"cos:GetObject", "cos:PutObjectCopy"}),  # a copy onto itself
+    "get_object_acl": frozenset({"cos:GetObjectACL"}),
+    "put_object_acl": frozenset({"cos:PutObjectACL"}),
     "ci_image_detect_label": frozenset({"ci:CreateDetectLabelJob", "cos:GetObject"}),
     "list_objects": frozenset({"cos:GetBucket"}),
     "delete_object": frozenset({"cos:DeleteObject"}),
@@ -80,8 +86,15 @@ AMBIGUOUS_NAMES = frozenset({"copy"})
 # checks that this equals what the scanner finds on that mode's code path.
 MODE_ACTIONS: dict[str, frozenset[str]] = {
     "tags": frozenset({"cos:GetObjectTagging", "cos:PutObjectTagging", "cos:GetObject", "ci:CreateDetectLabelJob"}),
-    "metadata": frozenset({"cos:HeadObject", "cos:PutObject", "cos:GetObject", "ci:CreateDetectLabelJob"}),
+    "metadata": frozenset(
+        {"cos:HeadObject", "cos:PutObjectCopy", "cos:GetObject", "cos:GetObjectACL", "ci:CreateDetectLabelJob"}
+    ),
 }
+# Granted for the metadata copy to carry the object's own ACL (a copy without ACL headers gives
+# the object the bucket's ACL, 436/10881), before the function's code reads it: the scan does not
+# find it on that code path yet. No cos:PutObjectACL: 436/10881 names cos:PutObjectCopy alone for
+# a copy, ACL headers included; `check --write-probe` proves it on the real account.
+CARRY_ACTIONS: dict[str, frozenset[str]] = {"tags": frozenset(), "metadata": frozenset({"cos:GetObjectACL"})}
 
 # The adapter methods (CosGateway's stable API) that only one write-back mode calls. Scanning
 # one mode treats the other modes' methods as dead code; everything else (the ranged read, the
@@ -98,7 +111,8 @@ ACTION_PURPOSE: dict[str, str] = {
     "cos:HeadObject": "read the object's headers and marker (metadata mode)",
     "cos:GetObject": "a ranged read of the first bytes when the type is unknown; the copy's source; "
     "what a signed detect-url fetches",
-    "cos:PutObject": "the copy of the object onto itself (metadata mode)",
+    "cos:PutObjectCopy": "the copy of the object onto itself (metadata mode; PUT Object - Copy, 436/10881)",
+    "cos:GetObjectACL": "read the object's own ACL, to carry it on the copy (metadata mode)",
     "ci:CreateDetectLabelJob": "detect-label itself (Cloud Infinite)",
 }
 
@@ -240,13 +254,18 @@ def role_policy(actions: Iterable[str], bucket: str, region: str, appid: str, pr
     }
 
 
-def trust_policy() -> dict[str, Any]:
-    """The role's trust relationship: SCF may assume it and hand its keys to the function."""
+def trust_policy(account_uin: str | None = None) -> dict[str, Any]:
+    """The role's trust relationship: SCF may assume it and hand its keys to the function.
+    `account_uin` also lets that account (its CAM users with sts:AssumeRole) assume it, which the
+    deploy guide's check of the role's own keys needs (tccli sts AssumeRole)."""
+    principal: dict[str, list[str]] = {"service": [TRUSTED_SERVICE]}
+    if account_uin is not None:
+        if not account_uin.isdigit():
+            raise ValueError(f"--trust-account {account_uin!r} is not an account ID (digits, e.g. 100000000001)")
+        principal["qcs"] = [f"qcs::cam::uin/{account_uin}:root"]
     return {
         "version": "2.0",
-        "statement": [
-            {"action": "name/sts:AssumeRole", "effect": "allow", "principal": {"service": [TRUSTED_SERVICE]}}
-        ],
+        "statement": [{"action": "name/sts:AssumeRole", "effect": "allow", "principal": principal}],
     }
 
 

@@ -12,9 +12,11 @@ AUTOTAG_COS_ENDPOINT it talks to the local emulator instead of COS.
 Each line is `ok`, `failed` (with the fix) or `not checked` (with why). The exit code is 1 if
 anything failed. Nothing is printed that holds a secret: every line passes a redaction of the
 keys, the token and the Redis password. It costs a listing and a few object reads; it writes
-only with --write-probe (the probe object's tag set, written back unchanged). Whether Cloud
-Infinite's AI content recognition is enabled is asked of its free status query (which needs
-ci:DescribeAIBuckets); detect-label itself (billed) is called only with --with-detect.
+only with --write-probe (tags mode: the probe object's tag set, written back unchanged;
+metadata mode: the probe object copied onto itself with its metadata, encryption and ACL, as the
+function writes). Whether the bucket is bound to Cloud Infinite is asked of its free status
+queries: the bucket's CIStatus (436/74933) and DescribeAIBuckets (436/50196, CAM action
+ci:DescribeAiProcessBucket); detect-label itself (billed) is called only with --with-detect.
 """
 
 from __future__ import annotations
@@ -224,6 +226,8 @@ def _action_of(what: str) -> str:
         "write the object's tags": "cos:PutObjectTagging",
         "read the object's headers": "cos:HeadObject",
         "read the object": "cos:GetObject",
+        "read the object's ACL": "cos:GetObjectACL",
+        "copy the object onto itself": "cos:PutObjectCopy on the object and cos:GetObject on it as the source",
         "call detect-label": "ci:CreateDetectLabelJob",
     }.get(what, what)
 
@@ -340,13 +344,16 @@ def run_checks(env: Mapping[str, str], key: str | None, write_probe: bool, with_
         report.add(OK, "object read", f"a ranged read of {key}")
 
     # The write.
-    if mode == "metadata":
+    if mode == "metadata" and not write_probe:
         report.add(
             NOT_CHECKED,
-            "write",
-            "metadata mode writes by copying the object onto itself; check never rewrites an object",
-            "upload a photo and `cos-autotag show KEY` (docs/deploy.md, step 6)",
+            "metadata write",
+            "writes nothing unless asked",
+            f"pass --write-probe to copy {key} onto itself with its own metadata, encryption and ACL, as the "
+            "function writes (cos:GetObjectACL, cos:PutObjectCopy, cos:GetObject)",
         )
+    elif mode == "metadata":
+        _metadata_write_probe(report, probe, gateway, bucket, region, key, tags if read_ok else None)
     elif not write_probe:
         report.add(
             NOT_CHECKED,
@@ -365,11 +372,21 @@ def run_checks(env: Mapping[str, str], key: str | None, write_probe: bool, with_
     else:
         report.add(NOT_CHECKED, "tag write", "the tag read failed, so there is no tag set to write back")
 
-    # Cloud Infinite: first the free status query, then (only if asked) one paid call.
+    # Cloud Infinite: first the free status queries, then (only if asked) one paid call.
     if not with_detect:
+        binding = ci_binding_status(gateway, bucket, region)
         status = ai_recognition_status(_describe_ai_bucket(gateway, bucket, region), bucket)
-        if status is True:
-            report.add(OK, "Cloud Infinite", f"AI content recognition is enabled for {bucket} (DescribeAIBuckets)")
+        if binding in ("off", "unbinding"):
+            report.add(
+                FAILED, "Cloud Infinite", f"the bucket is not bound to Cloud Infinite (CIStatus {binding})", CI_FIX
+            )
+        elif status is True:
+            report.add(
+                OK,
+                "Cloud Infinite",
+                f"{bucket} is bound (CIStatus {binding or 'not asked'}) and AI content recognition is enabled "
+                "(DescribeAIBuckets)",
+            )
         elif status is False:
             report.add(FAILED, "Cloud Infinite", f"AI content recognition is not enabled for {bucket}", CI_FIX)
         else:
@@ -404,10 +421,36 @@ def run_checks(env: Mapping[str, str], key: str | None, write_probe: bool, with_
     return report
 
 
+def ci_binding_status(gateway: ToolGateway, bucket: str, region: str) -> str | None:
+    """The bucket's CIStatus (`GET /` on `<bucket>.ci.<region>.myqcloud.com`, 436/74933):
+    "on", "off" or "unbinding"; None when it cannot be asked or the answer is not that JSON.
+    The SDK has no method for it: a signed request through the SDK's own transport."""
+    from qcloud_cos.cos_auth import CosS3Auth
+
+    client = gateway.client(region)
+    conf = client.get_conf()
+    try:
+        url = conf.uri(bucket=bucket, path="/", endpoint=conf._endpoint_ci)
+        answer = client.send_request(
+            method="GET",
+            url=url,
+            bucket=None,  # the Host is the bucket's ci. host, not its COS host
+            auth=CosS3Auth(conf, "/"),
+            headers={"Host": f"{bucket}.ci.{region}.{cos_facts.COS_DOMAIN}"},
+            ci_request=True,
+        )
+        status = answer.json().get("CIStatus")
+    except Exception as error:  # refused, unreachable, or not JSON: cannot tell
+        if type(error).__module__.startswith(("requests", "urllib3", "json", "qcloud_cos", "builtins")):
+            return None
+        raise
+    return status if status in ("on", "off", "unbinding") else None
+
+
 def _describe_ai_bucket(gateway: ToolGateway, bucket: str, region: str) -> Any:
-    """Cloud Infinite's free status query (GET /ai_bucket, CI API 460/79594), or None when it
-    cannot be asked: it needs ci:DescribeAIBuckets, which the function's role does not have,
-    and the emulator does not serve it."""
+    """Cloud Infinite's free AI status query (DescribeAIBuckets: GET /ai_bucket, 436/50196), or
+    None when it cannot be asked: it needs the CAM action ci:DescribeAiProcessBucket, which the
+    function's role does not have."""
     from qcloud_cos.cos_exception import CosClientError, CosServiceError
 
     try:
@@ -432,6 +475,77 @@ def ai_recognition_status(answer: Any, bucket: str) -> bool | None:
     if str(answer.get("TotalCount", "")).strip() == "0" and not entries:
         return False
     return None
+
+
+# x-cos-grant-* header per ACL permission, to carry an object's own grants on its copy.
+_GRANT_HEADERS = {
+    "READ": "x-cos-grant-read",
+    "WRITE": "x-cos-grant-write",
+    "READ_ACP": "x-cos-grant-read-acp",
+    "WRITE_ACP": "x-cos-grant-write-acp",
+    "FULL_CONTROL": "x-cos-grant-full-control",
+}
+_SSE_HEADERS = ("x-cos-server-side-encryption", "x-cos-server-side-encryption-cos-kms-key-id")
+
+
+def carried_headers(head: Mapping[str, str], acl: Mapping[str, Any]) -> dict[str, str]:
+    """What a copy in place must send to keep what the object had (PUT Object - Copy, 436/10881):
+    its user metadata, its encryption and its ACL as x-cos-grant-* headers. The SDK sends the
+    keys of `Metadata=` verbatim, which is how the grant headers it has no keyword for go out."""
+    lowered = {name.lower(): value for name, value in head.items()}
+    out = {name: value for name, value in lowered.items() if name.startswith(cos_facts.USER_META_PREFIX)}
+    out.update({name: lowered[name] for name in _SSE_HEADERS if name in lowered})
+    grants = ((acl.get("AccessControlList") or {}).get("Grant")) or []
+    grants = [grants] if isinstance(grants, Mapping) else grants
+    by_header: dict[str, list[str]] = {}
+    for grant in grants:
+        grantee, permission = grant.get("Grantee") or {}, grant.get("Permission")
+        who = f'id="{grantee["ID"]}"' if grantee.get("ID") else f'uri="{grantee["URI"]}"' if grantee.get("URI") else ""
+        if who and permission in _GRANT_HEADERS:
+            by_header.setdefault(_GRANT_HEADERS[permission], []).append(who)
+    out.update({name: ",".join(values) for name, values in by_header.items()})
+    return out
+
+
+def _metadata_write_probe(
+    report: Report, probe: _Probe, gateway: ToolGateway, bucket: str, region: str, key: str, head: Any
+) -> None:
+    """Copy the probe object onto itself as metadata mode does, carrying its metadata, encryption
+    and ACL: proves cos:GetObjectACL and the copy's actions (cos:PutObjectCopy on the object,
+    cos:GetObject on it as the source) with one real copy that changes nothing."""
+    if not isinstance(head, Mapping):
+        report.add(NOT_CHECKED, "metadata write", "the header read failed, so there is nothing to carry")
+        return
+    acl_ok, acl = probe.call(
+        "ACL read",
+        "read the object's ACL",
+        lambda: gateway.call("GetObjectACL", region, "get_object_acl", Bucket=bucket, Key=key),
+    )
+    _add_plain_failure(report, probe, "ACL read", acl_ok, acl, key)
+    if not acl_ok:
+        report.add(NOT_CHECKED, "metadata write", "without the object's ACL a copy would drop it; not copied")
+        return
+    report.add(OK, "ACL read", f"{key}: its ACL, to carry on the copy")
+    lowered = {name.lower(): value for name, value in head.items()}
+    content_type = lowered.get("content-type", "application/octet-stream")
+    wrote, result = probe.call(
+        "metadata write",
+        "copy the object onto itself",
+        lambda: gateway.call(
+            "CopyObject",
+            region,
+            "copy_object",
+            Bucket=bucket,
+            Key=key,
+            CopySource={"Bucket": bucket, "Key": key, "Region": region},
+            CopyStatus="Replaced",
+            ContentType=content_type,
+            Metadata=carried_headers(head, acl),
+        ),
+    )
+    _add_plain_failure(report, probe, "metadata write", wrote, result, key)
+    if wrote:
+        report.add(OK, "metadata write", f"{key} copied onto itself with its metadata, encryption and ACL")
 
 
 def _add_plain_failure(report: Report, probe: _Probe, name: str, ok: bool, result: Any, key: str) -> None:

@@ -3,6 +3,7 @@
     cos-autotag policy --mode tags --bucket examplebucket-1250000000 --region ap-guangzhou \
         --appid 1250000000 [--prefix uploads/] [--redis] > policy.json
     cos-autotag policy --trust > trust.json     # the role's trust relationship with SCF
+    cos-autotag policy --trust --trust-account 100000000001 > trust.json   # ...and your account
 
 stdout carries only the JSON, so it can be redirected into a file or `tccli`; what each
 action is for goes to stderr.
@@ -35,14 +36,25 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--trust", action="store_true", help="print the trust policy (principal scf.qcloud.com) instead"
     )
+    parser.add_argument(
+        "--trust-account",
+        metavar="UIN",
+        help="with --trust: also let this account (your own account ID) assume the role, to check the "
+        "role's keys with `tccli sts AssumeRole` (docs/deploy.md); remove it after the check",
+    )
     return parser
 
 
 def run_policy(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.trust_account and not args.trust:
+        parser.error("--trust-account goes with --trust")
     if args.trust:
-        print(json.dumps(cam.trust_policy(), indent=2))
+        try:
+            print(json.dumps(cam.trust_policy(args.trust_account), indent=2))
+        except ValueError as error:
+            parser.error(str(error))
         return 0
     missing = [f"--{name}" for name in ("mode", "bucket", "region", "appid") if not getattr(args, name)]
     if missing:

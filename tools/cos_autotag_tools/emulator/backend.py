@@ -18,6 +18,7 @@ from .engine import LabelEngine
 from .errors import CosError
 from .faults import FaultInjector
 from .messages import Request, latin1_to_text
+from .profiles import DEFAULT_PROFILE, TAGS_PER_OBJECT, USER_METADATA_MAX_BYTES, Profile, metadata_size
 from .store import ObjectState, Store
 from .triggers import ObjectEvent
 
@@ -59,19 +60,36 @@ class Backend:
         self.notify = notify
         self.uploads: dict[str, Upload] = {}
         self.uploads_lock = threading.Lock()
+        # Which reading of each contested rule the emulator plays (see `profiles`).
+        self.profile = DEFAULT_PROFILE
+        # The account that owns every bucket (its uin names the owner in ACLs), and each bucket's
+        # ACL (private unless a test makes it public-read), which objects without one inherit.
+        self.owner_uin = "100000000001"
+        self.bucket_acls: dict[str, str] = {}
         # Buckets not bound to Cloud Infinite (every bucket is bound unless told otherwise).
         self.ci_unbound: set[str] = set()
+        self.ci_unbinding: set[str] = set()
         # The largest request body accepted (EntityTooLarge beyond): COS's single-PUT limit by default.
         self.max_body_bytes = cos_facts.PUT_MAX_BYTES
+        from .dataset import Datasets  # MetaInsight datasets of this account
+
+        self.datasets = Datasets()
 
     def ci_bound(self, bucket: str) -> bool:
         return bucket not in self.ci_unbound
 
     def set_ci_bound(self, bucket: str, bound: bool) -> None:
+        self.ci_unbinding.discard(bucket)
         if bound:
             self.ci_unbound.discard(bucket)
         else:
             self.ci_unbound.add(bucket)
+
+    def ci_status(self, bucket: str) -> str:
+        """The bucket's CIStatus (436/74933): on, off, or unbinding (detect-label refused)."""
+        if bucket in self.ci_unbinding:
+            return "unbinding"
+        return "on" if self.ci_bound(bucket) else "off"
 
     def emit(self, event_name: str, req: Request, state: ObjectState) -> None:
         """Tell the trigger machinery that `req` created (or removed) `state`."""
@@ -144,9 +162,9 @@ def user_metadata_from(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
         suffix = name[len(cos_facts.USER_META_PREFIX) :]
         if not suffix or "_" in suffix:
             raise CosError("InvalidArgument", f"metadata header {name!r}: the suffix may use '-' but not '_'")
-    total = sum(len(k.encode()) + len(v.encode()) for k, v in meta.items())
-    if total > cos_facts.USER_META_MAX_BYTES:
-        raise CosError("InvalidArgument", f"user metadata is {total} bytes; COS allows {cos_facts.USER_META_MAX_BYTES}")
+    total = metadata_size(meta.items())
+    if total > USER_METADATA_MAX_BYTES:
+        raise CosError("InvalidArgument", f"user metadata is {total} bytes; COS allows {USER_METADATA_MAX_BYTES}")
     return meta
 
 
@@ -166,32 +184,23 @@ def storage_class_from(value: str | None) -> str:
 # --- tags ------------------------------------------------------------------------------------------
 
 
-def validate_tags(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    """COS's tag rules: at most TAGS_MAX_PER_OBJECT, unique keys, allowed lengths and characters."""
-    if len(pairs) > cos_facts.TAGS_MAX_PER_OBJECT:
-        raise CosError(
-            "InvalidTag", f"{len(pairs)} tags given; an object can have at most {cos_facts.TAGS_MAX_PER_OBJECT}"
-        )
+def validate_tags(pairs: list[tuple[str, str]], profile: Profile = DEFAULT_PROFILE) -> dict[str, str]:
+    """COS's tag rules, as `profile` reads them: at most 10 tags, unique keys, and each key and
+    value valid under the profile's tag rule (utf8 or strict; see `profiles`)."""
+    if len(pairs) > TAGS_PER_OBJECT:
+        raise CosError("InvalidTag", f"{len(pairs)} tags given; an object can have at most {TAGS_PER_OBJECT}")
     tags: dict[str, str] = {}
     for key, value in pairs:
         if key in tags:
             raise CosError("InvalidTag", f"tag key {key!r} appears more than once")
-        if not cos_facts.tag_text_is_valid(key, cos_facts.TAG_KEY_MAX_CHARS):
-            raise CosError(
-                "InvalidTag",
-                f"tag key {key!r} must be 1-{cos_facts.TAG_KEY_MAX_CHARS} letters, digits, spaces or + - _ = . : / @",
-            )
-        if not cos_facts.tag_text_is_valid(value, cos_facts.TAG_VALUE_MAX_CHARS):
-            raise CosError(
-                "InvalidTag",
-                f"tag value {value!r} must be 1-{cos_facts.TAG_VALUE_MAX_CHARS} letters, digits, spaces or "
-                "+ - _ = . : / @",
-            )
+        problem = profile.tag_problem(key, is_key=True) or profile.tag_problem(value, is_key=False)
+        if problem is not None:
+            raise CosError("InvalidTag", f"{problem} (tag {key!r}={value!r}; tag rule {profile.tag_rule})")
         tags[key] = value
     return tags
 
 
-def tags_from_header(value: str | None) -> dict[str, str]:
+def tags_from_header(value: str | None, profile: Profile = DEFAULT_PROFILE) -> dict[str, str]:
     """The `x-cos-tagging: k=v&k2=v2` header (URL-encoded pairs)."""
     if not value:
         return {}
@@ -199,14 +208,15 @@ def tags_from_header(value: str | None) -> dict[str, str]:
         pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=True)
     except ValueError as exc:
         raise CosError("InvalidTag", f"x-cos-tagging {value!r} is not k=v&k2=v2") from exc
-    return validate_tags(pairs)
+    return validate_tags(pairs, profile)
 
 
 # --- object headers out -------------------------------------------------------------------------
 
 
-def object_headers(state: ObjectState) -> dict[str, str]:
-    """What GET and HEAD answer about an object, besides its length."""
+def object_headers(state: ObjectState, profile: Profile = DEFAULT_PROFILE) -> dict[str, str]:
+    """What GET and HEAD answer about an object, besides its length; non-ASCII metadata as the
+    profile returns it (raw UTF-8 or percent-encoded)."""
     headers = {
         "Content-Type": state.headers.get("Content-Type") or "application/octet-stream",
         "ETag": state.etag,
@@ -220,7 +230,8 @@ def object_headers(state: ObjectState) -> dict[str, str]:
     for name, value in state.headers.items():
         if name != "Content-Type":
             headers[name] = value
-    headers.update(state.metadata)
+    headers.update({name: profile.metadata_out(value) for name, value in state.metadata.items()})
+    headers.update(state.sse)
     if state.tags:
         headers["x-cos-tagging-count"] = str(len(state.tags))
     return headers

@@ -22,6 +22,7 @@ from . import auth, xml_bodies
 from .backend import Backend, archived
 from .errors import CosError
 from .messages import Request, Response, xml_response
+from .profiles import Profile
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -33,6 +34,10 @@ def detect_label(backend: Backend, req: Request) -> Response:
     if faults.detect_throttled():
         f = faults.faults
         raise CosError(f.throttle_code, cos_facts.CI_THROTTLE_MESSAGE, f.throttle_status)
+    hostile, only_keys = faults.faults.detect_reply, faults.faults.detect_reply_keys
+    if hostile is not None and (only_keys is None or req.key in only_keys):
+        content_type, body = hostile
+        return Response(200, {"Content-Type": content_type}, body)
     scenes = parse_scenes(req.param("scenes"))
     detect_url = req.param("detect-url")
     if detect_url:
@@ -48,6 +53,30 @@ def detect_label(backend: Backend, req: Request) -> Response:
     check_image(data)
     labels = run_engine(backend.label_engine, data, scenes or cos_facts.DETECT_DEFAULT_SCENES)
     return xml_response(xml_bodies.detect_label_body(labels, scenes))
+
+
+# What detect-label answers on a bucket not bound to Cloud Infinite, by profile (see `profiles`):
+# undocumented, so each is a plausible stand-in, never a rule the function may rely on.
+UNBOUND_CODE_403 = "CINotEnabled"
+UNBOUND_CODE_404 = "ResourceNotFound"
+UNBOUND_MESSAGE = (
+    "Cloud Infinite is not enabled for this bucket: bind the bucket to Cloud Infinite and enable "
+    "AI content recognition before calling detect-label"
+)
+UNBOUND_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Cloud Infinite</title></head><body>"
+    b"<h1>Service not activated</h1><p>This bucket is not bound to Cloud Infinite.</p></body></html>"
+)
+
+
+def unbound_answer(profile: Profile) -> Response:
+    """detect-label's answer on an unbound bucket under `profile`: an XML 403 or 404 error, or
+    a 200 whose body is an HTML page (which the SDK hands back as bytes, not a dict)."""
+    if profile.unbound_answer == "403":
+        raise CosError(UNBOUND_CODE_403, UNBOUND_MESSAGE, 403)
+    if profile.unbound_answer == "404":
+        raise CosError(UNBOUND_CODE_404, "The requested resource does not exist: " + UNBOUND_MESSAGE, 404)
+    return Response(200, {"Content-Type": "text/html; charset=utf-8"}, UNBOUND_PAGE)
 
 
 def parse_scenes(value: str | None) -> list[str] | None:

@@ -22,15 +22,17 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 
 from .emulator import DEFAULT_CREDENTIALS, Emulator
 from .engine import LabelEngine, load_engine
 from .faults import Faults
+from .profiles import DEFAULT_PROFILE, METADATA_ENCODINGS, TAG_RULES, UNBOUND_ANSWERS, Profile
 
 DEFAULT_BUCKET = "photos-1250000000"
 DEFAULT_REGION = "ap-guangzhou"
@@ -89,9 +91,100 @@ def _parser() -> argparse.ArgumentParser:
         help=f"the SCF handler each object-created event runs (default: {DEFAULT_TRIGGER})",
     )
     p.add_argument("--no-trigger", action="store_true", help="serve COS only; run no function on uploads")
+    p.add_argument(
+        "--serverless-yml",
+        type=Path,
+        default=None,
+        help="read the COS trigger's events and prefix/suffix filters from this serverless.yml, as the "
+        "deployed trigger would deliver them (default: the project's serverless.yml)",
+    )
+    p.add_argument(
+        "--trigger-events",
+        default=None,
+        metavar="EVENT[,EVENT]",
+        help="override the trigger's events, e.g. cos:ObjectCreated:* (default: serverless.yml's)",
+    )
+    p.add_argument("--trigger-prefix", default=None, help="override the trigger's prefix filter")
+    p.add_argument("--trigger-suffix", default=None, help="override the trigger's suffix filter")
     p.add_argument("--seed", metavar="DIR", help="upload every file in DIR at start-up, through the trigger")
     p.add_argument("--detect-qps", type=float, default=None, help="detect-label quota (throttles above it)")
+    rules = p.add_argument_group("contested COS rules (how the emulator reads Tencent's disagreeing pages)")
+    rules.add_argument(
+        "--tag-rule",
+        choices=TAG_RULES,
+        default=DEFAULT_PROFILE.tag_rule,
+        help="tag characters: utf8 (overview page: UTF-8 letters) or strict (API page: ASCII only, "
+        "byte lengths); default: %(default)s",
+    )
+    rules.add_argument(
+        "--metadata-encoding",
+        choices=METADATA_ENCODINGS,
+        default=DEFAULT_PROFILE.metadata_encoding,
+        help="how HEAD/GET return non-ASCII x-cos-meta-* values: raw UTF-8 or percent-encoded; default: %(default)s",
+    )
+    rules.add_argument(
+        "--unbound-answer",
+        choices=UNBOUND_ANSWERS,
+        default=DEFAULT_PROFILE.unbound_answer,
+        help="detect-label's answer on a bucket not bound to Cloud Infinite: 403 or 404 (XML errors) "
+        "or 200 with an HTML page; default: %(default)s",
+    )
     return p
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """What the deployed COS trigger delivers: its events and its key filters."""
+
+    events: tuple[str, ...]
+    prefix: str = ""
+    suffix: str = ""
+    source: str = ""
+
+
+def serverless_trigger(path: Path | None, env: Mapping[str, str]) -> TriggerSpec:
+    """The scf component's `events: - cos: parameters: {events, filter: {prefix, suffix}}`, with
+    ${env:X} filled in from `env` as the deploy CLI does (an unset one drops its key). Several cos
+    triggers must share one filter (the emulator runs one per event)."""
+    from cos_autotag_tools.deploy.components import FUNCTION_YML, load_yaml, resolved
+
+    yml = path or FUNCTION_YML
+    doc = resolved(load_yaml(yml), env)
+    events: list[str] = []
+    filters: set[tuple[str, str]] = set()
+    for item in (doc.get("inputs") or {}).get("events") or []:
+        params = (item or {}).get("cos", {}).get("parameters") if isinstance(item, Mapping) else None
+        if not isinstance(params, Mapping) or params.get("enable") is False:
+            continue
+        event = str(params.get("events", cos_facts.EVENT_CREATED_ANY))
+        if event not in events:
+            events.append(event)
+        flt = params.get("filter") or {}
+        filters.add((str(flt.get("prefix", "")), str(flt.get("suffix", ""))))
+    if not events:
+        raise ValueError(f"{yml} subscribes to no COS event (inputs.events[].cos.parameters.events)")
+    if len(filters) > 1:
+        raise ValueError(f"{yml}: the COS triggers have different filters {sorted(filters)}; the emulator needs one")
+    prefix, suffix = filters.pop()
+    return TriggerSpec(tuple(events), prefix, suffix, str(yml.name))
+
+
+def _trigger_spec(args: argparse.Namespace) -> TriggerSpec:
+    if args.trigger_events and args.serverless_yml is None:
+        spec = TriggerSpec(
+            tuple(e.strip() for e in args.trigger_events.split(",") if e.strip()), source="--trigger-events"
+        )
+    else:
+        spec = serverless_trigger(args.serverless_yml, os.environ)
+        if args.trigger_events:
+            events = tuple(e.strip() for e in args.trigger_events.split(",") if e.strip())
+            spec = TriggerSpec(events, spec.prefix, spec.suffix, "--trigger-events")
+    return TriggerSpec(
+        spec.events,
+        spec.prefix if args.trigger_prefix is None else args.trigger_prefix,
+        spec.suffix if args.trigger_suffix is None else args.trigger_suffix,
+        spec.source,
+    )
 
 
 def _parse_bucket(spec: str, default_region: str) -> tuple[str, str]:
@@ -334,10 +427,14 @@ def run_local(argv: list[str] | None = None) -> int:
             label_engine=engine,
             faults=Faults(detect_qps=args.detect_qps),
             appid=appids.pop(),
+            profile=Profile(
+                tag_rule=args.tag_rule, metadata_encoding=args.metadata_encoding, unbound_answer=args.unbound_answer
+            ),
         )
         for bucket, region in buckets:
             emu.create_bucket(bucket, region)
         handler = None if args.no_trigger else _load_handler(args.trigger)
+        trigger_spec = None if args.no_trigger else _trigger_spec(args)
     except (ValueError, ImportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -369,18 +466,29 @@ def run_local(argv: list[str] | None = None) -> int:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
             reporter = ConsoleReporter(handler)
+            assert trigger_spec is not None
             for bucket, _ in buckets:
-                emu.add_trigger(bucket, reporter)
+                emu.add_trigger(
+                    bucket, reporter, events=trigger_spec.events, prefix=trigger_spec.prefix, suffix=trigger_spec.suffix
+                )
         print(f"COS emulator serving on {emu.endpoint}", flush=True)
         print(f"SecretId={args.secret_id} SecretKey={args.secret_key} Token={args.token or ''}")
         for bucket, region in buckets:
             print(f"bucket {bucket} in {region} (Host: {cos_facts.cos_host(bucket, region)})")
         print(f"label engine: {type(engine).__name__}, labels in {getattr(engine, 'language', args.label_language)}")
+        print(
+            f"COS rules: tags {emu.profile.tag_rule}, non-ASCII metadata {emu.profile.metadata_encoding}, "
+            f"unbound detect-label {emu.profile.unbound_answer}"
+        )
         if handler is None:
             print("trigger: off (--no-trigger); uploads are stored, not labeled")
         else:
+            assert trigger_spec is not None
+            kept = (("prefix", trigger_spec.prefix), ("suffix", trigger_spec.suffix))
+            filters = "".join(f", {name} {value!r}" for name, value in kept if value)
             print(
-                f"trigger: {args.trigger} runs on every object created, AUTOTAG_MIN_CONFIDENCE="
+                f"trigger: {args.trigger} runs on {', '.join(trigger_spec.events)}{filters} (from "
+                f"{trigger_spec.source}), AUTOTAG_MIN_CONFIDENCE="
                 f"{os.environ['AUTOTAG_MIN_CONFIDENCE']} (set AUTOTAG_* in this shell to change its settings)"
             )
         print(

@@ -10,10 +10,12 @@ from typing import Any
 
 from cos_autotag_tools import cos_facts
 
+from . import acl, ci_status
 from .backend import Backend, storage_class_from, validate_tags
 from .engine import LabelEngine, default_engine
 from .faults import FaultInjector, Faults
 from .pauses import Gate, PauseRegistry, When
+from .profiles import DEFAULT_PROFILE, Profile
 from .requestlog import RequestLog, RequestRecord
 from .server import HOST, CosHTTPServer, ServerThread
 from .service import OPERATIONS, CosService, new_request_id
@@ -50,6 +52,7 @@ class Emulator:
         delivery_workers: int = 4,
         event_key_encoding: str = "raw",
         uin: str = DEFAULT_UIN,
+        profile: Profile | None = None,
     ) -> None:
         if not cos_facts.APPID_RE.match(appid):
             raise ValueError(f"appid {appid!r} must be 5-12 digits")
@@ -70,6 +73,8 @@ class Emulator:
             faults=self._faults,
             notify=self._dispatcher.notify,
         )
+        self._backend.profile = _checked_profile(profile or DEFAULT_PROFILE)
+        self._backend.owner_uin = uin
         self._pauses = PauseRegistry()
         self._service = CosService(self._backend, self._log, self._pauses)
         self._server: ServerThread | None = None
@@ -171,6 +176,22 @@ class Emulator:
         self._dispatcher.event_key_encoding = value
 
     @property
+    def profile(self) -> Profile:
+        """Which reading of each contested COS rule the emulator plays (`profiles`): tag
+        characters (utf8/strict), non-ASCII metadata out (raw/percent), the unbound-bucket answer
+        of detect-label (403/404/200). Settable at run time."""
+        return self._backend.profile
+
+    @profile.setter
+    def profile(self, value: Profile) -> None:
+        self._backend.profile = _checked_profile(value)
+
+    def set_profile(self, **changes: str) -> Profile:
+        """Change some rules of the current profile: `emu.set_profile(tag_rule="strict")`."""
+        self.profile = self._backend.profile.replace(**changes)
+        return self.profile
+
+    @property
     def faults(self) -> Faults:
         return self._faults.faults
 
@@ -241,7 +262,7 @@ class Emulator:
         """Create `<name>-<appid>` in `region` (idempotent for the same region).
 
         `ci_bound=False` plays a bucket not bound to Cloud Infinite (or without AI content
-        recognition): detect-label on it answers `cos_facts.CI_CODE_NOT_BOUND`."""
+        recognition): detect-label on it answers what the profile's `unbound_answer` says."""
         match = cos_facts.BUCKET_RE.match(bucket)
         if match and match.group("appid") != self.appid:
             raise ValueError(f"bucket {bucket} belongs to appid {match.group('appid')}, not {self.appid}")
@@ -254,9 +275,34 @@ class Emulator:
             raise ValueError(f"bucket {bucket} does not exist; create_bucket() it first")
         self._backend.set_ci_bound(bucket, bound)
 
+    def set_ci_status(self, bucket: str, status: str) -> None:
+        """The bucket's CIStatus (436/74933): `on` (bound), `off`, or `unbinding` (being unbound:
+        detect-label refuses it as an unbound bucket)."""
+        if bucket not in self.buckets():
+            raise ValueError(f"bucket {bucket} does not exist; create_bucket() it first")
+        if status not in ci_status.CI_STATUSES:
+            raise ValueError(f"CIStatus is one of {ci_status.CI_STATUSES}, not {status!r}")
+        self._backend.set_ci_bound(bucket, status == "on")
+        if status == "unbinding":
+            self._backend.ci_unbinding.add(bucket)
+
     def ci_bound(self, bucket: str) -> bool:
         """Whether detect-label works on `bucket` (see `create_bucket`)."""
         return self._backend.ci_bound(bucket)
+
+    def set_bucket_acl(self, bucket: str, canned: str) -> None:
+        """The bucket's ACL, `private` (default) or `public-read`: objects without an ACL of their
+        own (and every copy that sends no ACL header) inherit it."""
+        if bucket not in self.buckets():
+            raise ValueError(f"bucket {bucket} does not exist; create_bucket() it first")
+        if canned not in acl.BUCKET_CANNED:
+            raise ValueError(f"a bucket ACL is one of {acl.BUCKET_CANNED}, not {canned!r}")
+        self._backend.bucket_acls[bucket] = canned
+
+    @property
+    def owner_id(self) -> str:
+        """The owner's grantee id in ACLs: qcs::cam::uin/<uin>:uin/<uin>."""
+        return acl.owner_id(self._backend.owner_uin)
 
     def buckets(self) -> dict[str, str]:
         """bucket -> region."""
@@ -288,7 +334,7 @@ class Emulator:
             body,
             headers={"Content-Type": content_type} if content_type else {},
             metadata=meta,
-            tags=validate_tags(list((tags or {}).items())),
+            tags=validate_tags(list((tags or {}).items()), self._backend.profile),
             storage_class=storage_class_from(storage_class),
             request_id=new_request_id(),
         )
@@ -368,6 +414,12 @@ def _known_op(op: str) -> str:
     if op not in OPERATIONS:
         raise ValueError(f"unknown operation {op!r}; the emulator's operations are {sorted(OPERATIONS)}")
     return op
+
+
+def _checked_profile(profile: Profile) -> Profile:
+    if not isinstance(profile, Profile):
+        raise TypeError(f"profile must be a Profile, not {type(profile).__name__}")
+    return profile
 
 
 def _checked(faults: Faults) -> Faults:

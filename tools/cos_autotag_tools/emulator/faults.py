@@ -48,6 +48,16 @@ class Faults:
     # 403 AccessDenied after the signature checks out. Names as in the request log
     # ("PutObjectTagging", "DetectLabel", ...), not CAM actions.
     denied_ops: frozenset[str] = frozenset()
+    # PUT Object - Copy can fail after it started and still answer 200 OK with the error in the
+    # body (436/10881). When set (an error code such as "InternalError"), every copy answers so
+    # and writes nothing.
+    copy_error_in_body: str | None = None
+
+    # --- hostile replies ---
+    # Every DetectLabel that gets past the throttle is answered 200 with exactly this
+    # (content type, body) instead of the label engine's XML: truncated, nested, wrong type...
+    detect_reply: tuple[str, bytes] | None = None
+    detect_reply_keys: frozenset[str] | None = None  # only for these object keys (None = every key)
 
     def __post_init__(self) -> None:
         if self.duplicate_deliveries < 1:
@@ -86,6 +96,12 @@ class Faults:
                 f"not CAM actions: {prefixed}"
             )
         object.__setattr__(self, "latency_by_op", dict(self.latency_by_op))
+        if self.detect_reply is not None:
+            content_type, body = self.detect_reply
+            if not isinstance(content_type, str) or not isinstance(body, bytes):
+                raise ValueError("detect_reply is (content type, body bytes)")
+        if self.detect_reply_keys is not None:
+            object.__setattr__(self, "detect_reply_keys", frozenset(self.detect_reply_keys))
 
 
 class FaultInjector:

@@ -41,7 +41,7 @@ def initiate(backend: Backend, req: Request) -> Response:
         key=key,
         headers=content_headers_from(pairs),
         metadata=user_metadata_from(pairs),
-        tags=tags_from_header(req.header_text("x-cos-tagging")),
+        tags=tags_from_header(req.header_text("x-cos-tagging"), backend.profile),
         storage_class=storage_class_from(req.header("x-cos-storage-class")),
         initiated=time.time(),
     )

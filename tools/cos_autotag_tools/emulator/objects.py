@@ -7,7 +7,7 @@ from urllib.parse import unquote
 
 from cos_autotag_tools import cos_facts
 
-from . import xml_bodies
+from . import acl, xml_bodies
 from .backend import (
     Backend,
     archived,
@@ -43,15 +43,18 @@ def put_object(backend: Backend, req: Request) -> Response:
     key = require_key(req)
     check_content_md5(req.header("content-md5"), req.body)
     pairs = request_header_pairs(req)
+    _, grants = acl.acl_from_headers(dict(pairs), acl.owner_id(backend.owner_uin))
     state = backend.store.put(
         req.bucket or "",
         key,
         req.body,
         headers=content_headers_from(pairs),
         metadata=user_metadata_from(pairs),
-        tags=tags_from_header(req.header_text("x-cos-tagging")),
+        tags=tags_from_header(req.header_text("x-cos-tagging"), backend.profile),
         storage_class=storage_class_from(req.header("x-cos-storage-class")),
         request_id=req.request_id,
+        sse=acl.sse_from(dict(pairs)),
+        acl=grants,
     )
     backend.emit(cos_facts.EVENT_PUT, req, state)
     return Response(200, {"ETag": state.etag})
@@ -69,7 +72,7 @@ def get_object(backend: Backend, req: Request) -> Response:
     state = _get_state(backend, req, with_body=True)
     archived(state)
     _conditions(req, state)
-    headers = object_headers(state)
+    headers = object_headers(state, backend.profile)
     for param, header in _RESPONSE_OVERRIDES.items():
         value = req.param(param)
         if value is not None:
@@ -86,7 +89,7 @@ def get_object(backend: Backend, req: Request) -> Response:
 def head_object(backend: Backend, req: Request) -> Response:
     state = _get_state(backend, req, with_body=False)
     _conditions(req, state)
-    headers = object_headers(state)
+    headers = object_headers(state, backend.profile)
     # HEAD answers the object's length without a body; the server sends this as Content-Length.
     headers["Content-Length"] = str(state.size)
     return Response(200, headers)
@@ -195,11 +198,27 @@ def copy_object(backend: Backend, req: Request) -> Response:
             "metadata (x-cos-metadata-directive: Replaced) or its storage class.",
         )
     pairs = request_header_pairs(req)
+    # 436/10881: what the copy request does not send, the destination does not get: no
+    # encryption header means unencrypted, no ACL header means the bucket's default ACL.
+    sse = acl.sse_from(dict(pairs))
+    _, grants = acl.acl_from_headers(dict(pairs), acl.owner_id(backend.owner_uin))
+    failure = backend.faults.faults.copy_error_in_body
+    if failure is not None:
+        return xml_response(
+            xml_bodies.error_body(
+                failure, f"injected fault: the copy failed after it started ({failure})",
+                f"{req.bucket}/{key}", req.request_id, req.request_id,
+            )
+        )  # fmt: skip
     if metadata_directive == "Replaced":
         headers, metadata = content_headers_from(pairs), user_metadata_from(pairs)
     else:
         headers, metadata = source.headers, source.metadata
-    tags = source.tags if tagging_directive == "Copy" else tags_from_header(req.header_text("x-cos-tagging"))
+    tags = (
+        source.tags
+        if tagging_directive == "Copy"
+        else tags_from_header(req.header_text("x-cos-tagging"), backend.profile)
+    )
     state = backend.store.put(
         req.bucket or "",
         key,
@@ -210,6 +229,8 @@ def copy_object(backend: Backend, req: Request) -> Response:
         storage_class=storage_class,
         request_id=req.request_id,
         etag=source.etag,
+        sse=sse,
+        acl=grants,
     )
     backend.emit(cos_facts.EVENT_COPY, req, state)
     return xml_response(xml_bodies.copy_result_body(state.etag, iso_time(state.last_modified)))
@@ -227,7 +248,7 @@ def _directive(req: Request, header: str) -> str:
 
 def put_object_tagging(backend: Backend, req: Request) -> Response:
     key = require_key(req)
-    tags = validate_tags(xml_bodies.parse_tagging(req.body))
+    tags = validate_tags(xml_bodies.parse_tagging(req.body), backend.profile)
     if not backend.store.set_tags(req.bucket or "", key, tags):
         raise CosError("NoSuchKey", "The specified key does not exist.")
     return Response(200)
@@ -243,3 +264,32 @@ def delete_object_tagging(backend: Backend, req: Request) -> Response:
     if not backend.store.set_tags(req.bucket or "", key, {}):
         raise CosError("NoSuchKey", "The specified key does not exist.")
     return Response(204)
+
+
+# --- ACL ------------------------------------------------------------------------------------------
+
+
+def get_object_acl(backend: Backend, req: Request) -> Response:
+    """GET Object acl: the object's own ACL, or the effective one it inherits from the bucket."""
+    state = _get_state(backend, req, with_body=False)
+    owner = acl.owner_id(backend.owner_uin)
+    grants = acl.effective(
+        None if state.acl is None else list(state.acl), backend.bucket_acls.get(req.bucket or "", "private"), owner
+    )
+    return xml_response(acl.acl_body(grants, owner))
+
+
+def put_object_acl(backend: Backend, req: Request) -> Response:
+    """PUT Object acl: from `x-cos-acl` / `x-cos-grant-*` headers, or an `<AccessControlPolicy>` body."""
+    key = require_key(req)
+    owner = acl.owner_id(backend.owner_uin)
+    from_headers, grants = acl.acl_from_headers(dict(request_header_pairs(req)), owner)
+    if req.body.strip():
+        if from_headers:
+            raise CosError("InvalidRequest", "set an object ACL by headers or by a body, not both")
+        grants = acl.acl_from_body(req.body, owner)
+    elif not from_headers:
+        raise CosError("MalformedXML", "PUT Object acl needs x-cos-acl / x-cos-grant-* headers or a body")
+    if not backend.store.set_acl(req.bucket or "", key, grants):
+        raise CosError("NoSuchKey", "The specified key does not exist.")
+    return Response(200)

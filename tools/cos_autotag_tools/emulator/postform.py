@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import re
 from datetime import datetime, timezone
+from typing import cast
 from urllib.parse import quote
+
+import python_multipart
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import Field, File
 
 from cos_autotag_tools import cos_facts
 
@@ -30,46 +36,34 @@ from .backend import (
 from .errors import CosError
 from .messages import Request, Response, latin1_to_text
 
-_BOUNDARY_RE = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
-_DISPOSITION_PARAM_RE = re.compile(r';\s*([a-zA-Z*]+)="((?:[^"\\]|\\.)*)"')
-
 
 def parse_form(content_type: str, body: bytes) -> tuple[dict[str, str], str | None, bytes | None]:
     """(fields, file name, file data) of a multipart/form-data body. Field names keep their case."""
-    match = _BOUNDARY_RE.search(content_type)
-    if not content_type.lower().startswith("multipart/form-data") or not match:
+    if not content_type.lower().startswith("multipart/form-data") or "boundary=" not in content_type.lower():
         raise CosError("MalformedPOSTRequest", "POST Object needs a multipart/form-data body with a boundary")
-    delimiter = b"--" + match.group(1).encode("latin-1")
-    fields: dict[str, str] = {}
-    filename: str | None = None
-    data: bytes | None = None
-    chunks = body.split(delimiter)
-    if len(chunks) < 3 or not chunks[-1].startswith(b"--"):
-        raise CosError("MalformedPOSTRequest", "The multipart body is not terminated by the closing boundary")
-    for chunk in chunks[1:-1]:
-        if chunk.startswith(b"\r\n"):
-            chunk = chunk[2:]
-        if chunk.endswith(b"\r\n"):
-            chunk = chunk[:-2]
-        head, sep, content = chunk.partition(b"\r\n\r\n")
-        if not sep:
-            raise CosError("MalformedPOSTRequest", "A form part has no header/body separator")
-        disposition = ""
-        for line in head.decode("utf-8", "replace").split("\r\n"):
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "content-disposition":
-                disposition = value
-        params = {k.lower(): v for k, v in _DISPOSITION_PARAM_RE.findall(disposition)}
-        field_name = params.get("name")
-        if field_name is None:
-            raise CosError("MalformedPOSTRequest", "A form part has no name")
-        if field_name == "file":
-            if data is not None:
-                raise CosError("IncorrectNumberOfFilesInPostRequest", "POST Object takes exactly one file")
-            filename, data = params.get("filename", ""), content
-        else:
-            fields[field_name] = content.decode("utf-8")
-    return fields, filename, data
+    parts: list[tuple[str, str | None, bytes]] = []  # (name, file name, content)
+
+    def on_field(part: Field) -> None:
+        parts.append(((part.field_name or b"").decode(), None, part.value or b""))
+
+    def on_file(part: File) -> None:
+        part.file_object.seek(0)
+        parts.append(((part.field_name or b"").decode(), (part.file_name or b"").decode(), part.file_object.read()))
+
+    try:
+        python_multipart.parse_form(
+            {"Content-Type": content_type.encode("latin-1")}, io.BytesIO(body), on_field, on_file
+        )
+    except (FormParserError, ValueError) as error:
+        raise CosError("MalformedPOSTRequest", f"The form is not valid multipart/form-data: {error}") from None
+    files = [part for part in parts if part[0] == "file"]
+    if len(files) > 1:
+        raise CosError("IncorrectNumberOfFilesInPostRequest", "POST Object takes exactly one file")
+    fields = {name: content.decode("utf-8") for name, _, content in parts if name != "file"}
+    if not files:
+        return fields, None, None
+    _, filename, data = files[0]
+    return fields, filename or "", data
 
 
 def _policy_conditions(policy: dict[str, object]) -> list[tuple[str, str, object]]:
@@ -85,7 +79,11 @@ def _policy_conditions(policy: dict[str, object]) -> list[tuple[str, str, object
         elif isinstance(cond, list) and len(cond) == 3:
             op = str(cond[0]).lower()
             if op == "content-length-range":
-                out.append((op, "", (cond[1], cond[2])))
+                if not all(
+                    isinstance(bound, int) or (isinstance(bound, str) and bound.isdigit()) for bound in cond[1:]
+                ):
+                    raise CosError("InvalidPolicyDocument", f"content-length-range takes two whole numbers: {cond!r}")
+                out.append((op, "", (int(cond[1]), int(cond[2]))))
             elif op in ("eq", "starts-with") and isinstance(cond[1], str) and cond[1].startswith("$"):
                 out.append((op, cond[1][1:].lower(), cond[2]))
             else:
@@ -116,7 +114,7 @@ def _check_policy(policy: dict[str, object], values: dict[str, str], size: int, 
         raise CosError("AccessDenied", "Invalid according to Policy: Policy expired.")
     for op, name, expected in _policy_conditions(policy):
         if op == "content-length-range":
-            low, high = (int(bound) for bound in expected)  # type: ignore[attr-defined]
+            low, high = cast("tuple[int, int]", expected)
             if not low <= size <= high:
                 raise CosError(
                     "EntityTooLarge" if size > high else "EntityTooSmall",

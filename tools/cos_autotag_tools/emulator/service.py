@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import itertools
 import os
+import re
 import sys
 import time
 import traceback
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 from cos_autotag_tools import cos_facts
 
-from . import auth, ci, listing, multipart, objects, postform, xml_bodies
+from . import auth, ci, ci_status, dataset, listing, multipart, objects, postform, xml_bodies
 from .backend import Backend
 from .errors import CosError
 from .faults import SERVER_ERRORS
@@ -30,6 +31,8 @@ OPERATIONS: dict[str, Operation] = {
     "DeleteObject": objects.delete_object,
     "DeleteMultipleObjects": objects.delete_multiple_objects,
     "CopyObject": objects.copy_object,
+    "GetObjectACL": objects.get_object_acl,
+    "PutObjectACL": objects.put_object_acl,
     "PutObjectTagging": objects.put_object_tagging,
     "GetObjectTagging": objects.get_object_tagging,
     "DeleteObjectTagging": objects.delete_object_tagging,
@@ -44,6 +47,8 @@ OPERATIONS: dict[str, Operation] = {
     "HeadBucket": listing.head_bucket,
     "DetectLabel": ci.detect_label,
     "ImageProcess": ci.image_process,
+    "DescribeAIBuckets": ci_status.describe_ai_buckets,
+    "GetCIStatus": ci_status.bucket_ci_status,
 }
 
 _counter = itertools.count(1)
@@ -67,11 +72,20 @@ _UNSUPPORTED_SUBRESOURCES = frozenset(
 )  # fmt: skip
 
 
+# `<appid>.ci.<region>.myqcloud.com`: MetaInsight's host. The SDK (1.9.44), configured with IP/Port
+# as for the emulator, sends `<appid>.cos.<region>...` as the Host of these calls: both are served.
+_APPID_HOST_RE = re.compile(
+    r"^(?P<appid>\d{5,12})\.(?:ci|cos)\.(?P<region>[a-z0-9-]+)\.(?:myqcloud\.com|tencentcos\.cn)$"
+)
+
+
 def route(req: Request) -> str:
     """The COS operation name of a request (an unknown one is answered 501 NotImplemented)."""
     method = req.method
     if method == "POST" and req.key is None and req.has_param("delete"):
         return "DeleteMultipleObjects"
+    if req.key is not None and method in ("GET", "PUT") and req.has_param("acl"):
+        return "GetObjectACL" if method == "GET" else "PutObjectACL"
     unsupported = next((name for name, _ in req.query if name in _UNSUPPORTED_SUBRESOURCES), None)
     if unsupported is not None:
         return f"{method}:{unsupported}"
@@ -113,6 +127,23 @@ def route(req: Request) -> str:
             return "DeleteObjectTagging"
         return "AbortMultipartUpload" if req.has_param("uploadId") else "DeleteObject"
     return f"{method}Object"
+
+
+def _ci_host_op(req: Request, host: str) -> str | None:
+    """DescribeAIBuckets or the bucket's CIStatus, when the request is for a ci. host (or for
+    /ai_bucket on the emulator's own address, where the SDK sends it under IP/Port); else None."""
+    bucket_ci = ci_status.BUCKET_CI_HOST_RE.match(host)
+    if bucket_ci and req.method == "GET":
+        req.bucket, req.region, req.key = bucket_ci.group("bucket"), bucket_ci.group("region"), None
+        return "GetCIStatus" if req.path == "/" else f"CI:{req.path}"
+    account_ci = ci_status.CI_HOST_RE.match(host)
+    if (account_ci or not cos_facts.COS_HOST_RE.match(host)) and req.path == "/ai_bucket" and req.method == "GET":
+        req.region = account_ci.group("region") if account_ci else None
+        # Sent to the emulator's address, the SDK signs the host without the port (as it would
+        # sign ci.<region>.myqcloud.com): verify it as signed.
+        req.headers["host"] = host
+        return "DescribeAIBuckets"
+    return None
 
 
 class CosService:
@@ -162,7 +193,15 @@ class CosService:
 
     def _resolve(self, req: Request) -> str:
         host = (req.header("host") or "").split(":", 1)[0].lower()
+        account = _APPID_HOST_RE.match(host)
+        if account:  # MetaInsight (dataset.py), on the account's CI host
+            req.region = account.group("region")
+            name = dataset.NAMES.get(req.path)
+            return name if name and req.method == "POST" else f"CI:{req.method}{req.path}"
         match = cos_facts.COS_HOST_RE.match(host)
+        ci_op = _ci_host_op(req, host)
+        if ci_op is not None:
+            return ci_op
         if not match:
             raise CosError(
                 "InvalidURI",
@@ -175,7 +214,11 @@ class CosService:
 
     def _serve(self, op: str, req: Request) -> Response:
         backend = self.backend
-        if backend.store.bucket_region(req.bucket or "") != req.region:
+        if op in dataset.NAMES.values() or op.startswith("CI:/"):
+            return self._serve_dataset(op, req)
+        if op == "DescribeAIBuckets":
+            pass  # an account-wide query, no bucket
+        elif backend.store.bucket_region(req.bucket or "") != req.region:
             raise CosError("NoSuchBucket", f"The specified bucket {req.bucket} does not exist in {req.region}.")
         if req.key is not None and len(req.key.encode()) > cos_facts.KEY_MAX_BYTES:
             raise CosError("KeyTooLong", f"The key is longer than {cos_facts.KEY_MAX_BYTES} bytes")
@@ -196,7 +239,7 @@ class CosService:
             raise CosError("AccessDenied", f"Access Denied. The caller is not authorized to perform {op}.")
         self._load_body(req)
         if op == "DetectLabel" and not backend.ci_bound(req.bucket or ""):
-            raise CosError(cos_facts.CI_CODE_NOT_BOUND, cos_facts.CI_MESSAGE_NOT_BOUND, cos_facts.CI_STATUS_NOT_BOUND)
+            return ci.unbound_answer(backend.profile)
         server_error = backend.faults.server_error_for(op)
         if server_error is not None:
             raise CosError(server_error, f"injected fault: {server_error}", SERVER_ERRORS[server_error])
@@ -204,6 +247,27 @@ class CosService:
         if operation is None:
             raise CosError("NotImplemented", f"{op} is not emulated", 501)
         return operation(backend, req)
+
+    def _serve_dataset(self, op: str, req: Request) -> Response:
+        signed = auth.verify(
+            method=req.method,
+            path=req.path,
+            query=req.query,
+            headers=req.headers,
+            credentials=self.backend.credentials,
+            token=self.backend.token,
+        )
+        req.secret_id, req.authorization = signed.secret_id, signed.authorization
+        host = req.header("host") or ""
+        if not host.startswith(self.backend.appid + "."):
+            raise CosError("AccessDenied", f"Host {host!r} is not this account's ({self.backend.appid}) CI host", 403)
+        if op in self.backend.faults.faults.denied_ops:
+            raise CosError("AccessDenied", f"Access Denied. The caller is not authorized to perform {op}.")
+        self._load_body(req)
+        operation = dataset.OPERATIONS.get((req.method, req.path))
+        if operation is None:
+            raise CosError("NotImplemented", f"{req.method} {req.path} is not emulated on the CI host", 501)
+        return operation(self.backend, req)
 
     def _load_body(self, req: Request) -> None:
         """Read the body, refusing one over the cap from its declared length without reading it."""

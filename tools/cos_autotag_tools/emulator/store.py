@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -43,6 +43,10 @@ class ObjectState:
     size: int  # the object's length, also when `body` was not read (b"")
     last_modified: float
     request_id: str
+    # Server-side encryption headers as stored (lower-cased names); {} = unencrypted.
+    sse: dict[str, str] = field(default_factory=dict)
+    # The object's own ACL as (grantee, permission) pairs; None = none of its own (the bucket's).
+    acl: tuple[tuple[str, str], ...] | None = None
 
     @property
     def content_type(self) -> str | None:
@@ -64,6 +68,8 @@ class _Record:
     request_id: str
     body: bytes | None = None
     body_file: str | None = None
+    sse: dict[str, str] = field(default_factory=dict)
+    acl: tuple[tuple[str, str], ...] | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -77,6 +83,8 @@ class _Record:
             "last_modified": self.last_modified,
             "request_id": self.request_id,
             "body_file": self.body_file,
+            "sse": self.sse,
+            "acl": None if self.acl is None else [list(grant) for grant in self.acl],
         }
 
     @classmethod
@@ -92,6 +100,8 @@ class _Record:
             last_modified=float(data["last_modified"]),  # type: ignore[arg-type]
             request_id=str(data["request_id"]),
             body_file=str(data["body_file"]),
+            sse=dict(data.get("sse") or {}),  # type: ignore[call-overload]
+            acl=None if data.get("acl") is None else tuple((str(g), str(p)) for g, p in data["acl"]),  # type: ignore[attr-defined]
         )
 
 
@@ -194,6 +204,8 @@ class Store:
         storage_class: str,
         request_id: str,
         etag: str | None = None,
+        sse: Mapping[str, str] | None = None,
+        acl: Iterable[tuple[str, str]] | None = None,
     ) -> ObjectState:
         """Create or replace an object (a replacement drops the old tags and metadata)."""
         record = _Record(
@@ -206,6 +218,8 @@ class Store:
             size=len(body),
             last_modified=time.time(),
             request_id=request_id,
+            sse=dict(sse or {}),
+            acl=None if acl is None else tuple(acl),
         )
         folder = self._objects_dir(bucket)
         if folder is None:
@@ -283,6 +297,16 @@ class Store:
             self._commit(b, replace(record, tags=dict(tags)))
             return True
 
+    def set_acl(self, bucket: str, key: str, acl: Iterable[tuple[str, str]] | None) -> bool:
+        """Replace an object's own ACL (None: back to the bucket's); False when it does not exist."""
+        with self._lock:
+            b = self._bucket(bucket)
+            record = b.records.get(key)
+            if record is None:
+                return False
+            self._commit(b, replace(record, acl=None if acl is None else tuple(acl)))
+            return True
+
     def keys_from(self, bucket: str, start_after: str, prefix: str) -> Iterator[str]:
         """Keys greater than `start_after` that start with `prefix`, in order (a snapshot)."""
         with self._lock:
@@ -312,6 +336,8 @@ class Store:
             size=record.size,
             last_modified=record.last_modified,
             request_id=record.request_id,
+            sse=dict(record.sse),
+            acl=record.acl,
         )
 
     # --- loading -----------------------------------------------------------------------------

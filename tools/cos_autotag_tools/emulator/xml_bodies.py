@@ -1,8 +1,7 @@
 """XML bodies: what COS answers, and parsing the XML COS accepts.
 
-Bodies are built with string templates (fast; one emulator request builds many of them) and
-escaped with `xml_text`. The SDK only parses a body whose Content-Type is exactly
-`application/xml`, so every XML answer uses `XML_CONTENT_TYPE`.
+Answers are built with `xmltodict.unparse` from dicts in document order. The SDK only parses a
+body whose Content-Type is exactly `application/xml`, so every XML answer uses `XML_CONTENT_TYPE`.
 """
 
 from __future__ import annotations
@@ -11,91 +10,73 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
+
+import xmltodict
 
 from cos_autotag_tools import cos_facts
 
 from .errors import CosError
 
 XML_CONTENT_TYPE = "application/xml"
-_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
 # Characters XML 1.0 cannot carry even escaped; COS keys may contain them, so they are percent-encoded.
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
-def xml_text(value: object) -> str:
-    """`value` as XML character data."""
-    text = str(value)
-    if _XML_INVALID.search(text):
-        text = _XML_INVALID.sub(lambda m: quote(m.group(0)), text)
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def _text(value: Any) -> Any:
+    """Each leaf as XML character data; dicts and lists are walked."""
+    if isinstance(value, Mapping):
+        return {name: _text(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_text(item) for item in value]
+    return _XML_INVALID.sub(lambda m: quote(m.group(0)), str(value))
+
+
+def xml_body(root: str, content: Mapping[str, Any]) -> bytes:
+    """`<root>` holding `content` (a list value repeats its element), with the XML declaration."""
+    return xmltodict.unparse({root: _text(content) or ""}, encoding="UTF-8").encode()
 
 
 def element(name: str, value: object) -> str:
-    return f"<{name}>{xml_text(value)}</{name}>"
+    """One element as text, for bodies still built by hand elsewhere."""
+    return xmltodict.unparse({name: _text(value)}, full_document=False)
 
 
 def error_body(code: str, message: str, resource: str, request_id: str, trace_id: str) -> bytes:
     """COS's error document. All of Code, Message, Resource and RequestId must be present and
     non-empty, or the SDK's CosServiceError getters all answer "Unknown"."""
-    parts = (
-        element("Code", code),
-        element("Message", message or code),
-        element("Resource", resource or "/"),
-        element("RequestId", request_id),
-        element("TraceId", trace_id),
+    return xml_body(
+        "Error",
+        {
+            "Code": code,
+            "Message": message or code,
+            "Resource": resource or "/",
+            "RequestId": request_id,
+            "TraceId": trace_id,
+        },
     )
-    return (_DECL + "<Error>" + "".join(parts) + "</Error>").encode()
 
 
 def tagging_body(tags: Mapping[str, str]) -> bytes:
-    inner = "".join(f"<Tag>{element('Key', k)}{element('Value', v)}</Tag>" for k, v in tags.items())
-    return (_DECL + f"<Tagging><TagSet>{inner}</TagSet></Tagging>").encode()
+    return xml_body("Tagging", {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in tags.items()]} if tags else ""})
 
 
 def copy_result_body(etag: str, last_modified_iso: str) -> bytes:
-    return (
-        _DECL
-        + "<CopyObjectResult>"
-        + element("ETag", etag)
-        + element("LastModified", last_modified_iso)
-        + "</CopyObjectResult>"
-    ).encode()
+    return xml_body("CopyObjectResult", {"ETag": etag, "LastModified": last_modified_iso})
 
 
 def initiate_multipart_body(bucket: str, key: str, upload_id: str) -> bytes:
-    return (
-        _DECL
-        + "<InitiateMultipartUploadResult>"
-        + element("Bucket", bucket)
-        + element("Key", key)
-        + element("UploadId", upload_id)
-        + "</InitiateMultipartUploadResult>"
-    ).encode()
+    return xml_body("InitiateMultipartUploadResult", {"Bucket": bucket, "Key": key, "UploadId": upload_id})
 
 
 def complete_multipart_body(location: str, bucket: str, key: str, etag: str) -> bytes:
-    return (
-        _DECL
-        + "<CompleteMultipartUploadResult>"
-        + element("Location", location)
-        + element("Bucket", bucket)
-        + element("Key", key)
-        + element("ETag", etag)
-        + "</CompleteMultipartUploadResult>"
-    ).encode()
+    content = {"Location": location, "Bucket": bucket, "Key": key, "ETag": etag}
+    return xml_body("CompleteMultipartUploadResult", content)
 
 
 def post_response_body(location: str, bucket: str, key: str, etag: str) -> bytes:
-    return (
-        _DECL
-        + "<PostResponse>"
-        + element("Location", location)
-        + element("Bucket", bucket)
-        + element("Key", key)
-        + element("ETag", etag)
-        + "</PostResponse>"
-    ).encode()
+    return xml_body("PostResponse", {"Location": location, "Bucket": bucket, "Key": key, "ETag": etag})
 
 
 @dataclass(frozen=True)
@@ -127,35 +108,29 @@ def list_bucket_body(
     def enc(text: str) -> str:
         return quote(text, safe="/") if url_encode else text
 
-    out = [_DECL, "<ListBucketResult>", element("Name", bucket)]
+    out: dict[str, Any] = {"Name": bucket}
     if url_encode:
-        out.append(element("EncodingType", "url"))
-    out += [
-        element("Prefix", enc(prefix)),
-        element("Marker", enc(marker)),
-        element("MaxKeys", max_keys),
-    ]
+        out["EncodingType"] = "url"
+    out.update(Prefix=enc(prefix), Marker=enc(marker), MaxKeys=max_keys)
     if delimiter:
-        out.append(element("Delimiter", enc(delimiter)))
-    out.append(element("IsTruncated", "true" if is_truncated else "false"))
+        out["Delimiter"] = enc(delimiter)
+    out["IsTruncated"] = "true" if is_truncated else "false"
     if is_truncated and next_marker:
-        out.append(element("NextMarker", enc(next_marker)))
-    owner = f"<Owner>{element('ID', owner_id)}{element('DisplayName', owner_id)}</Owner>"
-    for obj in contents:
-        out.append(
-            "<Contents>"
-            + element("Key", enc(obj.key))
-            + element("LastModified", obj.last_modified_iso)
-            + element("ETag", obj.etag)
-            + element("Size", obj.size)
-            + owner
-            + element("StorageClass", obj.storage_class)
-            + "</Contents>"
-        )
-    for common in common_prefixes:
-        out.append(f"<CommonPrefixes>{element('Prefix', enc(common))}</CommonPrefixes>")
-    out.append("</ListBucketResult>")
-    return "".join(out).encode()
+        out["NextMarker"] = enc(next_marker)
+    owner = {"ID": owner_id, "DisplayName": owner_id}
+    out["Contents"] = [
+        {
+            "Key": enc(obj.key),
+            "LastModified": obj.last_modified_iso,
+            "ETag": obj.etag,
+            "Size": obj.size,
+            "Owner": owner,
+            "StorageClass": obj.storage_class,
+        }
+        for obj in contents
+    ]
+    out["CommonPrefixes"] = [{"Prefix": enc(common)} for common in common_prefixes]
+    return xml_body("ListBucketResult", out)
 
 
 def detect_label_body(
@@ -164,28 +139,16 @@ def detect_label_body(
     """CI's RecognitionResult. Without `scenes` the labels sit in top-level `<Labels>` elements;
     with `scenes` each requested scene gets its own `<XxxLabels>` element holding `<Labels>`."""
 
-    def labels_xml(labels: Iterable[Mapping[str, object]]) -> str:
-        return "".join(
-            "<Labels>"
-            + element("Confidence", label["Confidence"])
-            + element("Name", label["Name"])
-            + element("FirstCategory", label.get("FirstCategory", ""))
-            + element("SecondCategory", label.get("SecondCategory", ""))
-            + "</Labels>"
-            for label in labels
-        )
+    def labels(scene: str) -> dict[str, Any]:
+        fields = ("Confidence", "Name", "FirstCategory", "SecondCategory")
+        return {"Labels": [{f: label.get(f, "") for f in fields} for label in labels_by_scene.get(scene, ())]}
 
-    out = [_DECL, "<RecognitionResult>"]
     if scenes is None:
         # The default scene is camera; its labels are answered unwrapped.
-        default = cos_facts.DETECT_DEFAULT_SCENES[0]
-        out.append(labels_xml(labels_by_scene.get(default, ())))
-    else:
-        for scene in scenes:
-            name = cos_facts.DETECT_SCENE_ELEMENTS[scene]
-            out.append(f"<{name}>{labels_xml(labels_by_scene.get(scene, ()))}</{name}>")
-    out.append("</RecognitionResult>")
-    return "".join(out).encode()
+        return xml_body("RecognitionResult", labels(cos_facts.DETECT_DEFAULT_SCENES[0]))
+    return xml_body(
+        "RecognitionResult", {cos_facts.DETECT_SCENE_ELEMENTS[scene]: labels(scene) or "" for scene in scenes}
+    )
 
 
 # --- parsing ------------------------------------------------------------------------------------
@@ -278,9 +241,10 @@ def parse_delete(body: bytes) -> tuple[bool, list[str]]:
 
 def delete_result_body(deleted: Iterable[str], errors: Iterable[tuple[str, str, str]]) -> bytes:
     """`<DeleteResult>`: a `<Deleted>` per key removed (none when quiet), an `<Error>` per failure."""
-    parts = [f"<Deleted>{element('Key', key)}</Deleted>" for key in deleted]
-    parts += [
-        f"<Error>{element('Key', key)}{element('Code', code)}{element('Message', message)}</Error>"
-        for key, code, message in errors
-    ]
-    return (_DECL + "<DeleteResult>" + "".join(parts) + "</DeleteResult>").encode()
+    return xml_body(
+        "DeleteResult",
+        {
+            "Deleted": [{"Key": key} for key in deleted],
+            "Error": [{"Key": key, "Code": code, "Message": message} for key, code, message in errors],
+        },
+    )

@@ -1,8 +1,11 @@
 """`cos-autotag gallery`: a bucket's photos and their labels, in a web page on 127.0.0.1.
 
-The labels come from a local SQLite index keyed by ETag (`index.py`), so opening a large bucket
-again costs one listing and reads only what changed; the thumbnails are Cloud Infinite
-renditions through short-lived signed URLs (`server.py`).
+The labels come from a local SQLite index (`index.py`, one per endpoint, bucket, region and
+mode), so opening a large bucket again costs one listing and reads only what changed; while the
+page is open the index is re-synced every --poll seconds and labels older than --labels-max-age
+are read again. The page's search box takes `find`'s query language and is evaluated by the
+server, page by page. The thumbnails are Cloud Infinite renditions through short-lived signed
+URLs (`server.py`).
 """
 
 from __future__ import annotations
@@ -20,13 +23,23 @@ from cos_autotag.errors import CosCallError
 
 from ..backfill.cli import UsageError
 from ..backfill.progress import Progress
-from ..object_labels import add_bucket_arguments, add_mode_argument, check_concurrency, explain, open_bucket, sdk_quiet
-from .index import IndexUnusable, LabelIndex, default_index_path
+from ..object_labels import (
+    add_bucket_arguments,
+    add_mode_argument,
+    check_concurrency,
+    clean,
+    explain,
+    open_bucket,
+    sdk_quiet,
+)
+from .index import IndexUnusable, LabelIndex, SyncStats, default_index_path
 from .server import Gallery, GalleryServer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_PORT = 8765
 DEFAULT_CONCURRENCY = 16
+DEFAULT_POLL_S = 30.0
+DEFAULT_LABELS_MAX_AGE_S = 600.0
 
 __all__ = ["Gallery", "GalleryServer", "LabelIndex", "open_gallery", "run_gallery"]
 
@@ -53,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         "--index",
         type=Path,
         metavar="PATH",
-        help="the SQLite label index (default: ~/.cache/cos-autotag/<bucket>.sqlite)",
+        help="the SQLite label index (default: ~/.cache/cos-autotag/<bucket>-<hash of endpoint, region, mode>.sqlite)",
     )
     parser.add_argument(
         "--reindex", action="store_true", help="read every photo's labels again, e.g. after a relabeling"
@@ -65,6 +78,22 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONCURRENCY,
         help=f"label reads at once (default {DEFAULT_CONCURRENCY})",
     )
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=DEFAULT_POLL_S,
+        metavar="S",
+        help="re-list the bucket every S seconds while serving, so new uploads appear "
+        f"(default {DEFAULT_POLL_S:g}; 0: never)",
+    )
+    parser.add_argument(
+        "--labels-max-age",
+        type=float,
+        default=DEFAULT_LABELS_MAX_AGE_S,
+        metavar="S",
+        help="read a photo's labels again once they are S seconds old: a tag write (untag, relabel) changes "
+        f"no ETag (default {DEFAULT_LABELS_MAX_AGE_S:g})",
+    )
     parser.add_argument("--open", action="store_true", help="open the page in the default browser")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar while indexing")
     return parser
@@ -73,31 +102,48 @@ def _parser() -> argparse.ArgumentParser:
 def _open(args: argparse.Namespace, env: Mapping[str, str]) -> GalleryServer:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0 to 65535, not {args.port}")
+    if args.poll < 0 or args.labels_max_age < 0:
+        raise UsageError("--poll and --labels-max-age take seconds, 0 or more")
     concurrency = check_concurrency(args.concurrency)
     bucket = open_bucket(args, env)
-    index = LabelIndex(args.index or default_index_path(bucket.name, env), bucket.name, bucket.region)
-    try:
-        progress = Progress(not args.no_progress and sys.stderr.isatty(), f"index {bucket.name}/{args.prefix}")
+    endpoint = env.get("AUTOTAG_COS_ENDPOINT", "")
+    path = args.index or default_index_path(bucket.name, env, endpoint, bucket.region, args.mode)
+    index = LabelIndex(path, bucket.name, bucket.region, endpoint, args.mode, check_same_thread=False)
+
+    def sync(reread_all: bool, first: bool = False) -> SyncStats:
+        progress = Progress(
+            first and not args.no_progress and sys.stderr.isatty(), f"index {bucket.name}/{args.prefix}"
+        )
+        # The poller's own connection: the server reads through `index` meanwhile.
+        own = index if first else LabelIndex(path, bucket.name, bucket.region, endpoint, args.mode)
         try:
-            stats = index.sync(bucket, args.prefix, args.mode, concurrency, progress, reindex=args.reindex)
-        except CosCallError as error:
-            raise UsageError(explain(error, bucket)) from error
+            return own.sync(
+                bucket, args.prefix, args.mode, concurrency, progress,
+                reindex=reread_all, max_age_s=args.labels_max_age,
+            )  # fmt: skip
         finally:
             progress.close()
-        photos = index.photos(args.prefix)
-    finally:
+            if own is not index:
+                own.close()
+
+    try:
+        stats = sync(args.reindex, first=True)
+    except CosCallError as error:
         index.close()
-    labeled = sum(1 for photo in photos if photo.labels)
+        raise UsageError(explain(error, bucket)) from error
+    gallery = Gallery(bucket, args.prefix, index, stats, sync)
+    first = gallery.page(limit=1)
     print(
-        f"{len(photos)} photos in {bucket.name}/{args.prefix} ({labeled} labeled): read {stats.read}, "
+        f"{first['shown']} photos in {bucket.name}/{args.prefix}: read {stats.read}, "
         f"unchanged {stats.reused}, gone {stats.removed}; index {index.path}",
         file=sys.stderr,
     )
     for key, reason in stats.failed[:5]:
-        print(f"  could not read {key}: {reason}", file=sys.stderr)
+        print(f"  could not read {clean(key)}: {clean(reason)}", file=sys.stderr)
     try:
-        return GalleryServer(Gallery(bucket, args.prefix, photos, stats), args.port)
+        return GalleryServer(gallery, args.port, poll_s=args.poll)
     except OSError as error:
+        index.close()
         raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {error}; pick another with --port N") from error
 
 

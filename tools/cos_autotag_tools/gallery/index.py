@@ -1,16 +1,27 @@
 """The gallery's local index: each photo's labels in SQLite, keyed by key and ETag.
 
-Opening a bucket lists it once and reads labels only for what the index cannot vouch for:
-a new key, a changed ETag, or a photo that carried no label last time (the function writes its
-labels after the upload, and tags or metadata written in place keep the ETag). Keys no longer
-listed leave the index. `reindex` reads everything again, e.g. after `backfill --relabel`.
+One index per endpoint, bucket, region and mode (`default_index_path`), so another endpoint or
+the other mode never shows this one's labels; its folder is 0700 and its file 0600.
+
+A sync lists the bucket once and reads labels only for what the index cannot vouch for: a new
+key, a changed ETag, a photo that carried no label last time (the function writes its labels
+after the upload, and tags or metadata written in place keep the ETag), or labels read longer
+ago than `max_age_s` (a tag write changes neither ETag nor Last-Modified, so only a re-read
+sees an `untag`). `mark_stale` lets `untag` and `backfill` on this machine say what they
+touched. Keys no longer listed leave the index. `reindex` reads everything again.
+
+The server pages its answers from here (`query_page`), so its memory does not grow with the
+bucket.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
+import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,25 +31,83 @@ from cos_autotag_tools import cos_facts
 from ..backfill.listing import ListedObject, list_objects
 from ..backfill.progress import Progress
 from ..object_labels import Bucket, ObjectLabels, read_many
+from ..query import Query, matches
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 COMMIT_EVERY = 500
 # What Cloud Infinite renders as a thumbnail; other objects are not photos to show.
 PHOTO_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 )
+# Never a photo: not read. Any other object (no extension, an unknown one) is read, and shown when
+# it carries the marker or labels: the function labels by content, not by name.
+NOT_PHOTO_SUFFIXES = frozenset(
+    {".txt", ".md", ".json", ".csv", ".log", ".xml", ".html", ".htm", ".js", ".css", ".pdf", ".zip", ".gz",
+     ".tar", ".mp4", ".mov", ".mp3", ".wav", ".doc", ".docx", ".xls", ".xlsx", ".py", ".sqlite"}
+)  # fmt: skip
+SHOWN_SQL = "(photo_suffix = 1 OR marker IS NOT NULL OR labels != '[]')"
 
 
-def default_index_path(bucket: str, env: Mapping[str, str] | None = None) -> Path:
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cos-autotag" / f"{bucket}.sqlite"
+    return Path(base) / "cos-autotag"
+
+
+def index_identity(endpoint: str, bucket: str, region: str, mode: str) -> dict[str, str]:
+    return {"schema": SCHEMA_VERSION, "endpoint": endpoint, "bucket": bucket, "region": region, "mode": mode}
+
+
+def default_index_path(
+    bucket: str, env: Mapping[str, str] | None = None, endpoint: str = "", region: str = "", mode: str = "auto"
+) -> Path:
+    digest = hashlib.sha256("\n".join((endpoint, bucket, region, mode)).encode()).hexdigest()[:12]
+    return cache_dir(env) / f"{bucket}-{digest}.sqlite"
+
+
+def is_candidate(obj: ListedObject) -> bool:
+    """Worth reading: not a folder, not empty, not archived, not named as a non-photo."""
+    if obj.key.endswith("/") or obj.size == 0 or obj.storage_class in cos_facts.ARCHIVE_STORAGE_CLASSES:
+        return False
+    return Path(obj.key).suffix.lower() not in NOT_PHOTO_SUFFIXES
 
 
 def is_photo(obj: ListedObject) -> bool:
-    if obj.key.endswith("/") or obj.size == 0 or obj.storage_class in cos_facts.ARCHIVE_STORAGE_CLASSES:
-        return False
-    return Path(obj.key).suffix.lower() in PHOTO_SUFFIXES
+    return is_candidate(obj) and Path(obj.key).suffix.lower() in PHOTO_SUFFIXES
+
+
+def _private_file(path: Path) -> None:
+    """The index holds the bucket's keys and labels: only this user may read it."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
+def mark_stale(prefix: str, bucket: str, region: str, env: Mapping[str, str] | None = None) -> int:
+    """Tell every gallery index of this bucket on this machine that the keys under `prefix` may
+    have changed (`untag` and `backfill` call it after a run over that prefix).
+
+    Their labels are read again at the next sync. Returns how many entries were marked; an index
+    that cannot be opened is left alone (the gallery's own schedule still re-reads it).
+    """
+    folder = cache_dir(env)
+    marked = 0
+    for path in sorted(folder.glob(f"{bucket}-*.sqlite")) if folder.is_dir() else []:
+        try:
+            db = sqlite3.connect(path, timeout=5)
+            try:
+                found = dict(db.execute("SELECT name, value FROM meta").fetchall())
+                if found.get("bucket") == bucket and found.get("region") == region:
+                    with db:
+                        marked += db.execute(
+                            "UPDATE objects SET read_at = 0 WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+                        ).rowcount
+            finally:
+                db.close()
+        except sqlite3.Error:
+            continue
+    return marked
 
 
 @dataclass(frozen=True)
@@ -49,6 +118,7 @@ class Photo:
     found_in: str
     marker: str | None
     labels: tuple[tuple[str, int], ...]
+    read_at: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         return {"key": self.key, "size": self.size, "mode": self.found_in or None, "labels": list(self.labels)}
@@ -76,21 +146,37 @@ class IndexUnusable(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class Page:
+    total: int  # photos matching the query
+    shown: int  # photos in the index under the prefix
+    photos: list[Photo]
+    labels: list[tuple[str, int]]  # the label cloud over every photo under the prefix
+    as_of: float  # the oldest label read among the photos under the prefix
+
+
 class LabelIndex:
-    def __init__(self, path: Path, bucket: str, region: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        bucket: str,
+        region: str,
+        endpoint: str = "",
+        mode: str = "auto",
+        check_same_thread: bool = True,
+    ) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path)
-            self._setup(bucket, region)
+            _private_file(path)
+            self._db = sqlite3.connect(path, timeout=30, check_same_thread=check_same_thread)
+            self._setup(index_identity(endpoint, bucket, region, mode))
         except (OSError, sqlite3.Error) as error:
             raise IndexUnusable(f"cannot use the index {path}: {error}; pick another with --index PATH") from error
 
-    def _setup(self, bucket: str, region: str) -> None:
+    def _setup(self, expected: dict[str, str]) -> None:
         db = self._db
         with db:
             db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            expected = {"schema": SCHEMA_VERSION, "bucket": bucket, "region": region}
             found = dict(db.execute("SELECT name, value FROM meta").fetchall())
             if found != expected:
                 # Another bucket, region or layout: start afresh rather than show wrong labels.
@@ -100,29 +186,62 @@ class LabelIndex:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS objects ("
                 " key TEXT PRIMARY KEY, etag TEXT NOT NULL, size INTEGER,"
-                " found_in TEXT NOT NULL, marker TEXT, labels TEXT NOT NULL)"
+                " found_in TEXT NOT NULL, marker TEXT, labels TEXT NOT NULL,"
+                " photo_suffix INTEGER NOT NULL, read_at REAL NOT NULL)"
             )
 
     def close(self) -> None:
         self._db.close()
 
-    def _under(self, prefix: str) -> Iterator[tuple[str, str, int | None, str, str | None, str]]:
-        yield from self._db.execute(
-            "SELECT key, etag, size, found_in, marker, labels FROM objects WHERE substr(key, 1, ?) = ? ORDER BY key",
+    def _under(self, prefix: str, shown_only: bool = False) -> Iterator[Photo]:
+        shown = f" AND {SHOWN_SQL}" if shown_only else ""
+        rows = self._db.execute(
+            "SELECT key, etag, size, found_in, marker, labels, read_at FROM objects"
+            f" WHERE substr(key, 1, ?) = ?{shown} ORDER BY key",
             (len(prefix), prefix),
         )
+        for key, etag, size, found_in, marker, labels, read_at in rows:
+            yield Photo(
+                key, etag, size, found_in, marker, tuple((str(n), int(c)) for n, c in json.loads(labels)), read_at
+            )
 
     def photos(self, prefix: str = "") -> list[Photo]:
-        return [
-            Photo(key, etag, size, found_in, marker, tuple((str(n), int(c)) for n, c in json.loads(labels)))
-            for key, etag, size, found_in, marker, labels in self._under(prefix)
-        ]
+        """Every photo shown under `prefix` (tests and small buckets; the server pages instead)."""
+        return list(self._under(prefix, shown_only=True))
 
-    def put(self, obj: ListedObject, found: ObjectLabels) -> None:
+    def has_photo(self, key: str) -> bool:
+        row = self._db.execute(f"SELECT 1 FROM objects WHERE key = ? AND {SHOWN_SQL}", (key,)).fetchone()
+        return row is not None
+
+    def query_page(self, query: Query, prefix: str, offset: int, limit: int, cloud_size: int) -> Page:
+        """One page of the photos under `prefix` matching `query`, in key order, with the label cloud.
+
+        One pass over the rows: memory holds one page and the label counts, whatever the bucket's size.
+        """
+        total = shown = 0
+        page: list[Photo] = []
+        counts: Counter[str] = Counter()
+        as_of = time.time()
+        for photo in self._under(prefix, shown_only=True):
+            shown += 1
+            as_of = min(as_of, photo.read_at)
+            counts.update(name for name, _ in photo.labels)
+            if matches(query, photo.key, photo.labels):
+                if offset <= total < offset + limit:
+                    page.append(photo)
+                total += 1
+        cloud = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:cloud_size]
+        return Page(total, shown, page, cloud, as_of)
+
+    def put(self, obj: ListedObject, found: ObjectLabels, read_at: float | None = None) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)",
-            (obj.key, obj.etag, obj.size, found.found_in, found.marker, json.dumps(found.labels, ensure_ascii=False)),
-        )
+            "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                obj.key, obj.etag, obj.size, found.found_in, found.marker,
+                json.dumps(found.labels, ensure_ascii=False), int(is_photo(obj)),
+                time.time() if read_at is None else read_at,
+            ),
+        )  # fmt: skip
 
     def remove(self, keys: list[str]) -> None:
         self._db.executemany("DELETE FROM objects WHERE key = ?", [(k,) for k in keys])
@@ -138,22 +257,31 @@ class LabelIndex:
         concurrency: int,
         progress: Progress | None = None,
         reindex: bool = False,
+        max_age_s: float | None = None,
     ) -> SyncStats:
         """Bring the index up to date with one listing of `prefix` (see the module's docstring)."""
         stats = SyncStats()
-        known = {photo.key: photo for photo in self.photos(prefix)}
+        # key -> (etag, has marker, read_at): three small values a key, not the labels.
+        known = {
+            key: (etag, marker is not None, read_at)
+            for key, etag, marker, read_at in self._db.execute(
+                "SELECT key, etag, marker, read_at FROM objects WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+            )
+        }
+        oldest = 0.0 if max_age_s is None else time.time() - max_age_s
         listed: set[str] = set()
 
         def to_read() -> Iterator[ListedObject]:
             for obj in list_objects(bucket.gateway, bucket.name, bucket.region, prefix):
-                if not is_photo(obj):
+                if not is_candidate(obj):
                     continue
                 listed.add(obj.key)
                 stats.listed += 1
                 if progress is not None:
                     progress.add_total(1)
                 old = known.get(obj.key)
-                if not reindex and old is not None and old.etag == obj.etag and old.etag and old.marker is not None:
+                fresh = old is not None and old[0] == obj.etag and bool(old[0]) and old[1] and old[2] > oldest
+                if not reindex and fresh:
                     stats.reused += 1
                     if progress is not None:
                         progress.update()

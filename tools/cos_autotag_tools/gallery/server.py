@@ -7,6 +7,12 @@ at each request, for listed photos only:
 - against AUTOTAG_COS_ENDPOINT (the local emulator) the browser cannot reach that host, so the
   server fetches the same signed URL from the endpoint with the bucket's Host header and
   passes the rendition on.
+
+The page sends its query (`query.py`, the same language as `find`) to `/api/photos`, which pages
+the answer out of the SQLite index: no response holds the whole bucket. A background thread
+re-syncs the index every `poll_s` seconds (new uploads appear, labels older than `max_age_s` are
+read again), and `POST /api/refresh` re-reads every label now. `/thumb` refuses requests another
+site makes (`Sec-Fetch-Site`), so a page elsewhere cannot probe which keys exist.
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections import Counter
-from collections.abc import Sequence
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
@@ -27,7 +33,8 @@ from cos_autotag import cos_facts
 from cos_autotag.errors import ConfigurationError, CosCallError
 
 from ..object_labels import Bucket
-from .index import Photo, SyncStats
+from ..query import QueryError, parse
+from .index import LabelIndex, SyncStats
 
 THUMBNAIL_RULE = "imageMogr2/thumbnail/320x320/format/jpg"
 PROXY_TIMEOUT_S = 20
@@ -35,40 +42,87 @@ STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/favicon.svg": ("favicon.svg", "image/svg+xml"),
+    "/favicon.ico": ("favicon.svg", "image/svg+xml"),
 }
+PAGE_SIZE = 100
+MAX_PAGE_SIZE = 500
+CLOUD_SIZE = 200
+CROSS_SITE = ("cross-site", "same-site")
 
 
 def _static(name: str) -> bytes:
     return (resources.files(__package__) / "static" / name).read_bytes()
 
 
-def label_counts(photos: Sequence[Photo]) -> list[tuple[str, int]]:
-    """Each label and how many photos carry it, most common first (then by name)."""
-    counts: Counter[str] = Counter(name for photo in photos for name, _ in photo.labels)
-    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-
-
 class Gallery:
-    """What the server serves: built once after the index is synced."""
+    """What the server serves: pages of the index, the thumbnails, and the index kept fresh."""
 
-    def __init__(self, bucket: Bucket, prefix: str, photos: Sequence[Photo], stats: SyncStats | None = None) -> None:
+    def __init__(
+        self,
+        bucket: Bucket,
+        prefix: str,
+        index: LabelIndex,
+        stats: SyncStats | None = None,
+        sync: Callable[[bool], SyncStats] | None = None,
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix
-        self.keys = frozenset(photo.key for photo in photos)
+        self.index = index  # opened with check_same_thread=False; every use holds self._lock
+        self.stats = stats
+        self._sync = sync
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self.generation = 0
+        self.synced_at = time.time()
         self.bucket_host = cos_facts.cos_host(bucket.name, bucket.region)
-        self.payload = json.dumps(
-            {
-                "bucket": bucket.name,
-                "region": bucket.region,
-                "prefix": prefix,
-                "photos": [photo.as_dict() for photo in photos],
-                "labels": label_counts(photos),
-                "index": stats.as_dict() if stats is not None else None,
-            },
-            ensure_ascii=False,
-        ).encode("utf-8")
         self._session = requests.Session()
         self._static = {path: (_static(name), kind) for path, (name, kind) in STATIC.items()}
+
+    def resync(self, reread_all: bool = False) -> None:
+        """Sync the index with the bucket now (the poller, and the page's refresh button)."""
+        if self._sync is None:
+            return
+        with self._sync_lock:
+            stats = self._sync(reread_all)
+            with self._lock:
+                self.stats = stats
+                self.generation += 1
+                self.synced_at = time.time()
+
+    def page(self, query_text: str = "", offset: int = 0, limit: int = PAGE_SIZE) -> dict[str, object]:
+        """Raises QueryError for a query that does not parse."""
+        query = parse(query_text)
+        with self._lock:
+            found = self.index.query_page(query, self.prefix, offset, limit, CLOUD_SIZE)
+            generation, synced_at = self.generation, self.synced_at
+        return {
+            "bucket": self.bucket.name,
+            "region": self.bucket.region,
+            "prefix": self.prefix,
+            "query": str(query),
+            "offset": offset,
+            "total": found.total,
+            "shown": found.shown,
+            "photos": [photo.as_dict() for photo in found.photos],
+            "labels": found.labels,
+            "labels_as_of": min(found.as_of, synced_at),
+            "synced_at": synced_at,
+            "generation": generation,
+            "index": self.stats.as_dict() if self.stats is not None else None,
+        }
+
+    @property
+    def payload(self) -> bytes:
+        """The first page of everything, as `/api/photos` answers it."""
+        return json.dumps(self.page(), ensure_ascii=False).encode("utf-8")
+
+    def status(self) -> dict[str, object]:
+        return {"generation": self.generation, "synced_at": self.synced_at}
+
+    def is_photo(self, key: str) -> bool:
+        with self._lock:
+            return self.index.has_photo(key)
 
     def static(self, path: str) -> tuple[bytes, str] | None:
         return self._static.get(path)
@@ -83,7 +137,7 @@ class Gallery:
 
     def thumbnail(self, key: str) -> tuple[int, dict[str, str], bytes]:
         """(status, headers, body) for `/thumb?key=`."""
-        if key not in self.keys:
+        if not key or not self.is_photo(key):
             return 404, {"Content-Type": "text/plain; charset=utf-8"}, b"not a photo of this gallery\n"
         try:
             url = self.bucket.gateway.thumbnail_url(self.bucket.name, self.bucket.region, key, THUMBNAIL_RULE)
@@ -118,12 +172,25 @@ class _Handler(BaseHTTPRequestHandler):
             return
         gallery = self.server.gallery
         parts = urlsplit(self.path)
+        params = parse_qs(parts.query)
         if parts.path == "/api/photos":
-            self._send(200, {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"},
-                       gallery.payload)  # fmt: skip
+            try:
+                offset = max(0, int((params.get("offset") or ["0"])[0]))
+                limit = min(MAX_PAGE_SIZE, max(1, int((params.get("limit") or [str(PAGE_SIZE)])[0])))
+                answer = gallery.page((params.get("q") or [""])[0], offset, limit)
+            except (QueryError, ValueError) as error:
+                self._json(400, {"error": str(error)})
+                return
+            self._json(200, answer)
+            return
+        if parts.path == "/api/status":
+            self._json(200, gallery.status())
             return
         if parts.path == "/thumb":
-            key = (parse_qs(parts.query).get("key") or [""])[0]
+            if self.headers.get("Sec-Fetch-Site", "same-origin") in CROSS_SITE:
+                self._send(403, {"Content-Type": "text/plain; charset=utf-8"}, b"thumbnails are for this page only\n")
+                return
+            key = (params.get("key") or [""])[0]
             self._send(*gallery.thumbnail(key))
             return
         static = gallery.static(parts.path)
@@ -132,6 +199,27 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body, kind = static
         self._send(200, {"Content-Type": kind, "Cache-Control": "no-cache"}, body)
+
+    def do_POST(self) -> None:
+        # Only the page itself: a form elsewhere cannot set the header, and a script elsewhere
+        # would need a CORS preflight this server never answers.
+        same_origin = self.headers.get("Sec-Fetch-Site", "same-origin") == "same-origin"
+        if not self._host_ok() or not same_origin or self.headers.get("X-Gallery") != "1":
+            self._send(403, {"Content-Type": "text/plain; charset=utf-8"}, b"not from this page\n")
+            return
+        if urlsplit(self.path).path != "/api/refresh":
+            self._send(404, {"Content-Type": "text/plain; charset=utf-8"}, b"not found\n")
+            return
+        try:
+            self.server.gallery.resync(reread_all=True)
+        except CosCallError as error:
+            self._json(502, {"error": str(error)})
+            return
+        self._json(200, self.server.gallery.status())
+
+    def _json(self, status: int, body: object) -> None:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        self._send(status, {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}, data)
 
     def _host_ok(self) -> bool:
         # Only this machine's names: a page elsewhere cannot reach the server by rebinding DNS.
@@ -164,10 +252,24 @@ class _Handler(BaseHTTPRequestHandler):
 class GalleryServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, gallery: Gallery, port: int = 0) -> None:
+    def __init__(self, gallery: Gallery, port: int = 0, poll_s: float = 0) -> None:
         self.gallery = gallery
         super().__init__(("127.0.0.1", port), _Handler)
         self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        if poll_s > 0:
+            threading.Thread(target=self._poll, args=(poll_s,), name="gallery-poll", daemon=True).start()
+
+    def _poll(self, every_s: float) -> None:
+        while not self._stopped.wait(every_s):
+            try:
+                self.gallery.resync()
+            except Exception as error:  # the next round tries again; the page keeps what it has
+                sys.stderr.write(f"gallery: re-sync failed ({type(error).__name__}); trying again in {every_s:g}s\n")
+
+    def server_close(self) -> None:
+        self._stopped.set()
+        super().server_close()
 
     @property
     def port(self) -> int:

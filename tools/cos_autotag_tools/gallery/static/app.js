@@ -1,8 +1,11 @@
 // The gallery page: every text node is set with textContent, never parsed as HTML
-// (keys and labels are user data).
+// (keys and labels are user data). The server evaluates the query (find's language) and pages
+// the answer; the filter lives in the URL (?q=...&label=...), so a view can be bookmarked.
 "use strict";
 
-const state = { photos: [], label: null, query: "" };
+const PAGE = 100;
+const POLL_MS = 5000;
+const state = { query: "", label: null, shown: 0, generation: -1, pending: 0, timer: null };
 const $ = (id) => document.getElementById(id);
 
 function element(tag, className, text) {
@@ -12,8 +15,19 @@ function element(tag, className, text) {
   return node;
 }
 
-function fold(text) {
-  return text.normalize("NFKC").toLowerCase();
+function busy(delta) {
+  state.pending += delta;
+  document.body.dataset.pending = String(state.pending);
+}
+
+function quoted(name) {
+  return '="' + name.replace(/\\/g, "\\\\").replace(/"/g, '\\"') + '"';
+}
+
+function effectiveQuery() {
+  const text = state.query.trim();
+  if (state.label === null) return text;
+  return text ? "(" + text + ") AND " + quoted(state.label) : quoted(state.label);
 }
 
 function labelButton(name, number, title) {
@@ -40,13 +54,12 @@ function card(photo) {
     caption.append(labelButton(name, confidence, "confidence " + confidence));
   }
   figure.append(img, caption);
-  photo.node = figure;
-  photo.text = fold([photo.key, ...photo.labels.map(([name]) => name)].join("\n"));
   return figure;
 }
 
 function cloud(labels) {
   const nav = $("cloud");
+  nav.replaceChildren();
   const most = labels.length ? labels[0][1] : 1;
   for (const [name, count] of labels) {
     const button = labelButton(name, count, count + " photos");
@@ -57,23 +70,47 @@ function cloud(labels) {
 
 function toggleLabel(name) {
   state.label = state.label === name ? null : name;
-  apply();
+  load();
 }
 
-function apply() {
-  const query = fold(state.query.trim());
-  let shown = 0;
-  for (const photo of state.photos) {
-    const hasLabel = state.label === null || photo.labels.some(([name]) => name === state.label);
-    const visible = hasLabel && (query === "" || photo.text.includes(query));
-    photo.node.hidden = !visible;
-    if (visible) shown += 1;
+function keepInUrl() {
+  const params = new URLSearchParams();
+  if (state.query.trim()) params.set("q", state.query);
+  if (state.label !== null) params.set("label", state.label);
+  const search = params.toString();
+  history.replaceState(null, "", search ? "?" + search : location.pathname);
+}
+
+function clock(seconds) {
+  return new Date(seconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+async function fetchPage(offset) {
+  const params = new URLSearchParams({ q: effectiveQuery(), offset: String(offset), limit: String(PAGE) });
+  const response = await fetch("/api/photos?" + params.toString());
+  const data = await response.json();
+  if (!response.ok) throw new Error(data.error || "GET /api/photos: " + response.status);
+  return data;
+}
+
+function render(data, append) {
+  $("where").textContent = data.bucket + "/" + data.prefix;
+  document.title = "cos-autotag · " + data.bucket + "/" + data.prefix;
+  if (data.generation !== state.generation) {
+    state.generation = data.generation;
+    cloud(data.labels);
   }
+  const cards = document.createDocumentFragment();
+  for (const photo of data.photos) cards.append(card(photo));
+  if (append) $("grid").append(cards);
+  else $("grid").replaceChildren(cards);
+  state.shown = (append ? state.shown : 0) + data.photos.length;
+  $("more").hidden = state.shown >= data.total;
   for (const button of document.querySelectorAll("button.label")) {
     button.classList.toggle("active", button.dataset.label === state.label);
   }
   const status = $("status");
-  status.replaceChildren(shown + " of " + state.photos.length + " photos");
+  status.replaceChildren(data.total + " of " + data.shown + " photos");
   if (state.label !== null) {
     status.append(" · label: " + state.label);
     const clear = element("button", "clear", "show all");
@@ -81,27 +118,71 @@ function apply() {
     clear.addEventListener("click", () => toggleLabel(state.label));
     status.append(clear);
   }
+  $("asof").textContent = "labels as of " + clock(data.labels_as_of);
+  $("error").textContent = "";
+}
+
+async function load(append = false) {
+  keepInUrl();
+  busy(1);
+  try {
+    render(await fetchPage(append ? state.shown : 0), append);
+  } catch (error) {
+    $("error").textContent = error.message;
+  } finally {
+    busy(-1);
+  }
+}
+
+async function poll() {
+  try {
+    const response = await fetch("/api/status");
+    const status = await response.json();
+    if (status.generation !== state.generation && state.pending === 0) await load();
+  } catch (error) {
+    // the server is gone or busy: try again at the next round
+  }
+}
+
+async function refresh() {
+  const button = $("refresh");
+  button.disabled = true;
+  busy(1);
+  try {
+    const response = await fetch("/api/refresh", { method: "POST", headers: { "X-Gallery": "1" } });
+    if (!response.ok) throw new Error("refresh: " + response.status);
+    await load();
+  } catch (error) {
+    $("error").textContent = error.message;
+  } finally {
+    button.disabled = false;
+    busy(-1);
+  }
 }
 
 async function main() {
-  const response = await fetch("/api/photos");
-  if (!response.ok) throw new Error("GET /api/photos: " + response.status);
-  const data = await response.json();
-  $("where").textContent = data.bucket + "/" + data.prefix;
-  document.title = "cos-autotag · " + data.bucket + "/" + data.prefix;
-  state.photos = data.photos;
-  const cards = document.createDocumentFragment();
-  for (const photo of state.photos) cards.append(card(photo));
-  $("grid").append(cards);
-  cloud(data.labels);
+  const params = new URLSearchParams(location.search);
+  state.query = params.get("q") || "";
+  state.label = params.get("label");
+  $("search").value = state.query;
   $("search").addEventListener("input", (event) => {
     state.query = event.target.value;
-    apply();
+    if (state.timer !== null) clearTimeout(state.timer);
+    else busy(1);
+    state.timer = setTimeout(() => {
+      state.timer = null;
+      busy(-1);
+      load();
+    }, 150);
   });
-  apply();
+  $("more").addEventListener("click", () => load(true));
+  $("refresh").addEventListener("click", refresh);
+  await load();
+  setInterval(poll, POLL_MS);
   document.body.dataset.ready = "true";
 }
 
+busy(0);
 main().catch((error) => {
   $("status").textContent = "Could not load the gallery: " + error.message;
 });
