@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 from xml.parsers.expat import ExpatError
 
@@ -35,8 +34,7 @@ PRESIGN_EXPIRES_S = 600
 CREDENTIAL_VARS = ("TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY", "TENCENTCLOUD_SESSIONTOKEN")
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(NamedTuple):
     secret_id: str
     secret_key: str
     token: str | None

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import cos_facts
 from .eligibility import Verdict
 from .errors import CosCallError, UnreadableReply
 from .label import Label
-from .ports import LabelDetector, ObjectStore
 from .run import RecordRun
+
+if TYPE_CHECKING:
+    from .ports import LabelDetector, ObjectStore
 
 # The rendition detect-label sees for a photo over its 3 MB limit: a JPEG at most 1280 px a side.
 THUMBNAIL_RULE = "imageMogr2/thumbnail/1280x1280/format/jpg"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import posixpath
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import NamedTuple
 
 from . import cos_facts
 from .events import CosRecord
@@ -21,8 +22,7 @@ from .settings import Settings
 SNIFF_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     eligible: bool
     reason: str = ""  # why not, when not eligible
     needs_sniff: bool = False  # the type is unknown: the object itself must tell

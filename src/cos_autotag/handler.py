@@ -11,17 +11,20 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import observability
 from .cos_adapter import CosGateway
 from .errors import ConfigurationError, EventError, RetryableFailure
 from .events import CosRecord, MalformedRecord, parse_event
-from .idempotency import StrictStore, store_from_url
+from .idempotency import store_from_url
 from .outcome import Outcome, RecordResult
 from .pipeline import Pipeline
 from .retry import Deadline, is_retryable
 from .settings import Settings, unknown_variables
+
+if TYPE_CHECKING:
+    from .idempotency import StrictStore
 
 DEFAULT_TIME_LIMIT_MS = 3000  # SCF's default timeout, if the context does not say
 # Stop retrying early enough to log the summary and return before SCF's timeout.

@@ -63,6 +63,8 @@ class Reason:
 
 @dataclass
 class RecordResult:
+    """One record's result: the summary's, the log line's and the backfill report's."""
+
     bucket: str
     key: str
     outcome: Outcome

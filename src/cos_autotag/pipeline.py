@@ -11,22 +11,25 @@ in `process`, with one `RecordResult`; only a failure a retry could fix is marke
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import cos_facts
 from .detect import MAX_DETECT_REQUESTS, detect
 from .eligibility import SNIFF_BYTES, Verdict, check_bytes, check_object, check_record
 from .errors import AlreadyInProgress, CosCallError, ObjectKeptChanging, StoreUnavailable
 from .events import CosRecord
-from .idempotency import Claim, StrictStore, marker_says_done
+from .idempotency.marker import marker_says_done
 from .label import Label
 from .modes import ChangedMeanwhile, Snapshot, WriteBackMode, mode_for
 from .outcome import Outcome, Reason, RecordResult
-from .ports import LabelDetector, ObjectStore
 from .retry import Deadline
 from .run import RecordRun
 from .selection import select_labels
 from .settings import Settings
+
+if TYPE_CHECKING:  # interfaces, for the type checker only: a record never needs them loaded
+    from .idempotency import StrictStore
+    from .ports import LabelDetector, ObjectStore
 
 Ending = tuple[Outcome, str]  # how a record ends: the outcome and why
 
@@ -39,17 +42,17 @@ class Pipeline:
         detector: LabelDetector,
         guard: StrictStore | None,
         log: Any,
-        mode: WriteBackMode[Any] | None = None,
+        mode: WriteBackMode | None = None,
         detect_requests: int = MAX_DETECT_REQUESTS,
     ) -> None:
         self.settings, self.store, self.detector, self.guard, self.log = settings, store, detector, guard, log
-        self.mode: WriteBackMode[Any] = mode if mode is not None else mode_for(settings, store)
+        self.mode: WriteBackMode = mode if mode is not None else mode_for(settings, store)
         # detect-label requests per record, retries included (the backfill paces itself and allows more).
         self.detect_requests = detect_requests
 
     def process(self, record: CosRecord, deadline: Deadline) -> RecordResult:
         """The record's result; the one place a record ends."""
-        run = RecordRun.start(record, deadline, self.log)
+        run = RecordRun(record, deadline, self.log)
         result = run.result
         settled = True  # decided for this upload: a retry would decide the same
         try:
@@ -76,11 +79,8 @@ class Pipeline:
         verdict = check_record(record, self.settings)
         if not verdict.eligible and not verdict.needs_sniff:
             return Outcome.SKIPPED, verdict.reason
-        claim = self._claim(run)
-        if claim is Claim.DUPLICATE:
+        if self.guard is not None and self._completed_in_store(run, self.guard):
             return Outcome.DUPLICATE, Reason.COMPLETED_IN_STORE
-        if claim is Claim.IN_PROGRESS:
-            raise AlreadyInProgress(f"{record.key}: another delivery of this upload is in progress")
         if marker_says_done(mode.marker_in_event(record), record):
             return Outcome.DUPLICATE, Reason.MARKER_IN_EVENT  # the function's own echo costs no call
         snapshot = mode.read(run)
@@ -115,7 +115,7 @@ class Pipeline:
         run.result.labels = [{"name": lb.name, "confidence": lb.confidence} for lb in written.labels]
         return Outcome.LABELED, ""
 
-    def _decide_from_object(self, run: RecordRun, snapshot: Snapshot[Any]) -> Verdict:
+    def _decide_from_object(self, run: RecordRun, snapshot: Snapshot) -> Verdict:
         """Eligibility for a record whose event did not tell the type: from what the read told,
         else from the object's first bytes (a ranged GET)."""
         record = run.record
@@ -143,20 +143,26 @@ class Pipeline:
 
     # --- the strict store (optional) --------------------------------------------------------
 
-    def _claim(self, run: RecordRun) -> Claim | None:
-        if self.guard is None:
-            return None
+    @staticmethod
+    def _completed_in_store(run: RecordRun, guard: StrictStore) -> bool:
+        """Claim the upload in the strict store: True when it was completed already; raises
+        AlreadyInProgress while another delivery holds it; False to go on (claimed, or the store
+        is unreachable and the object marker guards alone)."""
+        from .idempotency.guard import Claim
+
         try:
-            claim = self.guard.claim(run.record, run.deadline)
+            claim = guard.claim(run.record, run.deadline)
         except StoreUnavailable as error:
             run.log.warning(
                 "idempotency store unreachable; falling back to the object marker, so a concurrent "
                 "duplicate delivery may pay for a second detect-label call",
                 error=str(error),
             )
-            return None
+            return False
+        if claim is Claim.IN_PROGRESS:
+            raise AlreadyInProgress(f"{run.record.key}: another delivery of this upload is in progress")
         run.claimed = claim is Claim.NEW
-        return claim
+        return claim is Claim.DUPLICATE
 
     def _complete(self, run: RecordRun) -> None:
         if not run.claimed or self.guard is None:

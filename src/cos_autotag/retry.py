@@ -42,7 +42,6 @@ def call_with_retry(
     rng: random.Random | None = None,
     max_attempts: int = MAX_ATTEMPTS,
 ) -> T:
-    rng = rng or random.Random()
     attempt = 0
     while True:
         try:
@@ -51,7 +50,8 @@ def call_with_retry(
             attempt += 1
             if not is_retryable(error) or attempt >= max_attempts:
                 raise
-            delay = rng.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2**attempt))
+            # Full jitter; the module's generator unless one is given (seeding one per call costs a syscall).
+            delay = (rng or random).uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2**attempt))
             # Leave time for one more attempt after the pause, or give up now.
             if delay + 1.0 > deadline.remaining():
                 raise

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .errors import CosCallError
@@ -21,19 +20,18 @@ from .retry import MAX_ATTEMPTS, Deadline, call_with_retry
 T = TypeVar("T")
 
 
-@dataclass
 class RecordRun:
-    record: CosRecord
-    deadline: Deadline
-    log: Any
-    result: RecordResult
-    started: float = field(default_factory=time.monotonic)
-    claimed: bool = False
+    """What every step of one record needs (see the module's docstring). A plain class: it is
+    made once per record and never compared, so a dataclass would only cost cold-start time."""
 
-    @classmethod
-    def start(cls, record: CosRecord, deadline: Deadline, log: Any) -> RecordRun:
-        bound = log.bind(bucket=record.bucket, key=record.key, event_name=record.event_name)
-        return cls(record, deadline, bound, RecordResult(record.bucket, record.key, Outcome.LABELED))
+    __slots__ = ("claimed", "deadline", "log", "record", "result", "started")
+
+    def __init__(self, record: CosRecord, deadline: Deadline, log: Any) -> None:
+        self.record, self.deadline = record, deadline
+        self.log = log.bind(bucket=record.bucket, key=record.key, event_name=record.event_name)
+        self.result = RecordResult(record.bucket, record.key, Outcome.LABELED)
+        self.started = time.monotonic()
+        self.claimed = False  # the run holds the upload in the strict store
 
     @property
     def key(self) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from . import cos_facts
@@ -119,8 +119,7 @@ def _redis_url(var: str, value: str) -> str:
 # --- the declaration: one field per setting ------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """How one environment variable fills one `Settings` field (kept in the field's metadata)."""
 
     var: str  # the environment variable

@@ -35,7 +35,8 @@ import binascii
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 from . import cos_facts
@@ -268,13 +269,12 @@ def plan_tags(
 # --- metadata -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class MetadataPlan:
+class MetadataPlan(NamedTuple):
     metadata: dict[str, str]  # every x-cos-meta-* header to send, the user's first
     headers: dict[str, str]  # SDK keyword -> value for the standard headers to carry over
     storage_class: str
     written: list[Label]
-    left_out_for_room: list[Label] = field(default_factory=list)
+    left_out_for_room: list[Label]
 
 
 def user_metadata(head: Mapping[str, str]) -> dict[str, str]:
@@ -371,4 +371,4 @@ def plan_metadata_without_labels(head: Mapping[str, str]) -> MetadataPlan:
     everything else kept exactly as `plan_metadata` keeps it."""
     plan = plan_metadata(head, [], "")
     metadata = {name: value for name, value in plan.metadata.items() if name not in (MARKER_META, LABELS_META)}
-    return replace(plan, metadata=metadata)
+    return plan._replace(metadata=metadata)

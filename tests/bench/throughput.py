@@ -57,10 +57,10 @@ class TimedGateway(CosGateway):
         super().__init__(*args, **kwargs)
         self.sdk_cpu_s = 0.0
 
-    def _call(self, operation: str, region: str, fn_name: str, **kwargs: Any) -> Any:
+    def call(self, operation: str, region: str, fn_name: str, **kwargs: Any) -> Any:
         started = time.process_time()
         try:
-            return super()._call(operation, region, fn_name, **kwargs)
+            return super().call(operation, region, fn_name, **kwargs)
         finally:
             self.sdk_cpu_s += time.process_time() - started
 

@@ -20,21 +20,25 @@ the object marker.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .guard import (
-    BREAKER_OPEN_S,
-    OPERATION_BUDGET_S,
-    Claim,
-    IdempotencyGuard,
-    StrictStore,
-    idempotency_key,
-    record_key,
-)
 from .marker import marker_says_done
 
 if TYPE_CHECKING:
     import ssl
+
+    from .guard import Claim, IdempotencyGuard, StrictStore, idempotency_key, record_key
+
+# The strict store's names, loaded on first use: a function without Redis never pays for them.
+_FROM_GUARD = frozenset({"Claim", "IdempotencyGuard", "StrictStore", "idempotency_key", "record_key"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_GUARD:
+        from . import guard
+
+        return getattr(guard, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def store_from_url(
@@ -42,18 +46,23 @@ def store_from_url(
     ttl_s: int,
     *,
     ssl_context: ssl.SSLContext | None = None,
-    budget_s: float = OPERATION_BUDGET_S,
-    breaker_open_s: float = BREAKER_OPEN_S,
+    budget_s: float | None = None,
+    breaker_open_s: float | None = None,
 ) -> IdempotencyGuard:
     """The strict store on Redis, from AUTOTAG_IDEMPOTENCY_REDIS_URL; nothing is connected yet.
 
     A URL that cannot be used raises `errors.InvalidRedisUrl`, naming the part that is wrong.
+    `budget_s` and `breaker_open_s` default to the guard's own.
     """
-    # Imported here: a function without Redis does not pay its 4 ms of cold start.
+    # Imported here: a function without Redis does not pay its cold start.
+    from .guard import BREAKER_OPEN_S, OPERATION_BUDGET_S, IdempotencyGuard
     from .redis_store import RedisRecordStore
 
     return IdempotencyGuard(
-        RedisRecordStore.from_url(url, ssl_context), ttl_s, budget_s=budget_s, breaker_open_s=breaker_open_s
+        RedisRecordStore.from_url(url, ssl_context),
+        ttl_s,
+        budget_s=OPERATION_BUDGET_S if budget_s is None else budget_s,
+        breaker_open_s=BREAKER_OPEN_S if breaker_open_s is None else breaker_open_s,
     )
 
 

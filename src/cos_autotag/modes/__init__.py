@@ -13,21 +13,19 @@ must carry) belongs there, so a mode can learn more without the pipeline changin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..events import CosRecord
 from ..label import Label
-from ..ports import ObjectStore
 from ..run import RecordRun
 from ..settings import Settings
 
-S = TypeVar("S")
+if TYPE_CHECKING:
+    from ..ports import ObjectStore
 
 
-@dataclass(frozen=True)
-class Snapshot(Generic[S]):
-    state: S  # the mode's own view of the object, handed back to `write`
+class Snapshot(NamedTuple):
+    state: Any  # the mode's own view of the object (the tag set, the headers), handed back to `write`
     marker: str | None  # the function's marker on the object; None: not labeled
     has_room: bool  # at least one label fits beside what the user keeps on the object
     content_type: str | None = None  # the content's type as the read told it; None: it did not
@@ -37,38 +35,36 @@ class Snapshot(Generic[S]):
     skip_reason: str | None = None
 
 
-@dataclass(frozen=True)
-class Written:
+class Written(NamedTuple):
     labels: list[Label]  # the labels actually written (room and COS's rules may leave some out)
 
 
-@dataclass(frozen=True)
-class ChangedMeanwhile:
+class ChangedMeanwhile(NamedTuple):
     """The object changed since the snapshot; nothing was written."""
 
-    now: Snapshot[Any] | None  # the object as it is now, to label again; None: a newer upload replaced it
+    now: Snapshot | None  # the object as it is now, to label again; None: a newer upload replaced it
 
 
 WriteResult = Written | ChangedMeanwhile
 
 
-class WriteBackMode(Protocol[S]):
+class WriteBackMode(Protocol):
     no_room_reason: str  # why a record is skipped when the snapshot has no room
 
     def marker_in_event(self, record: CosRecord) -> str | None:
         """The marker the event itself carries, so a known echo costs no call."""
         ...
 
-    def read(self, run: RecordRun) -> Snapshot[S]:
+    def read(self, run: RecordRun) -> Snapshot:
         """The object as this mode needs it (one call)."""
         ...
 
-    def write(self, run: RecordRun, snapshot: Snapshot[S], labels: list[Label]) -> WriteResult:
+    def write(self, run: RecordRun, snapshot: Snapshot, labels: list[Label]) -> WriteResult:
         """Write the labels and the marker onto the object as `snapshot` saw it, never over a change."""
         ...
 
 
-def mode_for(settings: Settings, store: ObjectStore) -> WriteBackMode[Any]:
+def mode_for(settings: Settings, store: ObjectStore) -> WriteBackMode:
     from .metadata import MetadataMode
     from .tags import TagsMode
 

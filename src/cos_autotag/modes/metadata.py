@@ -7,11 +7,12 @@ of that echo carries the marker, so it is recognised with no call at all.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import CosCallError
 from ..events import CosRecord
 from ..label import Label
 from ..outcome import Reason
-from ..ports import ObjectStore
 from ..run import RecordRun
 from ..writeback import marker_in_metadata, metadata_room, plan_metadata
 from . import ChangedMeanwhile, Snapshot, WriteResult, Written
@@ -20,6 +21,10 @@ Head = dict[str, str]
 
 # The smallest labels value worth a metadata rewrite ("x:0").
 MIN_LABELS_META_BYTES = 3
+
+
+if TYPE_CHECKING:
+    from ..ports import ObjectStore
 
 
 class MetadataMode:
@@ -31,7 +36,7 @@ class MetadataMode:
     def marker_in_event(self, record: CosRecord) -> str | None:
         return marker_in_metadata(record.user_meta)
 
-    def read(self, run: RecordRun) -> Snapshot[Head]:
+    def read(self, run: RecordRun) -> Snapshot:
         record = run.record
         head = run.resolve("HeadObject", lambda key: self.store.head(record.bucket, record.region, key))
         length = head.get("content-length", "")
@@ -44,7 +49,7 @@ class MetadataMode:
             size=int(length) if length.isdigit() else None,
         )
 
-    def write(self, run: RecordRun, snapshot: Snapshot[Head], labels: list[Label]) -> WriteResult:
+    def write(self, run: RecordRun, snapshot: Snapshot, labels: list[Label]) -> WriteResult:
         record = run.record
         plan = plan_metadata(snapshot.state, labels, record.upload_token)
         etag = snapshot.state.get("etag", "")

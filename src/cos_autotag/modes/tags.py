@@ -17,13 +17,13 @@ container, with one WARNING; `utf8` never encodes (an InvalidTag fails the recor
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from .. import cos_facts
 from ..errors import CosCallError
 from ..events import CosRecord
 from ..label import Label
 from ..outcome import Reason
-from ..ports import ObjectStore
 from ..run import RecordRun
 from ..writeback import TagPlan, label_room_in_tags, plan_tags, read_tags
 from . import ChangedMeanwhile, Snapshot, WriteResult, Written
@@ -36,6 +36,10 @@ SWITCHED_TO_ENCODED = (
     "(`cos-autotag show` and `find` read them back). Set AUTOTAG_TAG_TEXT=ascii-safe to choose this "
     "from the start, or AUTOTAG_TAG_TEXT=utf8 to write labels only as read"
 )
+
+
+if TYPE_CHECKING:
+    from ..ports import ObjectStore
 
 
 class TagsMode:
@@ -51,12 +55,12 @@ class TagsMode:
     def marker_in_event(self, record: CosRecord) -> str | None:
         return None  # events carry metadata, not tags
 
-    def read(self, run: RecordRun) -> Snapshot[Tags]:
+    def read(self, run: RecordRun) -> Snapshot:
         record = run.record
         tags = run.resolve("GetObjectTagging", lambda key: self.store.get_tags(record.bucket, record.region, key))
         return _snapshot(tags)  # a tag set says nothing about the content
 
-    def write(self, run: RecordRun, snapshot: Snapshot[Tags], labels: list[Label]) -> WriteResult:
+    def write(self, run: RecordRun, snapshot: Snapshot, labels: list[Label]) -> WriteResult:
         record = run.record
         fresh = run.call("GetObjectTagging", lambda: self.store.get_tags(record.bucket, record.region, run.key))
         if sorted(fresh) != sorted(snapshot.state):
@@ -92,7 +96,7 @@ class TagsMode:
         run.call("PutObjectTagging", lambda: self.store.put_tags(record.bucket, record.region, run.key, plan.tags))
 
 
-def _snapshot(tags: Tags) -> Snapshot[Tags]:
+def _snapshot(tags: Tags) -> Snapshot:
     reading = read_tags(tags)
     return Snapshot(
         tags,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from cos_autotag.cos_adapter import Credentials
@@ -136,35 +135,35 @@ class CheckpointedDetector:
 class Relabel:
     """The mode as if no marker were on the object: the write replaces the function's old labels."""
 
-    def __init__(self, inner: WriteBackMode[Any]) -> None:
+    def __init__(self, inner: WriteBackMode) -> None:
         self.inner, self.no_room_reason = inner, inner.no_room_reason
 
     def marker_in_event(self, record: CosRecord) -> str | None:
         return None
 
-    def read(self, run: RecordRun) -> Snapshot[Any]:
-        return replace(self.inner.read(run), marker=None)
+    def read(self, run: RecordRun) -> Snapshot:
+        return self.inner.read(run)._replace(marker=None)
 
-    def write(self, run: RecordRun, snapshot: Snapshot[Any], labels: list[Label]) -> WriteResult:
+    def write(self, run: RecordRun, snapshot: Snapshot, labels: list[Label]) -> WriteResult:
         written = self.inner.write(run, snapshot, labels)
         if isinstance(written, ChangedMeanwhile) and written.now is not None:
-            return ChangedMeanwhile(replace(written.now, marker=None))
+            return ChangedMeanwhile(written.now._replace(marker=None))
         return written
 
 
 class DryRun:
     """The mode that reads as the real one and writes nothing: `--dry-run`."""
 
-    def __init__(self, inner: WriteBackMode[Any]) -> None:
+    def __init__(self, inner: WriteBackMode) -> None:
         self.inner, self.no_room_reason = inner, inner.no_room_reason
 
     def marker_in_event(self, record: CosRecord) -> str | None:
         return self.inner.marker_in_event(record)
 
-    def read(self, run: RecordRun) -> Snapshot[Any]:
+    def read(self, run: RecordRun) -> Snapshot:
         return self.inner.read(run)
 
-    def write(self, run: RecordRun, snapshot: Snapshot[Any], labels: list[Label]) -> WriteResult:
+    def write(self, run: RecordRun, snapshot: Snapshot, labels: list[Label]) -> WriteResult:
         return Written([])
 
 
