@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from cos_autotag import cos_facts
-from cos_autotag_tools.deploy.components import ROOT, function_doc, function_src
 from tests.build.conftest import copy_tree, scf_python
+from tests.support.deploy_config import ROOT, function_doc, function_src
 from tests.support.layer_build import load_build_module
 
 pytestmark = pytest.mark.build

@@ -109,8 +109,10 @@ def test_backfill_and_untag_run_on_the_environments_bucket(
 
 def test_gallery_demo_ignores_the_environment(env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """--demo brings its own bucket: a loaded .env must not make it refuse."""
-    from cos_autotag_tools.gallery import _args
+    from cos_autotag_tools.gallery import _check_demo, _parser
 
     monkeypatch.setenv("COS_BUCKET", BUCKET)
     monkeypatch.setenv("COS_REGION", REGION)
-    assert _args(["--demo"]).demo
+    args = _parser().parse_args(["--demo"])
+    _check_demo(args)  # raises FlagError when it refuses
+    assert args.demo

@@ -10,11 +10,11 @@ from urllib.parse import unquote
 
 import pytest
 from qcloud_cos import CosS3Client
-from qcloud_cos.cos_exception import CosServiceError
 
 import cos_autotag_tools.emulator as emulator_package
 from cos_autotag_tools.emulator import Emulator, Profile, ci
 from tests.support.constants import APPID, BUCKET
+from tests.support.emulator import error_of, tagging
 from tests.support.images import image_bytes
 from tests.support.sdk import make_client
 
@@ -32,16 +32,6 @@ FUNCTION_RULE_NAMES = {
     "CI_STATUS_NOT_BOUND",
     "CI_MESSAGE_NOT_BOUND",
 }
-
-
-def tagging(*pairs: tuple[str, str]) -> dict[str, object]:
-    return {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in pairs]}}
-
-
-def error_of(call) -> CosServiceError:  # type: ignore[no-untyped-def]
-    with pytest.raises(CosServiceError) as err:
-        call()
-    return err.value
 
 
 def test_the_emulator_has_its_own_rules_not_the_functions() -> None:

@@ -16,15 +16,11 @@ from qcloud_cos import CosConfig, CosS3Client
 from cos_autotag_tools import cos_facts
 from cos_autotag_tools.emulator import Emulator, auth
 from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY
-from tests.support.emulator import error_of
+from tests.support.emulator import error_of, tagging
 from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
 HOST = cos_facts.cos_host(BUCKET, REGION)
-
-
-def tagging(*pairs: tuple[str, str]) -> dict[str, Any]:
-    return {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in pairs]}}
 
 
 # --- tagging -------------------------------------------------------------------------------------

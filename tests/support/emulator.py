@@ -39,3 +39,8 @@ def error_of(call: Callable[[], object]) -> CosServiceError:
     with pytest.raises(CosServiceError) as err:
         call()
     return err.value
+
+
+def tagging(*pairs: tuple[str, str]) -> dict[str, Any]:
+    """A put_object_tagging body with these (key, value) pairs."""
+    return {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in pairs]}}

@@ -22,16 +22,16 @@ import pytest
 
 from cos_autotag_tools.cli import main as cli_main
 from cos_autotag_tools.deploy import cam
-from cos_autotag_tools.deploy.cam import (
+from cos_autotag_tools.deploy.cam import MODE_ACTIONS, role_policy
+from tests.support import deploy_scan
+from tests.support.deploy_scan import (
     CARRY_ACTIONS,
-    MODE_ACTIONS,
     SDK_METHOD_ACTIONS,
     ScanError,
     actions_needed_by,
     granted_actions,
     mode_actions,
     policy_problems,
-    role_policy,
     sdk_method_names,
 )
 
@@ -195,7 +195,7 @@ def test_the_modes_together_cover_everything_the_function_can_call() -> None:
 def test_mode_only_calls_are_real_adapter_methods() -> None:
     from cos_autotag.cos_adapter import CosGateway
 
-    for methods in cam.MODE_ONLY_CALLS.values():
+    for methods in deploy_scan.MODE_ONLY_CALLS.values():
         for name in methods:
             assert callable(getattr(CosGateway, name, None)), f"CosGateway.{name} is gone: update MODE_ONLY_CALLS"
 

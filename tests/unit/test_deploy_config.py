@@ -7,7 +7,7 @@ and docs/configure.md), with the example values of .env.example filled in, and c
 they agree with the code: the settings the function reads, the handler, the local-only package
 left out of the upload, the runtime the layer is built for.
 
-The rules live in `cos_autotag_tools.deploy.components` (and the import scanner in `.imports`);
+The rules live in tests/support/deploy_config.py (and the import scanner in tests/support/deploy_scan.py);
 each rule returns problems, and each has a negative test here: a mutated copy of the real file
 that the rule must reject.
 """
@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 
 from cos_autotag_tools import cos_facts
-from cos_autotag_tools.deploy.components import (
+from cos_autotag_tools.deploy.components import resolve_env
+from tests.support.deploy_config import (
     FUNCTION_YML,
     LAYER_YML,
     OUTPUT_RE,
@@ -42,12 +43,11 @@ from cos_autotag_tools.deploy.components import (
     layer_problems,
     load_yaml,
     required_env_names,
-    resolve_env,
     resolved,
     variable_problems,
     variables_in,
 )
-from cos_autotag_tools.deploy.imports import import_problems, reachable_modules, runtime_import_names
+from tests.support.deploy_scan import import_problems, reachable_modules, runtime_import_names
 from tests.support.layer_build import load_build_module
 
 SRC = (ROOT / "src").resolve()

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from cos_autotag.cos_facts import DETECT_MAX_BYTES, DETECT_MIN_SIDE
-from cos_autotag_tools.labels.bench import benchmark
 from cos_autotag_tools.labels.errors import ImageDecodeError
 from cos_autotag_tools.labels.image import CROP_SIZE, decode_rgb, preprocess
 from cos_autotag_tools.photos import list_photos, photo_path
+from tests.support.label_bench import benchmark
 
 MAX_PHOTO_BYTES = 300 * 1024
 

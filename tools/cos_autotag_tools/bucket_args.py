@@ -12,12 +12,10 @@ from collections.abc import Mapping
 
 from cos_autotag import cos_facts
 
+from .command import UsageError
+
 BUCKET_VAR = "COS_BUCKET"
 REGION_VAR = "COS_REGION"
-
-
-class UsageError(ValueError):
-    """Bad input to a command: the message says what to do next (the command exits 2)."""
 
 
 def add_bucket_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,11 +12,12 @@ import importlib
 import json
 import mimetypes
 import sys
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from cos_autotag.errors import SettingsError
+from cos_autotag_tools.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, command
 from cos_autotag_tools.scf_context import scf_context
 
 
@@ -52,17 +53,27 @@ def _upload(app: Any, event: Any, path: str) -> None:
     print(f"uploaded {path} to {record.bucket}/{record.key} ({len(body)} bytes)", file=sys.stderr)
 
 
-def _invoke(args: argparse.Namespace) -> int:
+def _invoke_parser() -> argparse.ArgumentParser:
+    invoke = argparse.ArgumentParser(prog="cos-autotag invoke", description=INVOKE_HELP)
+    invoke.add_argument("event", help="an SCF COS trigger event (JSON) file, or - for stdin")
+    invoke.add_argument(
+        "--upload", metavar="FILE", help="first put FILE at the event's object, with the function's settings"
+    )
+    invoke.add_argument("--timeout-ms", type=int, default=30000, help="the context's time_limit_in_ms")
+    invoke.add_argument("--function-name", default="cos-autotag")
+    return invoke
+
+
+def _invoke(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from qcloud_cos.cos_exception import CosClientError, CosServiceError
 
-    from cos_autotag.errors import ConfigurationError, RetryableFailure
+    from cos_autotag.errors import ConfigurationError, RetryableFailure, SettingsError
     from cos_autotag.handler import App
 
     try:
         event = _read_event(args.event)
     except (OSError, ValueError) as error:
-        print(f"cos-autotag invoke: cannot read {args.event}: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(f"cannot read {args.event}: {error}") from error
     try:
         # The function logs JSON lines to stdout, as on SCF; here stdout is the summary's alone
         # (`| jq` works), so the logs go to stderr.
@@ -71,25 +82,27 @@ def _invoke(args: argparse.Namespace) -> int:
             if args.upload:
                 _upload(app, event, args.upload)
             summary = app.handle(event, _context(args))
-    except (SettingsError, ConfigurationError) as error:
-        print(f"cos-autotag invoke: {error}", file=sys.stderr)
-        return 2
+    except (SettingsError, ConfigurationError):
+        raise  # the skeleton says what to set
     except (OSError, ValueError, KeyError, TypeError) as error:
-        print(f"cos-autotag invoke: cannot upload {args.upload}: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(f"cannot upload {args.upload}: {error}") from error
     except (CosServiceError, CosClientError) as error:
         detail = error.get_error_msg() if isinstance(error, CosServiceError) else str(error)
         print(f"cos-autotag invoke: the upload of {args.upload} failed: {detail}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except RetryableFailure as error:
         print(f"cos-autotag invoke: {error} (SCF would retry this invocation)", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     print(json.dumps(summary, indent=2, ensure_ascii=False))
-    return 0
+    return EXIT_OK
 
+
+INVOKE_HELP = "run the handler on an event file and print the summary"
+run_invoke = command(_invoke_parser, _invoke)
 
 # name -> (module, function, help): each function takes the remaining argv and answers an exit code.
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "invoke": ("cli", "run_invoke", INVOKE_HELP),
     "event": ("event", "run_event", "print an SCF COS trigger event for one object"),
     "local": ("emulator.cli", "run_local", "serve the local COS + Cloud Infinite emulator"),
     "demo": ("demo", "run_demo", "run the whole flow locally on real photos"),
@@ -121,17 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cos-autotag", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"cos-autotag {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    invoke = sub.add_parser("invoke", help="run the handler on an event file and print the summary")
-    invoke.add_argument("event", help="an SCF COS trigger event (JSON) file, or - for stdin")
-    invoke.add_argument(
-        "--upload", metavar="FILE", help="first put FILE at the event's object, with the function's settings"
-    )
-    invoke.add_argument("--timeout-ms", type=int, default=30000, help="the context's time_limit_in_ms")
-    invoke.add_argument("--function-name", default="cos-autotag")
     for name, (_, _, help_text) in COMMANDS.items():
         sub.add_parser(name, help=f"{help_text} (see: cos-autotag {name} -h)")
-    args = parser.parse_args(argv)
-    return _invoke(args)
+    parser.parse_args(argv)  # prints the help or the version, or says what is wrong, and exits
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

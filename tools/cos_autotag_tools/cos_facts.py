@@ -160,17 +160,6 @@ MULTIPART_MIN_PART_BYTES = 1024 * 1024
 CI_CODE_DETECT_URL_UNREADABLE = CI_CODE_BAD_IMAGE_SOURCE
 CI_THROTTLE_MESSAGE = "The request frequency is too high"
 
-# What detect-label answers on a bucket that is not bound to Cloud Infinite, or whose AI content
-# recognition service is not enabled. UNVERIFIED: Tencent's docs name the requirement but not the
-# error; this code, status and message are the emulator's stand-in. The function must not rely on
-# the code: any non-image 4xx from detect-label is a configuration error.
-CI_CODE_NOT_BOUND = "CINotEnabled"
-CI_STATUS_NOT_BOUND = 403
-CI_MESSAGE_NOT_BOUND = (
-    "Cloud Infinite is not enabled for this bucket: bind the bucket to Cloud Infinite and enable "
-    "AI content recognition before calling detect-label"
-)
-
 # detect-label's `scenes` values and the response element each one fills.
 DETECT_SCENE_ELEMENTS: dict[str, str] = {
     "web": "WebLabels",
@@ -199,9 +188,5 @@ SCF_ZIP_UPLOAD_MAX_BYTES = 50 * 1024 * 1024
 # --- SCF's cloud API (Tencent Cloud API 3.0), used by `backfill --via-scf` -------------------------
 # From tencentcloud-sdk-python-scf (scf_client.py, models.py) and API 3.0's signature page.
 
-SCF_API_SERVICE = "scf"  # the service in the TC3 credential scope <date>/scf/tc3_request
-SCF_API_VERSION = "2018-04-16"  # X-TC-Version
-TC3_MAX_CLOCK_SKEW_S = 300  # X-TC-Timestamp more than 5 minutes off: AuthFailure.SignatureExpire
-SCF_SYNC_EVENT_MAX_BYTES = 6 * 1024 * 1024  # InvokeRequest.ClientContext, synchronous (async: above)
 # API 3.0 answers this (and codes under it) when calls come too fast: worth a later retry.
 API_THROTTLE_CODE = "RequestLimitExceeded"

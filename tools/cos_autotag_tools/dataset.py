@@ -10,18 +10,16 @@ files the dataset answers for, and the cost in requests: MetaInsight is billed a
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Mapping
 
 from cos_autotag.errors import CosCallError
 
-from .backfill.cli import UsageError
 from .backfill.listing import list_objects
 from .backfill.rate import TokenBucket
-from .object_labels import add_bucket_arguments, clean, explain, open_bucket, sdk_quiet
+from .command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command
+from .object_labels import add_bucket_arguments, clean, explain, open_bucket
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_QPS = 10.0
 
 
@@ -44,24 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_dataset(argv: list[str], env: Mapping[str, str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    with sdk_quiet():
-        return _dataset(args, os.environ if env is None else env)
-
-
 def _dataset(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from .metainsight import MetaInsight, MetaInsightError
 
-    try:
-        if not args.name.strip():
-            raise UsageError("NAME is empty: give the dataset's name, e.g. photos")
-        if not 0 < args.qps <= 1000:
-            raise UsageError(f"--qps must be above 0 and at most 1000, not {args.qps:g}")
-        bucket = open_bucket(args, env)
-    except UsageError as error:
-        print(f"cos-autotag dataset: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    if not args.name.strip():
+        raise UsageError("NAME is empty: give the dataset's name, e.g. photos")
+    if not 0 < args.qps <= 1000:
+        raise UsageError(f"--qps must be above 0 and at most 1000, not {args.qps:g}")
+    bucket = open_bucket(args, env)
     client = MetaInsight(bucket.gateway, bucket.name, bucket.region)
     pace = TokenBucket(args.qps)
     indexed = listed_pages = 0
@@ -102,6 +90,9 @@ def _dataset(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         "console); each `find --dataset` then costs one request per 100 answers"
     )
     return EXIT_OK
+
+
+run_dataset = command(_parser, _dataset, quiet_sdk=True)
 
 
 def _count(value: object) -> str:

@@ -16,6 +16,7 @@ import sys
 import time
 import unicodedata
 from collections import Counter
+from collections.abc import Mapping
 from contextlib import ExitStack
 from typing import Any
 
@@ -24,6 +25,7 @@ from qcloud_cos import CosConfig, CosS3Client
 from cos_autotag import handler as handler_module
 from cos_autotag.writeback import LABELS_META, MARKER_META, decode_labels_meta
 from cos_autotag_tools import cos_facts
+from cos_autotag_tools.command import EXIT_FAILED, EXIT_OK, command
 from cos_autotag_tools.emulator import Emulator
 from cos_autotag_tools.function_env import function_environment
 from cos_autotag_tools.labels import DEFAULT_LANGUAGE, LANGUAGES, EfficientNetEngine
@@ -106,8 +108,7 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(out)
 
 
-def run_demo(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     function_key, uploader_key = secrets.token_hex(16), secrets.token_hex(16)
     print("Loading the offline label engine (EfficientNet-Lite0, numpy) ...", flush=True)
     engine = EfficientNetEngine(language=args.label_language)
@@ -191,10 +192,13 @@ def run_demo(argv: list[str] | None = None) -> int:
             "See these photos and their labels in your browser: `.venv/bin/cos-autotag gallery --demo` "
             "(then open the address it prints)."
         )
-        return 1 if failed else 0
+        return EXIT_FAILED if failed else EXIT_OK
     finally:
         stack.close()  # the caller's environment as it was
         emu.stop()
+
+
+run_demo = command(_parser, _demo)
 
 
 if __name__ == "__main__":

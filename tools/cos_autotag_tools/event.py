@@ -12,11 +12,13 @@ import base64
 import json
 import mimetypes
 import secrets
-import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from cos_autotag_tools import cos_facts
+
+from .command import EXIT_OK, UsageError, command
 
 EVENT_NAMES = {
     "put": cos_facts.EVENT_PUT,
@@ -103,12 +105,13 @@ def build_event(
     return {"Records": [build_record(event, match.group("appid"), "cos-autotag", "raw")]}
 
 
-def run_event(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _event(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         event = build_event(args.kind, args.bucket, args.key, args.region, args.size, args.etag, args.content_type)
     except ValueError as error:
-        print(f"cos-autotag event: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(str(error)) from error
     print(json.dumps(event, indent=2, ensure_ascii=False))
-    return 0
+    return EXIT_OK
+
+
+run_event = command(_parser, _event)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import Counter
 from collections.abc import Mapping
 
 from cos_autotag.errors import CosCallError
 
-from .backfill.cli import UsageError
 from .backfill.listing import ListedObject, list_objects
 from .backfill.progress import Progress
+from .command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command
 from .object_labels import (
     Bucket,
     ReadResult,
@@ -25,11 +24,9 @@ from .object_labels import (
     label_key,
     open_bucket,
     read_many,
-    sdk_quiet,
 )
 from .query import HELP, Query, QueryError, best_confidence, key_prefix, matches, parse
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CONCURRENCY = 16
 
 
@@ -74,28 +71,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_find(argv: list[str], env: Mapping[str, str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    with sdk_quiet():
-        return _find(args, os.environ if env is None else env)
-
-
 def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if not 0 <= args.min_confidence <= 100:
+        raise UsageError(f"--min-confidence must be 0 to 100, not {args.min_confidence}")
+    args.label = " ".join(args.label)
+    if not label_key(args.label):
+        raise UsageError("LABEL is empty: give the label or query to look for, e.g. 浓缩咖啡 or '猫 AND NOT 狗'")
     try:
-        if not 0 <= args.min_confidence <= 100:
-            raise UsageError(f"--min-confidence must be 0 to 100, not {args.min_confidence}")
-        args.label = " ".join(args.label)
-        if not label_key(args.label):
-            raise UsageError("LABEL is empty: give the label or query to look for, e.g. 浓缩咖啡 or '猫 AND NOT 狗'")
-        try:
-            query = parse(args.label)
-        except QueryError as error:
-            raise UsageError(f"cannot read the query: {error}") from error
-        concurrency = check_concurrency(args.concurrency)
-        bucket = open_bucket(args, env)
-    except UsageError as error:
-        print(f"cos-autotag find: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        query = parse(args.label)
+    except QueryError as error:
+        raise UsageError(f"cannot read the query: {error}") from error
+    concurrency = check_concurrency(args.concurrency)
+    bucket = open_bucket(args, env)
 
     if args.dataset:
         return _find_in_dataset(args, query, bucket)
@@ -144,6 +131,9 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return EXIT_INTERRUPTED
     progress.close()
     return _report(args, query, bucket, scanned, found, failed, seen)
+
+
+run_find = command(_parser, _find, quiet_sdk=True)
 
 
 def _find_in_dataset(args: argparse.Namespace, query: Query, bucket: Bucket) -> int:

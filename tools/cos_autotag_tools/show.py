@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Mapping
 
 from cos_autotag.errors import CosCallError
 
-from .backfill.cli import UsageError
+from .command import EXIT_FAILED, EXIT_OK, command
 from .object_labels import (
     ObjectLabels,
     add_bucket_arguments,
@@ -20,10 +19,7 @@ from .object_labels import (
     label_lines,
     open_bucket,
     read_labels,
-    sdk_quiet,
 )
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,18 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_show(argv: list[str], env: Mapping[str, str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    with sdk_quiet():
-        return _show(args, os.environ if env is None else env)
-
-
 def _show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    try:
-        bucket = open_bucket(args, env)
-    except UsageError as error:
-        print(f"cos-autotag show: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    bucket = open_bucket(args, env)
     try:
         found = read_labels(bucket.gateway, bucket.name, bucket.region, args.key, args.mode)
     except CosCallError as error:
@@ -91,3 +77,6 @@ def _unreadable(found: ObjectLabels) -> None:
     if found.unreadable:
         print(f"  {len(found.unreadable)} unreadable (not a label the function wrote; value shown as stored):")
         print("\n".join(label_lines([(n, repr(v)) for n, v in found.unreadable], indent="    ")))
+
+
+run_show = command(_parser, _show, quiet_sdk=True)

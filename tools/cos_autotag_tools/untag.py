@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -58,7 +57,8 @@ from .backfill.cli import connect, sigterm_interrupts
 from .backfill.listing import ListedObject, list_objects
 from .backfill.progress import Progress
 from .backfill.runner import CountingGateway
-from .bucket_args import UsageError, add_bucket_arguments, resolve_bucket
+from .bucket_args import add_bucket_arguments, resolve_bucket
+from .command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command
 
 PROG = "cos-autotag untag"
 MODES = ("auto", "tags", "metadata")
@@ -66,7 +66,6 @@ DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 64
 OBJECT_DEADLINE_S = 60.0  # per object, retries of throttled or failed calls included
 MAX_KEYS_SHOWN = 20
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # What happened to one object.
 UNTAGGED = "untagged"
@@ -377,20 +376,11 @@ def _drive(
                 pass
 
 
-def run_untag(argv: list[str], env: Mapping[str, str] | None = None) -> int:
-    env = os.environ if env is None else env
-    args = _parser().parse_args(argv)
-    try:
-        _, region = resolve_bucket(args, env)
-        if not 1 <= args.concurrency <= MAX_CONCURRENCY:
-            raise UsageError(f"--concurrency must be 1 to {MAX_CONCURRENCY}, not {args.concurrency}")
-    except UsageError as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    connected = connect(PROG, args.bucket, env, quiet=args.quiet, gateway_class=UntagGateway)
-    if connected is None:
-        return EXIT_USAGE
-    _, gateway = connected
+def _untag(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    _, region = resolve_bucket(args, env)
+    if not 1 <= args.concurrency <= MAX_CONCURRENCY:
+        raise UsageError(f"--concurrency must be 1 to {MAX_CONCURRENCY}, not {args.concurrency}")
+    _, gateway = connect(args.bucket, env, quiet=args.quiet, gateway_class=UntagGateway)
     assert isinstance(gateway, UntagGateway)
     if args.mode != "tags":
         print(f"{PROG}: {'with --dry-run nothing is copied; ' if args.dry_run else ''}{COPY_WARNING}", file=sys.stderr)
@@ -425,3 +415,6 @@ def run_untag(argv: list[str], env: Mapping[str, str] | None = None) -> int:
         return EXIT_INTERRUPTED
     # An object changed during the run may still carry labels (or need its tags checked): not done.
     return EXIT_FAILED if report.failed or report.changed or report.aborted else EXIT_OK
+
+
+run_untag = command(_parser, _untag)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 from collections.abc import Iterator, Mapping
@@ -20,13 +19,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cos_autotag import observability
-from cos_autotag.errors import ConfigurationError, SettingsError
 from cos_autotag.events import MAX_RECORDS_PER_EVENT
 from cos_autotag.settings import Settings
 
-# UsageError and parse_region are imported from here by the other commands too.
-from ..bucket_args import UsageError as UsageError
 from ..bucket_args import add_bucket_arguments, parse_region, resolve_bucket
+from ..command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, command
 from .checkpoint import CheckpointError, CheckpointLock, CheckpointWriter, ResumeState, load
 from .options import (
     DEFAULT_BATCH,
@@ -42,8 +39,6 @@ from .runner import Backfill, CountingGateway, run_local
 
 # Where --via-scf sends its API calls instead of SCF's own endpoint (the local stand-in, in tests).
 SCF_ENDPOINT_VAR = "AUTOTAG_SCF_ENDPOINT"
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -179,30 +174,20 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Optio
 
 
 def connect(
-    prog: str,
     bucket: str,
     env: Mapping[str, str],
     *,
     quiet: bool,
     gateway_class: type[CountingGateway] = CountingGateway,
-) -> tuple[Settings, CountingGateway] | None:
+) -> tuple[Settings, CountingGateway]:
     """The function's settings, logging and a counting gateway for a command on `bucket`, as every
-    bucket-wide command sets them up; None once it has printed why not (exit with EXIT_USAGE)."""
-    try:
-        settings = Settings.from_env(env)
-    except SettingsError as error:
-        print(f"{prog}: {error}", file=sys.stderr)
-        return None
+    bucket-wide command sets them up. Raises SettingsError, ConfigurationError or UsageError."""
+    settings = Settings.from_env(env)
     if settings.buckets and bucket not in settings.buckets:
-        print(f"{prog}: {bucket} is not in AUTOTAG_BUCKETS: refused", file=sys.stderr)
-        return None
+        raise UsageError(f"{bucket} is not in AUTOTAG_BUCKETS: refused")
     observability.configure("WARNING" if quiet else settings.log_level)
     gateway = gateway_class(settings, env)
-    try:
-        creds = gateway.credentials()
-    except ConfigurationError as error:
-        print(f"{prog}: {error}", file=sys.stderr)
-        return None
+    creds = gateway.credentials()
     # Never printed, in any log line, whatever the level.
     observability.register_credentials(creds.secret_id, creds.secret_key, creds.token)
     return settings, gateway
@@ -226,18 +211,9 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_backfill(argv: list[str], env: Mapping[str, str] | None = None) -> int:
-    env = os.environ if env is None else env
-    args = _parser().parse_args(argv)
-    try:
-        options = options_from_args(args, env)
-    except UsageError as error:
-        print(f"cos-autotag backfill: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    connected = connect("cos-autotag backfill", options.bucket, env, quiet=args.quiet)
-    if connected is None:
-        return EXIT_USAGE
-    settings, gateway = connected
+def _backfill(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    options = options_from_args(args, env)
+    settings, gateway = connect(options.bucket, env, quiet=args.quiet)
     if args.dry_run and args.via_scf:
         print("cos-autotag backfill: --dry-run invokes nothing: reporting what would be labeled", file=sys.stderr)
 
@@ -296,6 +272,9 @@ def run_backfill(argv: list[str], env: Mapping[str, str] | None = None) -> int:
             file=sys.stderr,
         )
     return _finish(report, options, log)
+
+
+run_backfill = command(_parser, _backfill)
 
 
 def _finish(report: Report, options: Options, log: Any) -> int:

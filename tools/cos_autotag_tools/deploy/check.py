@@ -22,7 +22,6 @@ ci:DescribeAiProcessBucket); detect-label itself (billed) is called only with --
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 from cos_autotag import cos_facts
 from cos_autotag.errors import CosCallError, SettingsError
 from cos_autotag.settings import Settings, unknown_variables
+from cos_autotag_tools.command import EXIT_FAILED, EXIT_OK, UsageError, command
 from cos_autotag_tools.gateway import ToolGateway
 
 OK, FAILED, NOT_CHECKED = "ok", "failed", "not checked"
@@ -577,7 +577,7 @@ def format_report(report: Report, secrets: list[str]) -> str:
     return _redact("\n".join(out), secrets) + "\n"
 
 
-def run_check(argv: list[str], env: Mapping[str, str] | None = None, out: TextIO | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cos-autotag check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--env-file", type=Path, help="the deploy's .env (its values override the environment's)")
     parser.add_argument("--key", help="probe this object instead of the first one a listing shows")
@@ -585,15 +585,19 @@ def run_check(argv: list[str], env: Mapping[str, str] | None = None, out: TextIO
         "--write-probe", action="store_true", help="write the probe object's tag set back unchanged (tags mode)"
     )
     parser.add_argument("--with-detect", action="store_true", help="one detect-label call on the probe object (billed)")
-    args = parser.parse_args(argv)
-    out = sys.stdout if out is None else out
-    merged = dict(os.environ if env is None else env)
+    return parser
+
+
+def _check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO | None = None) -> int:
+    merged = dict(env)
     if args.env_file is not None:
         try:
             merged.update(read_env_file(args.env_file))
         except (OSError, ValueError) as error:
-            print(f"cos-autotag check: cannot read {args.env_file}: {error}", file=sys.stderr)
-            return 2
+            raise UsageError(f"cannot read {args.env_file}: {error}") from error
     report = run_checks(merged, args.key, args.write_probe, args.with_detect)
-    out.write(format_report(report, _secrets(merged)))
-    return 1 if report.failed else 0
+    (sys.stdout if out is None else out).write(format_report(report, _secrets(merged)))
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+run_check = command(_parser, _check)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 
+from ..command import EXIT_OK, EXIT_USAGE, FlagError, command
 from . import cam
 
 
@@ -45,25 +47,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_policy(argv: list[str]) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+def _policy(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.trust_account and not args.trust:
-        parser.error("--trust-account goes with --trust")
+        raise FlagError("--trust-account goes with --trust")
     if args.trust:
         try:
             print(json.dumps(cam.trust_policy(args.trust_account), indent=2))
         except ValueError as error:
-            parser.error(str(error))
-        return 0
+            raise FlagError(str(error)) from error
+        return EXIT_OK
     missing = [f"--{name}" for name in ("mode", "bucket", "region", "appid") if not getattr(args, name)]
     if missing:
-        parser.error(f"missing {', '.join(missing)} (or pass --trust for the trust policy)")
+        raise FlagError(f"missing {', '.join(missing)} (or pass --trust for the trust policy)")
     problems = cam.deployment_problems(args.bucket, args.region, args.appid, args.prefix)
     if problems:
         for problem in problems:
             print(f"cos-autotag policy: {problem}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     actions = cam.MODE_ACTIONS[args.mode]
     policy = cam.role_policy(actions, args.bucket, args.region, args.appid, args.prefix)
     print(json.dumps(policy, indent=2))
@@ -77,4 +77,7 @@ def run_policy(argv: list[str]) -> int:
             file=sys.stderr,
         )
     print("# Trust policy of the role: cos-autotag policy --trust", file=sys.stderr)
-    return 0
+    return EXIT_OK
+
+
+run_policy = command(_parser, _policy)

@@ -4,7 +4,7 @@ serverless.yml's environment block, checked against it.
     python -m cos_autotag_tools.deploy.settings_doc          # rewrite the README table and .env.example
     python -m cos_autotag_tools.deploy.settings_doc --check  # exit 1 if any of the three drifted
 
-`cos_autotag.settings.Settings` declares the function's variables, once each; `DEPLOY_VARS`
+`cos_autotag.settings.Settings` declares the function's variables, once each; `DEPLOY_SECTIONS`
 below the ones the deploy files (serverless.yml, layers/serverless.yml) and the deploy
 commands read. One test in tests/unit/test_settings.py fails when any file drifts (`drift`).
 """
@@ -101,7 +101,6 @@ DEPLOY_SECTIONS: tuple[tuple[str, tuple[DeployVar, ...]], ...] = (
         ),
     ),
 )
-DEPLOY_VARS = tuple(var for _, section in DEPLOY_SECTIONS for var in section)
 # Settings serverless.yml fills from a deploy variable rather than from their own name.
 SET_FROM_DEPLOY_VARS = {"AUTOTAG_BUCKETS": "COS_BUCKET"}
 # Settings the function reads that are deliberately not deployed, with the reason.

@@ -8,7 +8,7 @@ import email.utils
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote
 
@@ -280,6 +280,3 @@ def require_key(req: Request) -> str:
         raise CosError("InvalidURI", "This operation needs an object key in the path")
     return req.key
 
-
-def mapping_items(mapping: Mapping[str, str]) -> list[tuple[str, str]]:
-    return [(k.lower(), v) for k, v in mapping.items()]

@@ -29,6 +29,7 @@ from typing import Any, TextIO
 
 from cos_autotag_tools import cos_facts
 
+from ..command import EXIT_OK, UsageError, command
 from .emulator import DEFAULT_CREDENTIALS, Emulator
 from .engine import LabelEngine, load_engine
 from .faults import Faults
@@ -402,21 +403,17 @@ def _demo_photo() -> Path | None:
         return None
 
 
-def run_local(argv: list[str] | None = None) -> int:
+def _local(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Serve until interrupted; returns the process exit status."""
-    args = _parser().parse_args(argv)
     buckets = [_parse_bucket(spec, args.region) for spec in args.bucket] or [(DEFAULT_BUCKET, args.region)]
     try:
         appids = {cos_facts.BUCKET_RE.match(b).group("appid") for b, _ in buckets}  # type: ignore[union-attr]
     except AttributeError:
-        print(f"error: bucket names must be <name>-<appid>: {[b for b, _ in buckets]}", file=sys.stderr)
-        return 2
+        raise UsageError(f"bucket names must be <name>-<appid>: {[b for b, _ in buckets]}") from None
     if len(appids) != 1:
-        print(f"error: all buckets must share one appid, got {sorted(appids)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"all buckets must share one appid, got {sorted(appids)}")
     if args.seed and not Path(args.seed).is_dir():
-        print(f"error: --seed {args.seed} is not a folder; give a folder of files to upload", file=sys.stderr)
-        return 2
+        raise UsageError(f"--seed {args.seed} is not a folder; give a folder of files to upload")
     function_key = secrets.token_hex(16)
     try:
         engine = make_local_engine(args.engine, args.label_language)
@@ -436,8 +433,7 @@ def run_local(argv: list[str] | None = None) -> int:
         handler = None if args.no_trigger else _load_handler(args.trigger)
         trigger_spec = None if args.no_trigger else _trigger_spec(args)
     except (ValueError, ImportError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
 
     stop = threading.Event()
 
@@ -448,8 +444,7 @@ def run_local(argv: list[str] | None = None) -> int:
         emu.start(args.port)
     except OSError as exc:
         emu.stop()
-        print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {exc}; pick another with --port N") from exc
     previous = signal.signal(signal.SIGINT, on_signal)
     previous_term = signal.signal(signal.SIGTERM, on_signal)
     try:
@@ -457,14 +452,9 @@ def run_local(argv: list[str] | None = None) -> int:
         if handler is not None:
             env = function_environment(emu, function_key)
             install_function_environment(env)
-            from cos_autotag.errors import SettingsError
             from cos_autotag.settings import Settings
 
-            try:
-                Settings.from_env()  # a bad AUTOTAG_* value is reported now, not on the first upload
-            except SettingsError as error:
-                print(f"error: {error}", file=sys.stderr)
-                return 2
+            Settings.from_env()  # a bad AUTOTAG_* value is reported now (SettingsError), not on the first upload
             reporter = ConsoleReporter(handler)
             assert trigger_spec is not None
             for bucket, _ in buckets:
@@ -519,7 +509,10 @@ def run_local(argv: list[str] | None = None) -> int:
         emu.stop()
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
-    return 0
+    return EXIT_OK
+
+
+run_local = command(_parser, _local)
 
 
 def _indent(text: str) -> str:

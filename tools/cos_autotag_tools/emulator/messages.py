@@ -32,11 +32,6 @@ class Request:
     body_reader: Callable[[int | None], bytes] | None = None
     content_length: int | None = 0
 
-    @property
-    def body_pending(self) -> bool:
-        """Whether a body was sent that nobody has read yet."""
-        return self.body_reader is not None and self.content_length != 0
-
     def load_body(self, limit: int | None = None) -> bytes:
         """Read the body (once); at most `limit` + 1 bytes, so that a caller can tell it is too long."""
         if self.body_reader is not None:

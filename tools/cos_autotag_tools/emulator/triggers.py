@@ -229,10 +229,6 @@ class Dispatcher:
         with self._lock:
             self._triggers.pop(trigger_id, None)
 
-    def triggers(self) -> list[Trigger]:
-        with self._lock:
-            return list(self._triggers.values())
-
     # --- events in -----------------------------------------------------------------------------
 
     def notify(self, event: ObjectEvent) -> None:

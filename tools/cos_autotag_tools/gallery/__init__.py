@@ -21,8 +21,8 @@ from pathlib import Path
 
 from cos_autotag.errors import CosCallError
 
-from ..backfill.cli import UsageError
 from ..backfill.progress import Progress
+from ..command import EXIT_OK, FlagError, UsageError, command
 from ..object_labels import (
     add_bucket_arguments,
     add_mode_argument,
@@ -35,7 +35,6 @@ from ..object_labels import (
 from .index import IndexUnusable, LabelIndex, SyncStats, default_index_path
 from .server import Gallery, GalleryServer
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_PORT = 8765
 DEFAULT_CONCURRENCY = 16
 DEFAULT_POLL_S = 30.0
@@ -147,23 +146,19 @@ def _open(args: argparse.Namespace, env: Mapping[str, str]) -> GalleryServer:
         raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {error}; pick another with --port N") from error
 
 
-def _args(argv: list[str]) -> argparse.Namespace:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.demo and (args.bucket or args.region):
-        parser.error("--demo brings its own bucket: drop --bucket and --region")
-    # Without --demo, the bucket and region come from the flags or COS_BUCKET / COS_REGION (open_bucket).
-    return args
-
-
 def open_gallery(argv: list[str], env: Mapping[str, str] | None = None) -> GalleryServer:
     """Sync the index and bind the server, not yet serving. Raises UsageError or IndexUnusable."""
-    return _open(_args(argv), os.environ if env is None else env)
+    return _open(_parser().parse_args(argv), os.environ if env is None else env)
 
 
-def run_gallery(argv: list[str], env: Mapping[str, str] | None = None) -> int:
-    args = _args(argv)
-    env = os.environ if env is None else env
+def _check_demo(args: argparse.Namespace) -> None:
+    if args.demo and (args.bucket or args.region):
+        raise FlagError("--demo brings its own bucket: drop --bucket and --region")
+    # Without --demo, the bucket and region come from the flags or COS_BUCKET / COS_REGION (open_bucket).
+
+
+def _gallery(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    _check_demo(args)
     with ExitStack() as stack:
         if args.demo:
             from .demo import DEMO_BUCKET, DEMO_REGION, demo_bucket
@@ -175,9 +170,8 @@ def run_gallery(argv: list[str], env: Mapping[str, str] | None = None) -> int:
         try:
             with sdk_quiet():
                 server = _open(args, env)
-        except (UsageError, IndexUnusable) as error:
-            print(f"cos-autotag gallery: {error}", file=sys.stderr)
-            return EXIT_USAGE
+        except IndexUnusable as error:
+            raise UsageError(str(error)) from error
         print(f"Gallery: {server.url}  (Ctrl-C to stop)", flush=True)
         if args.open:
             webbrowser.open(server.url)
@@ -188,3 +182,6 @@ def run_gallery(argv: list[str], env: Mapping[str, str] | None = None) -> int:
         finally:
             server.server_close()
     return EXIT_OK
+
+
+run_gallery = command(_parser, _gallery)

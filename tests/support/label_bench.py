@@ -1,6 +1,6 @@
 """Measure the EfficientNet engine: weight load time and per-image time on the demo photos.
 
-Run: `python -m cos_autotag_tools.labels.bench [repeats]` (prints JSON).
+Run: `python -m tests.support.label_bench [repeats]` (prints JSON).
 """
 
 from __future__ import annotations
