@@ -41,6 +41,11 @@ class Reason:
     NO_ROOM_FOR_TAGS = "no room for tags"
     NO_ROOM_FOR_METADATA = "no room for metadata"
     CHANGED_DURING_PROCESSING = "object changed during processing"
+    # metadata mode: what the copy could not keep, or headers that are the user's (the WARNING says the fix)
+    MARKER_HEADER_TAKEN = "marker header is the user's (rename x-cos-meta-autotag)"
+    LABELS_HEADER_TAKEN = "labels header is the user's (rename x-cos-meta-autotag-labels)"
+    ACL_UNREADABLE = "ACL unreadable (allow cos:GetObjectACL)"
+    CANNOT_KEEP = "left untouched: a copy could not keep what the object has"
     # the guard
     COMPLETED_IN_STORE = "completed in the idempotency store"
     MARKER_IN_EVENT = "marker in the event"

@@ -32,6 +32,9 @@ class Snapshot(Generic[S]):
     has_room: bool  # at least one label fits beside what the user keeps on the object
     content_type: str | None = None  # the content's type as the read told it; None: it did not
     size: int | None = None  # the object's size as the read told it
+    # Why the mode will not write this object at all (said in a WARNING by the mode's `prepare`):
+    # skipped before paying. None: it can be written.
+    left_alone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,12 @@ class WriteBackMode(Protocol[S]):
 
     def read(self, run: RecordRun) -> Snapshot[S]:
         """The object as this mode needs it (one call)."""
+        ...
+
+    def prepare(self, run: RecordRun, snapshot: Snapshot[S]) -> Snapshot[S]:
+        """What the write needs beyond the read, learnt once the object is known to need labels
+        and before the paid call (metadata mode: what its copy must carry); or the snapshot with
+        `left_alone` set."""
         ...
 
     def write(self, run: RecordRun, snapshot: Snapshot[S], labels: list[Label]) -> WriteResult:

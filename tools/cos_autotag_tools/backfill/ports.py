@@ -76,6 +76,9 @@ class CountingGateway:
     def read_first_bytes(self, bucket: str, region: str, key: str, count: int) -> bytes:
         return self._count(OPERATIONS["read_first_bytes"], self.inner.read_first_bytes, bucket, region, key, count)
 
+    def get_acl(self, bucket: str, region: str, key: str) -> Any:
+        return self._count(OPERATIONS["get_acl"], self.inner.get_acl, bucket, region, key)
+
     def copy_in_place(self, bucket: str, region: str, key: str, plan: MetadataPlan, if_match: str) -> None:
         self._count(OPERATIONS["copy_in_place"], self.inner.copy_in_place, bucket, region, key, plan, if_match=if_match)
 
@@ -145,6 +148,9 @@ class Relabel:
     def read(self, run: RecordRun) -> Snapshot[Any]:
         return replace(self.inner.read(run), marker=None)
 
+    def prepare(self, run: RecordRun, snapshot: Snapshot[Any]) -> Snapshot[Any]:
+        return self.inner.prepare(run, snapshot)
+
     def write(self, run: RecordRun, snapshot: Snapshot[Any], labels: list[Label]) -> WriteResult:
         written = self.inner.write(run, snapshot, labels)
         if isinstance(written, ChangedMeanwhile) and written.now is not None:
@@ -163,6 +169,9 @@ class DryRun:
 
     def read(self, run: RecordRun) -> Snapshot[Any]:
         return self.inner.read(run)
+
+    def prepare(self, run: RecordRun, snapshot: Snapshot[Any]) -> Snapshot[Any]:
+        return self.inner.prepare(run, snapshot)  # reads as the real run would: an object it leaves alone is reported
 
     def write(self, run: RecordRun, snapshot: Snapshot[Any], labels: list[Label]) -> WriteResult:
         return Written([])
