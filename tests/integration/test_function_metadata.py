@@ -8,7 +8,6 @@ after `cos-autotag untag`.
 import json
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -119,7 +118,7 @@ def test_a_copy_answering_200_with_an_error_is_a_retryable_failure_not_a_label(s
     rid = stack.put("copyfail.jpg", jpeg(44), Metadata={"x-cos-meta-owner": "alice"})
     before = stack.emulator.get_object_state(BUCKET, "copyfail.jpg")
     stack.emulator.set_faults(copy_error_in_body="InternalError")
-    with pytest.raises(RetryableFailure, match="copyfail.jpg"):  # retried inside SCF's default 3 s, then by SCF
+    with pytest.raises(RetryableFailure, match=r"copyfail\.jpg"):  # retried inside SCF's default 3 s, then by SCF
         stack.app(mode="metadata").handle(stack.event("copyfail.jpg", rid), context(3000))
     assert stack.emulator.count("CopyObject") >= 2
     after = stack.emulator.get_object_state(BUCKET, "copyfail.jpg")
