@@ -131,7 +131,8 @@ def metadata_to_send(head_meta: Mapping[str, str], event_meta: Mapping[str, str]
       are by the SDK: `CannotCarry`.
     - percent-encoded UTF-8 (`%E5%B0%8F`): the same ASCII could be a user's literal text. The
       upload's event (`event_meta`) tells which: the decoded text there means COS encodes on the
-      way out, so the text goes back decoded; anything else leaves it unsure: `CannotCarry`.
+      way out, so the text goes back decoded; the same ASCII there is the user's own text, sent
+      as it is; no word from the event leaves it unsure: `CannotCarry`.
     """
     event = {name.lower(): value for name, value in (event_meta or {}).items()}
     out: dict[str, str] = {}
@@ -157,7 +158,7 @@ def metadata_to_send(head_meta: Mapping[str, str], event_meta: Mapping[str, str]
             if not decoded.isascii():
                 if event.get(lowered) == decoded:
                     text = decoded  # the upload held the decoded text: COS encodes it on the way out
-                else:
+                elif event.get(lowered) != text:  # the same text in the event: the user's own, sent as it is
                     raise CannotCarry(
                         f"the metadata value of {lowered} reads percent-encoded, and nothing tells whether "
                         "that is how COS answers the UTF-8 text or the user's own text",
