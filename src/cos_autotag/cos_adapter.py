@@ -59,7 +59,11 @@ def _classify(operation: str, error: Exception) -> CosCallError:
     if isinstance(error, CosServiceError):
         status = error.get_status_code()
         code = str(error.get_error_code())
+        # A 2xx carrying an error document: PUT Object - Copy can fail after it started and still
+        # answer 200 OK (436/10881); nothing was written, and a retry may succeed.
+        in_body = status is not None and 200 <= status < 300
         retryable = status == 429 or (status is not None and status >= 500) or code in cos_facts.THROTTLE_CODES
+        retryable = retryable or in_body
         return CosCallError(operation, code, str(error.get_error_msg()), status, str(error.get_request_id()), retryable)
     # The SDK wraps network failures in CosClientError, keeping the requests exception as context.
     cause = error.__cause__ or error.__context__
@@ -145,6 +149,11 @@ class CosGateway:
         response = self.call("HeadObject", region, "head_object", Bucket=bucket, Key=key)
         return {str(k).lower(): str(v) for k, v in (response or {}).items()}
 
+    def get_acl(self, bucket: str, region: str, key: str) -> Any:
+        """The object's ACL as GET Object acl answers it (the SDK's dict; the effective ACL when
+        the object has none of its own)."""
+        return self.call("GetObjectACL", region, "get_object_acl", Bucket=bucket, Key=key)
+
     def read_first_bytes(self, bucket: str, region: str, key: str, count: int) -> bytes:
         response = self.call("GetObject", region, "get_object", Bucket=bucket, Key=key, Range=f"bytes=0-{count - 1}")
         try:
@@ -163,6 +172,9 @@ class CosGateway:
     def copy_in_place(self, bucket: str, region: str, key: str, plan: MetadataPlan, if_match: str) -> None:
         metadata = dict(plan.metadata)
         metadata["x-cos-tagging-directive"] = "Copy"  # the SDK has no keyword for it; keep the tags
+        # Encryption and x-cos-grant-* headers: the SDK sends `Metadata=`'s keys verbatim, and has
+        # no keyword for some grant headers.
+        metadata.update(plan.carried)
         kwargs: dict[str, Any] = dict(
             Bucket=bucket,
             Key=key,

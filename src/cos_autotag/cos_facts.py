@@ -107,6 +107,24 @@ PRESERVED_HEADERS = (
 )
 STORAGE_CLASS_HEADER = "x-cos-storage-class"
 DEFAULT_STORAGE_CLASS = "STANDARD"
+# PUT Object - Copy (436/10881): what the copy does not send, the new object does not get. No
+# encryption header stores it unencrypted; no ACL header gives it the bucket's ACL. HEAD answers
+# the encryption (SSE-COS `AES256`, SSE-KMS `cos/kms` with its key id); the object's own ACL
+# needs GET Object acl (`GET /<key>?acl`, CAM cos:GetObjectACL), which answers the effective one.
+SSE_HEADER = "x-cos-server-side-encryption"
+SSE_KMS_HEADERS = ("x-cos-server-side-encryption-cos-kms-key-id", "x-cos-server-side-encryption-context")
+SSE_ALGORITHMS = ("AES256", "cos/kms")
+# SSE-C: the key is the uploader's; a copy must send it, and the function never has it.
+SSE_CUSTOMER_HEADER = "x-cos-server-side-encryption-customer-algorithm"
+# One x-cos-grant-* header per ACL permission; the SDK has keywords for only some of them, so the
+# copy sends them all as raw headers (through `Metadata=`, whose keys the SDK sends verbatim).
+GRANT_HEADERS = {
+    "READ": "x-cos-grant-read",
+    "WRITE": "x-cos-grant-write",
+    "READ_ACP": "x-cos-grant-read-acp",
+    "WRITE_ACP": "x-cos-grant-write-acp",
+    "FULL_CONTROL": "x-cos-grant-full-control",
+}
 
 # --- Cloud Infinite detect-label --------------------------------------------------------------
 
@@ -177,7 +195,17 @@ def configuration_fix(operation: str, code: str, status: int | None) -> str | No
             "in the encoded form (autotag:b64:...), which `cos-autotag show` and `find` read back"
         )
     if operation == "DetectLabel":
-        if status is None or status == 404 or status == 429 or status >= 500:
+        if code == "UnreadableReply":
+            # A 200 that is not detect-label's XML: what an unbound bucket may answer (an HTML or
+            # JSON page; undocumented), or a garbled reply. Neither is the photo's fault.
+            return (
+                "detect-label answered 200 with something that is not its XML result: a bucket not bound to "
+                "Cloud Infinite can answer so. Run `cos-autotag check` to see the bucket's Cloud Infinite status; "
+                "bind the bucket to Cloud Infinite and enable AI content recognition for it (see docs/deploy.md)"
+            )
+        if status == 404 and code != "NoSuchKey":
+            pass  # an unbound bucket may answer 404 with its own code; only NoSuchKey is "object gone"
+        elif status is None or status == 404 or status == 429 or status >= 500:
             return None
         if code in IMAGE_REJECTION_CODES or code in THROTTLE_CODES:
             return None

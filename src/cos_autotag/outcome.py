@@ -45,6 +45,11 @@ class Reason:
         "marker tag taken: the object's own tag `autotag` is not the function's marker; rename that tag "
         "(the function keeps the key `autotag` for its marker) and upload again or run `cos-autotag backfill`"
     )
+    # metadata mode: what the copy could not keep, or headers that are the user's (the WARNING says the fix)
+    MARKER_HEADER_TAKEN = "marker header is the user's (rename x-cos-meta-autotag)"
+    LABELS_HEADER_TAKEN = "labels header is the user's (rename x-cos-meta-autotag-labels)"
+    ACL_UNREADABLE = "ACL unreadable (allow cos:GetObjectACL)"
+    CANNOT_KEEP = "left untouched: a copy could not keep what the object has"
     # the guard
     COMPLETED_IN_STORE = "completed in the idempotency store"
     MARKER_IN_EVENT = "marker in the event"

@@ -1,6 +1,6 @@
 """One record through the flow, top to bottom (`_flow`):
 
-    eligibility → guard → marker → room → first bytes → detect-label → select → write (→ again)
+    eligibility → guard → marker → room → first bytes → prepare (left alone?) → detect-label → select → write (→ again)
 
 Each step lives in its own module; this file only orders them. The outside services come in
 through the constructor as ports (`ObjectStore`, `LabelDetector`, an optional `StrictStore`,
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import cos_facts
 from .detect import MAX_DETECT_REQUESTS, detect
 from .eligibility import SNIFF_BYTES, Verdict, check_bytes, check_object, check_record
-from .errors import AlreadyInProgress, CosCallError, ObjectKeptChanging, StoreUnavailable
+from .errors import AlreadyInProgress, CosCallError, ObjectKeptChanging, StoreUnavailable, UnreadableReply
 from .events import CosRecord
 from .idempotency.marker import marker_says_done
 from .label import Label
@@ -94,6 +94,9 @@ class Pipeline:
             verdict = self._decide_from_object(run, snapshot)
             if not verdict.eligible:
                 return Outcome.SKIPPED, verdict.reason
+        snapshot = mode.prepare(run, snapshot)
+        if snapshot.left_alone:
+            return Outcome.SKIPPED, snapshot.left_alone  # the user's headers, or what a write could not keep
         written = mode.write(run, snapshot, self._detect(run, verdict))
         if isinstance(written, ChangedMeanwhile) and written.now is not None:
             # The object changed while Cloud Infinite labeled it: the user tagged it, or a new
@@ -105,6 +108,9 @@ class Pipeline:
                 return Outcome.SKIPPED, snapshot.skip_reason
             if not snapshot.has_room:
                 return Outcome.SKIPPED, mode.no_room_reason
+            snapshot = mode.prepare(run, snapshot)
+            if snapshot.left_alone:
+                return Outcome.SKIPPED, snapshot.left_alone
             run.log.info("the tag set changed during detect-label: labeling the object as it is now")
             written = mode.write(run, snapshot, self._detect(run, verdict))
             if isinstance(written, ChangedMeanwhile) and written.now is not None:
@@ -187,7 +193,9 @@ class Pipeline:
         fix = cos_facts.configuration_fix(error.operation, error.code, error.status)
         if fix is not None:
             result.outcome, result.fix = Outcome.FAILED, fix
-            result.reason = Reason.misconfigured(error.code, error.operation)
+            # An unreadable reply keeps its own words (it may also be a garbled reply).
+            unreadable = isinstance(error, UnreadableReply)
+            result.reason = str(error) if unreadable else Reason.misconfigured(error.code, error.operation)
         elif error.not_found:
             result.outcome, result.reason = Outcome.SKIPPED, Reason.OBJECT_GONE
         elif error.operation == "DetectLabel" and error.code in cos_facts.IMAGE_REJECTION_CODES:

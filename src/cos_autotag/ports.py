@@ -18,6 +18,7 @@ OPERATIONS = {
     "get_tags": "GetObjectTagging",
     "put_tags": "PutObjectTagging",
     "head": "HeadObject",
+    "get_acl": "GetObjectACL",
     "read_first_bytes": "GetObject",
     "copy_in_place": "CopyObject",
     "detect_labels": "DetectLabel",
@@ -33,6 +34,10 @@ class ObjectStore(Protocol):
 
     def head(self, bucket: str, region: str, key: str) -> dict[str, str]:
         """The object's headers, names lower-cased."""
+        ...
+
+    def get_acl(self, bucket: str, region: str, key: str) -> Any:
+        """The object's ACL as GET Object acl answers it (metadata mode carries it on its copy)."""
         ...
 
     def read_first_bytes(self, bucket: str, region: str, key: str, count: int) -> bytes: ...

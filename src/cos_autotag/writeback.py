@@ -24,8 +24,12 @@ the label's UTF-8 in standard base64, cut at a character boundary so that the ke
 `decode_label_tag` reads both forms back; every reader (the tools included) goes through it.
 
 Metadata layout:
-    x-cos-meta-autotag        = v1:<upload token>
+    x-cos-meta-autotag        = v1:<upload token>      (or v2:<upload token>: ; both are read)
     x-cos-meta-autotag-labels = <name>:<confidence>,...   names percent-encoded (UTF-8)
+The two headers are the function's only when `x-cos-meta-autotag` holds a marker: any other
+value of it, or a labels header with no marker beside it, is the user's, never overwritten or
+removed (the object is skipped with a reason that says what to rename). The copy that writes
+them carries the object's encryption, ACL and user metadata (`carry.py`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 from . import cos_facts
+from .carry import Kept
 from .label import Label
 
 MARKER_TAG = "autotag"
@@ -275,6 +280,7 @@ class MetadataPlan(NamedTuple):
     storage_class: str
     written: list[Label]
     left_out_for_room: list[Label]
+    carried: dict[str, str]  # encryption and x-cos-grant-* headers, raw names
 
 
 def user_metadata(head: Mapping[str, str]) -> dict[str, str]:
@@ -287,10 +293,43 @@ def user_metadata(head: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def marker_in_metadata(meta: Mapping[str, str]) -> str | None:
+# The metadata marker, strictly: `v1`, `v1:<token>`, `v2:<token>:` (a tags-mode style digest
+# list after the last colon is read too). Anything else in that header is the user's.
+_TOKEN = r"[A-Za-z0-9_.=+/-]{1,64}"  # the upload token: hex as the function writes it, read leniently
+_METADATA_MARKER_RE = re.compile(rf"v1(?::{_TOKEN})?|v2:(?:{_TOKEN})?:(?:[0-9a-f]{{4}}(?:\.[0-9a-f]{{4}})*)?")
+
+
+def is_metadata_marker(value: object) -> bool:
+    """Whether a value of `x-cos-meta-autotag` is the function's marker (any input: True or False)."""
+    return isinstance(value, str) and _METADATA_MARKER_RE.fullmatch(value) is not None
+
+
+def _meta_value(meta: Mapping[str, str], header: str) -> str | None:
     for name, value in meta.items():
-        if name.lower() == MARKER_META:
+        if name.lower() == header:
             return value
+    return None
+
+
+def marker_in_metadata(meta: Mapping[str, str]) -> str | None:
+    """The function's marker in these headers; None when there is none (or the header is the user's)."""
+    value = _meta_value(meta, MARKER_META)
+    return value if value is not None and is_metadata_marker(value) else None
+
+
+def metadata_not_ours(meta: Mapping[str, str]) -> str | None:
+    """Why the function's two headers are the user's on this object (None: they are free or ours)."""
+    marker = _meta_value(meta, MARKER_META)
+    if marker is not None and not is_metadata_marker(marker):
+        return (
+            f"{MARKER_META} holds the user's value, not the function's marker: rename it "
+            f"(for example to {MARKER_META}-user) to have the object labeled"
+        )
+    if marker is None and _meta_value(meta, LABELS_META) is not None:
+        return (
+            f"{LABELS_META} is the user's (the function's marker {MARKER_META} is not beside it): rename it "
+            f"(for example to {LABELS_META}-user) to have the object labeled"
+        )
     return None
 
 
@@ -345,9 +384,13 @@ def _sdk_keyword(header: str) -> str:
     return header.replace("-", "")  # Content-Type -> ContentType, as the SDK's maplist names them
 
 
-def plan_metadata(head: Mapping[str, str], labels: list[Label], upload_token: str) -> MetadataPlan:
+def plan_metadata(
+    head: Mapping[str, str], labels: list[Label], upload_token: str, kept: Kept | None = None
+) -> MetadataPlan:
+    """`kept`: the user's metadata, encryption and ACL as `carry` found them to send (None: the
+    user's metadata as `header_text` reads it, nothing else carried)."""
     lowered = {k.lower(): header_text(v) for k, v in head.items()}
-    meta = _user_metadata_text(head)
+    meta = dict(kept.metadata) if kept is not None else _user_metadata_text(head)
     meta[MARKER_META] = marker_value(upload_token)
     room = _room_beside(meta)
     written = list(labels)
@@ -363,12 +406,13 @@ def plan_metadata(head: Mapping[str, str], labels: list[Label], upload_token: st
     # COS requires a Content-Type on a Replaced copy; keep the object's, or the generic one it had.
     headers.setdefault("ContentType", "application/octet-stream")
     storage_class = lowered.get(cos_facts.STORAGE_CLASS_HEADER) or cos_facts.DEFAULT_STORAGE_CLASS
-    return MetadataPlan(meta, headers, storage_class, written, labels[len(written) :])
+    carried = dict(kept.headers) if kept is not None else {}
+    return MetadataPlan(meta, headers, storage_class, written, labels[len(written) :], carried)
 
 
-def plan_metadata_without_labels(head: Mapping[str, str]) -> MetadataPlan:
+def plan_metadata_without_labels(head: Mapping[str, str], kept: Kept | None = None) -> MetadataPlan:
     """The copy onto itself that takes the function's marker and labels off (`cos-autotag untag`):
     everything else kept exactly as `plan_metadata` keeps it."""
-    plan = plan_metadata(head, [], "")
+    plan = plan_metadata(head, [], "", kept)
     metadata = {name: value for name, value in plan.metadata.items() if name not in (MARKER_META, LABELS_META)}
     return plan._replace(metadata=metadata)

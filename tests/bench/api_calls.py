@@ -16,7 +16,8 @@ from typing import Any
 
 from .common import Figure
 
-GOALS = {"tags": (3, 1), "metadata": (3, 1, 0)}
+# Metadata mode's new object: HEAD, GET Object acl (the copy carries the object's ACL), detect-label, copy.
+GOALS = {"tags": (3, 1), "metadata": (4, 1, 0)}
 
 
 def _calls(stack: Any, key: str, since: float, until: float = float("inf")) -> dict[str, int]:
@@ -87,7 +88,7 @@ def measure() -> Figure:
         value="tags {} / {}; metadata {} / {} / {}".format(*measured["tags"], *measured["metadata"]),
         baseline="-",
         ratio="-",
-        goal="tags 3 / 1; metadata 3 / 1 / 0",
+        goal="tags 3 / 1; metadata 4 / 1 / 0",
         met=met,
         raw={"tags": tags, "metadata": metadata},
     )

@@ -25,7 +25,7 @@ def test_demo_labels_every_photo_once_and_redeliveries_cost_one_read(mode, capsy
     first_read = "get-tags" if mode == "tags" else "head"
     for key, row in rows.items():
         if key.startswith("photos/"):
-            new = "4 \\(get-tags detect get-tags put-tags\\)" if mode == "tags" else "3 \\(head detect copy\\)"
+            new = "4 \\(get-tags detect get-tags put-tags\\)" if mode == "tags" else "4 \\(head acl detect copy\\)"
             assert re.search(rf"{new}\s+1 \({first_read}\)", row), row
         else:
             assert re.search(r"readme\.txt\s+0\s+0\s", row), row

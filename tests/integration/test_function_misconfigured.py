@@ -1,4 +1,6 @@
-"""First-deploy mistakes and tiny images, through the handler against the emulator.
+"""First-deploy mistakes and tiny images, through the handler against the emulator, under each
+profile of the contested COS rules (tests/support/profiles.py): among them what detect-label
+answers on a bucket not bound to Cloud Infinite (403, 404, or 200 with an HTML page).
 
 A misconfigured deployment fails every upload alike: each record is counted as failed (never
 "object gone" or "rejected by detect-label"), and the invocation logs one ERROR per problem
@@ -8,6 +10,7 @@ saying what to fix.
 from __future__ import annotations
 
 import io
+import threading
 from typing import Any
 
 import pytest
@@ -16,14 +19,15 @@ from PIL import Image
 from tests.support.constants import BUCKET
 from tests.support.function_stack import captured_logs, running_stack
 from tests.support.images import jpeg
+from tests.support.profiles import PROFILE_PARAMS
 from tests.support.scf import context
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def stack():
-    with running_stack() as s:
+@pytest.fixture(params=PROFILE_PARAMS)
+def stack(request):
+    with running_stack(profile=request.param) as s:
         yield s
 
 
@@ -94,16 +98,42 @@ def test_a_misspelt_setting_is_named_at_cold_start_with_the_closest_known_one(st
     assert line["variable"] == "AUTOTAG_MIN_CONFIDANCE" and line["did_you_mean"] == "AUTOTAG_MIN_CONFIDENCE"
 
 
-def test_a_bucket_not_bound_to_cloud_infinite_says_so_once_and_is_not_a_rejected_image(stack):
+@pytest.mark.parametrize("mode", ["tags", "metadata"])
+def test_a_bucket_not_bound_to_cloud_infinite_says_so_once_and_is_not_a_rejected_image(stack, mode):
+    """Whatever the profile's unbound answer (403, 404 other than NoSuchKey, 200 with a page):
+    every record failed, not retried, nothing written, one ERROR with the fix."""
     stack.emulator.set_ci_bound(BUCKET, False)
     keys = ["a.jpg", "b.jpg"]
-    event = merged(*(stack.event(key, stack.put(key, jpeg(i))) for i, key in enumerate(keys)))
+    event = merged(
+        *(stack.event(key, stack.put(key, jpeg(i), Metadata={"x-cos-meta-o": "u"})) for i, key in enumerate(keys))
+    )
     with captured_logs() as logs:
-        summary = stack.app().handle(event, context())
-    assert summary["skipped"] == {} and [f["key"] for f in summary["failed"]] == keys
+        summary = stack.app(mode=mode).handle(event, context())
+    assert summary["skipped"] == {} and summary["labeled"] == 0
+    assert [f["key"] for f in summary["failed"]] == keys and not any(f["retryable"] for f in summary["failed"])
     (line,) = errors_about_the_deployment(logs)
     assert "bind the bucket to Cloud Infinite" in line["message"] and line["records"] == 2
+    assert [line for line in logs if line["level"] == "error"] == [line]
     assert not any("rejected by detect-label" in str(line.get("reason", "")) for line in logs)
+    assert not any(line.get("reason") == "object gone" for line in logs)
+    for key in keys:  # no marker, no label: a redelivery once the bucket is bound labels it
+        state = stack.emulator.get_object_state(BUCKET, key)
+        assert state.tags == {} and state.metadata == {"x-cos-meta-o": "u"}
+
+
+def test_an_object_gone_before_detect_label_is_still_object_gone(stack):
+    """A 404 NoSuchKey from detect-label is the object's own absence, never a deployment error."""
+    rid = stack.put("gone.jpg", jpeg(7))
+    event = stack.event("gone.jpg", rid)
+    with stack.emulator.pause("DetectLabel", key="gone.jpg") as gate:
+        out: list[dict[str, Any]] = []
+        worker = threading.Thread(target=lambda: out.append(stack.app().handle(event, context())))
+        worker.start()
+        gate.wait_arrived(timeout=10)
+        stack.client.delete_object(Bucket=BUCKET, Key="gone.jpg")
+        gate.release()
+        worker.join(10)
+    assert out and out[0]["skipped"] == {"object gone": 1} and out[0]["failed"] == []
 
 
 @pytest.mark.parametrize("mode, denied", [("tags", "PutObjectTagging"), ("metadata", "CopyObject")])

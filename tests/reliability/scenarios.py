@@ -24,7 +24,7 @@ PAUSE_TIMEOUT_S = 30.0
 
 # The operations the function makes: a 5xx burst hits these, never the uploader's PUTs.
 FUNCTION_OPS = frozenset(
-    {"GetObjectTagging", "PutObjectTagging", "HeadObject", "CopyObject", "GetObject", "DetectLabel"}
+    {"GetObjectTagging", "PutObjectTagging", "HeadObject", "GetObjectACL", "CopyObject", "GetObject", "DetectLabel"}
 )
 
 

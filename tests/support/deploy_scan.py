@@ -209,19 +209,12 @@ SDK_METHOD_ACTIONS: dict[str, frozenset[str]] = {
 AMBIGUOUS_NAMES = frozenset({"copy"})
 
 
-# Granted for the metadata copy to carry the object's own ACL (a copy without ACL headers gives
-# the object the bucket's ACL, 436/10881), before the function's code reads it: the scan does not
-# find it on that code path yet. No cos:PutObjectACL: 436/10881 names cos:PutObjectCopy alone for
-# a copy, ACL headers included; `check --write-probe` proves it on the real account.
-CARRY_ACTIONS: dict[str, frozenset[str]] = {"tags": frozenset(), "metadata": frozenset({"cos:GetObjectACL"})}
-
-
 # The adapter methods (CosGateway's stable API) that only one write-back mode calls. Scanning
 # one mode treats the other modes' methods as dead code; everything else (the ranged read, the
 # thumbnail URL, detect-label) is shared.
 MODE_ONLY_CALLS: dict[str, frozenset[str]] = {
     "tags": frozenset({"get_tags", "put_tags"}),
-    "metadata": frozenset({"head", "copy_in_place"}),
+    "metadata": frozenset({"head", "get_acl", "copy_in_place"}),
 }
 
 

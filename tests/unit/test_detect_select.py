@@ -32,7 +32,6 @@ def test_root_element_and_odd_values_are_tolerated():
     ]
 
 
-
 @pytest.mark.parametrize("reply", [b"raw bytes", None, [], {"body": {"h1": "502"}}, {"CameraLabels": "text"}])
 def test_a_reply_not_of_the_documented_shape_is_unreadable_never_label_less(reply):
     with pytest.raises(UnreadableReply, match="unreadable reply from DetectLabel"):

@@ -77,6 +77,11 @@ class FakeStore:
     def head(self, bucket: str, region: str, key: str) -> dict[str, str]:
         return dict(self._enter("HeadObject", key).head)
 
+    def get_acl(self, bucket: str, region: str, key: str) -> Any:
+        self._enter("GetObjectACL", key)
+        owner = {"Type": "CanonicalUser", "ID": "qcs::cam::uin/1:uin/1"}
+        return {"AccessControlList": {"Grant": [{"Grantee": owner, "Permission": "FULL_CONTROL"}]}}
+
     def read_first_bytes(self, bucket: str, region: str, key: str, count: int) -> bytes:
         return self._enter("GetObject", key).body[:count]
 
@@ -374,7 +379,8 @@ def test_metadata_mode_copies_in_place_keeping_user_metadata() -> None:
     obj = Obj(head={"content-type": "image/jpeg", "etag": '"e1"', "x-cos-meta-owner": "alice"})
     s = stack({"a.jpg": obj}, mode="metadata")
     result = s.run(put())
-    assert result.outcome == Outcome.LABELED and ops(s) == ["HeadObject", "CopyObject"]
+    # GET Object acl: the copy carries the object's ACL (436/10881 gives a copy the bucket's otherwise).
+    assert result.outcome == Outcome.LABELED and ops(s) == ["HeadObject", "GetObjectACL", "CopyObject"]
     head = s.store.objects["a.jpg"].head
     assert head["x-cos-meta-owner"] == "alice" and MARKER_META in head and "%E7%8E%A9%E5%85%B7:88" in head[LABELS_META]
 

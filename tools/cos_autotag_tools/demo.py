@@ -83,6 +83,7 @@ def _spent(calls: list[str]) -> str:
         "PutObjectTagging": "put-tags",
         "DetectLabel": "detect",
         "HeadObject": "head",
+        "GetObjectACL": "acl",
         "CopyObject": "copy",
         "GetObject": "read",
     }

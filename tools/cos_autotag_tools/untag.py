@@ -11,8 +11,12 @@ What the function wrote, and only that, is removed:
   reported as changed during the run.
 - metadata mode: its `x-cos-meta-autotag` and `x-cos-meta-autotag-labels` headers, through the
   same copy onto itself the function writes them with (every other header, the user's metadata,
-  the storage class and the tags kept), conditional on the ETag read just before: an object
-  overwritten meanwhile answers 412 and is reported, not clobbered.
+  the storage class and the tags kept, and the encryption and the ACL read with GET Object acl
+  carried: `cos_autotag.carry`), conditional on the ETag read just before: an object
+  overwritten meanwhile answers 412 and is reported, not clobbered. The headers are the
+  function's only when `x-cos-meta-autotag` holds its marker; otherwise they are the user's,
+  left and reported. An object whose encryption, ACL or metadata the copy cannot keep exactly
+  is left untouched and reported failed, with the fix.
 - auto (the default): both, whichever the object carries.
 
 Settings and credentials come from the same environment variables as the function and the
@@ -23,6 +27,9 @@ Two things COS does not let a client rule out, and what this does about them:
 - A tag write takes no condition. An object re-uploaded between the tag read and the write may
   get the old object's user tags; the ETag is checked after the write and such an object is
   reported as changed during the run, for you to look at.
+- A metadata change that keeps the ETag (another copy onto itself) between the HEAD and the copy
+  cannot be told by a condition COS offers; the object is read again after the copy, and one
+  that no longer reads as untag wrote it is reported as changed during the run.
 - A metadata copy onto itself is an upload event (cos:ObjectCreated:Copy). The deployed trigger
   subscribes to Put, Post and CompleteMultipartUpload only, so the function does not see it. A
   trigger on cos:ObjectCreated:* would see it and, the marker being gone, label the object again:
@@ -41,15 +48,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cos_autotag import observability
+from cos_autotag import carry, observability
 from cos_autotag.errors import CosCallError
 from cos_autotag.retry import Deadline, call_with_retry
 from cos_autotag.writeback import (
     LABEL_TAG_PREFIX,
     LABELS_META,
     MARKER_META,
+    metadata_not_ours,
     plan_metadata_without_labels,
     read_tags,
+    user_metadata,
 )
 from cos_autotag_tools import cos_facts
 
@@ -183,6 +192,10 @@ class Untagger:
             self._call(self.gateway.delete_tags, deadline, key)
 
     def _metadata(self, obj: ListedObject, head: Mapping[str, str], outcome: Outcome, deadline: Deadline) -> None:
+        not_ours = metadata_not_ours(head)
+        if not_ours is not None:
+            outcome.left_as_is = not_ours  # the user's headers, named like the function's
+            return
         ours = own_metadata(head)
         if not ours:
             return
@@ -193,7 +206,21 @@ class Untagger:
         if obj.storage_class.upper() in cos_facts.ARCHIVE_STORAGE_CLASSES:
             outcome.result, outcome.reason = FAILED, "archived: restore it first (a copy of it fails until then)"
             return
-        plan = plan_metadata_without_labels(head)
+        try:
+            kept = carry.keep(head, user_metadata(head), lambda: self._call(self.gateway.get_acl, deadline, obj.key))
+        except carry.CannotCarry as error:
+            outcome.result, outcome.reason = FAILED, f"left untouched: {error.problem}; {error.fix}"
+            return
+        except CosCallError as error:
+            if error.status != 403 and error.code != "AccessDenied":
+                raise
+            outcome.result = FAILED
+            outcome.reason = (
+                f"left untouched: its ACL could not be read ({error.code}): allow cos:GetObjectACL, "
+                "or a copy would give it the bucket's ACL"
+            )
+            return
+        plan = plan_metadata_without_labels(head, kept)
         etag = head.get("etag", "")
         try:
             self._call(self.gateway.copy_in_place, deadline, obj.key, plan, etag)
@@ -206,6 +233,17 @@ class Untagger:
                 )
                 return
             raise
+        # A copy keeps the ETag, so a metadata change by another copy cannot be ruled out by the
+        # condition: read it again, and report an object that no longer reads as untag wrote it.
+        after = self._call(self.gateway.head, deadline, obj.key)
+        if (
+            not _same_etag(after.get("etag", ""), etag)
+            or own_metadata(after)
+            or user_metadata(after) != user_metadata(head)
+        ):
+            outcome.result = CHANGED
+            outcome.reason = "its metadata changed while untag rewrote it: check its x-cos-meta-* headers"
+            return
         outcome.result = UNTAGGED
 
 

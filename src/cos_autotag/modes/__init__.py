@@ -33,6 +33,9 @@ class Snapshot(NamedTuple):
     # The object must be left alone, and why (e.g. the user's tag where the marker goes): a skip
     # decided before paying.
     skip_reason: str | None = None
+    # Why the mode will not write this object at all (said in a WARNING by the mode's `prepare`):
+    # skipped before paying. None: it can be written.
+    left_alone: str | None = None
 
 
 class Written(NamedTuple):
@@ -57,6 +60,12 @@ class WriteBackMode(Protocol):
 
     def read(self, run: RecordRun) -> Snapshot:
         """The object as this mode needs it (one call)."""
+        ...
+
+    def prepare(self, run: RecordRun, snapshot: Snapshot) -> Snapshot:
+        """What the write needs beyond the read, learnt once the object is known to need labels
+        and before the paid call (metadata mode: what its copy must carry); or the snapshot with
+        `left_alone` set."""
         ...
 
     def write(self, run: RecordRun, snapshot: Snapshot, labels: list[Label]) -> WriteResult:

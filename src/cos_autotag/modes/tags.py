@@ -60,6 +60,9 @@ class TagsMode:
         tags = run.resolve("GetObjectTagging", lambda key: self.store.get_tags(record.bucket, record.region, key))
         return _snapshot(tags)  # a tag set says nothing about the content
 
+    def prepare(self, run: RecordRun, snapshot: Snapshot) -> Snapshot:
+        return snapshot  # the tag set read is all the write needs
+
     def write(self, run: RecordRun, snapshot: Snapshot, labels: list[Label]) -> WriteResult:
         record = run.record
         fresh = run.call("GetObjectTagging", lambda: self.store.get_tags(record.bucket, record.region, run.key))

@@ -75,6 +75,9 @@ class CountingGateway:
     def read_first_bytes(self, bucket: str, region: str, key: str, count: int) -> bytes:
         return self._count(OPERATIONS["read_first_bytes"], self.inner.read_first_bytes, bucket, region, key, count)
 
+    def get_acl(self, bucket: str, region: str, key: str) -> Any:
+        return self._count(OPERATIONS["get_acl"], self.inner.get_acl, bucket, region, key)
+
     def copy_in_place(self, bucket: str, region: str, key: str, plan: MetadataPlan, if_match: str) -> None:
         self._count(OPERATIONS["copy_in_place"], self.inner.copy_in_place, bucket, region, key, plan, if_match=if_match)
 
@@ -144,6 +147,9 @@ class Relabel:
     def read(self, run: RecordRun) -> Snapshot:
         return self.inner.read(run)._replace(marker=None)
 
+    def prepare(self, run: RecordRun, snapshot: Snapshot) -> Snapshot:
+        return self.inner.prepare(run, snapshot)
+
     def write(self, run: RecordRun, snapshot: Snapshot, labels: list[Label]) -> WriteResult:
         written = self.inner.write(run, snapshot, labels)
         if isinstance(written, ChangedMeanwhile) and written.now is not None:
@@ -162,6 +168,9 @@ class DryRun:
 
     def read(self, run: RecordRun) -> Snapshot:
         return self.inner.read(run)
+
+    def prepare(self, run: RecordRun, snapshot: Snapshot) -> Snapshot:
+        return self.inner.prepare(run, snapshot)  # reads as the real run would: an object it leaves alone is reported
 
     def write(self, run: RecordRun, snapshot: Snapshot, labels: list[Label]) -> WriteResult:
         return Written([])

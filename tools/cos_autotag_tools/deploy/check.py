@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
-from cos_autotag import cos_facts
+from cos_autotag import carry, cos_facts
 from cos_autotag.errors import CosCallError, SettingsError
 from cos_autotag.settings import Settings, unknown_variables
 from cos_autotag_tools.command import EXIT_FAILED, EXIT_OK, UsageError, command
@@ -477,34 +477,15 @@ def ai_recognition_status(answer: Any, bucket: str) -> bool | None:
     return None
 
 
-# x-cos-grant-* header per ACL permission, to carry an object's own grants on its copy.
-_GRANT_HEADERS = {
-    "READ": "x-cos-grant-read",
-    "WRITE": "x-cos-grant-write",
-    "READ_ACP": "x-cos-grant-read-acp",
-    "WRITE_ACP": "x-cos-grant-write-acp",
-    "FULL_CONTROL": "x-cos-grant-full-control",
-}
-_SSE_HEADERS = ("x-cos-server-side-encryption", "x-cos-server-side-encryption-cos-kms-key-id")
-
-
 def carried_headers(head: Mapping[str, str], acl: Mapping[str, Any]) -> dict[str, str]:
     """What a copy in place must send to keep what the object had (PUT Object - Copy, 436/10881):
-    its user metadata, its encryption and its ACL as x-cos-grant-* headers. The SDK sends the
-    keys of `Metadata=` verbatim, which is how the grant headers it has no keyword for go out."""
+    its user metadata, its encryption and its ACL as x-cos-grant-* headers, as the function's own
+    copy sends them (`cos_autotag.carry`; `carry.CannotCarry` when it cannot keep them). The SDK
+    sends the keys of `Metadata=` verbatim, which is how the grant headers it has no keyword for go out."""
     lowered = {name.lower(): value for name, value in head.items()}
-    out = {name: value for name, value in lowered.items() if name.startswith(cos_facts.USER_META_PREFIX)}
-    out.update({name: lowered[name] for name in _SSE_HEADERS if name in lowered})
-    grants = ((acl.get("AccessControlList") or {}).get("Grant")) or []
-    grants = [grants] if isinstance(grants, Mapping) else grants
-    by_header: dict[str, list[str]] = {}
-    for grant in grants:
-        grantee, permission = grant.get("Grantee") or {}, grant.get("Permission")
-        who = f'id="{grantee["ID"]}"' if grantee.get("ID") else f'uri="{grantee["URI"]}"' if grantee.get("URI") else ""
-        if who and permission in _GRANT_HEADERS:
-            by_header.setdefault(_GRANT_HEADERS[permission], []).append(who)
-    out.update({name: ",".join(values) for name, values in by_header.items()})
-    return out
+    user = {name: value for name, value in lowered.items() if name.startswith(cos_facts.USER_META_PREFIX)}
+    kept = carry.keep(lowered, user, lambda: acl)
+    return {**kept.metadata, **kept.headers}
 
 
 def _metadata_write_probe(
@@ -528,6 +509,11 @@ def _metadata_write_probe(
     report.add(OK, "ACL read", f"{key}: its ACL, to carry on the copy")
     lowered = {name.lower(): value for name, value in head.items()}
     content_type = lowered.get("content-type", "application/octet-stream")
+    try:
+        carried = carried_headers(head, acl)
+    except carry.CannotCarry as error:
+        report.add(NOT_CHECKED, "metadata write", f"{key}: {error.problem}; not copied", error.fix)
+        return
     wrote, result = probe.call(
         "metadata write",
         "copy the object onto itself",
@@ -540,7 +526,7 @@ def _metadata_write_probe(
             CopySource={"Bucket": bucket, "Key": key, "Region": region},
             CopyStatus="Replaced",
             ContentType=content_type,
-            Metadata=carried_headers(head, acl),
+            Metadata=carried,
         ),
     )
     _add_plain_failure(report, probe, "metadata write", wrote, result, key)
