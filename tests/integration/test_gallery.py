@@ -565,3 +565,31 @@ def test_untag_on_this_machine_marks_what_it_touched_stale_in_the_gallery_index(
     assert ops(emu, since)["GetObjectTagging"] == 3
     labels = {p["key"]: p["labels"] for p in payload(server)["photos"]}  # type: ignore[attr-defined,index]
     assert labels["photos/chelsea.png"] == [] and labels["photos/rocket.jpg"] == [["火箭", 91], ["建筑", 40]]
+
+
+def test_the_sync_merges_the_listing_with_the_index_a_chunk_at_a_time(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sync walks the listing and the index side by side, a few rows at a time (memory flat
+    # whatever the bucket's size): with chunks of 2, new keys read mid-walk and keys gone between
+    # chunks must neither be dropped nor kept.
+    from cos_autotag_tools.gallery import index as index_module
+
+    monkeypatch.setattr(index_module, "ROWS_CHUNK", 2)
+    client = make_client(emu)
+    body = (ROOT / "tools/cos_autotag_tools/photos/chelsea.png").read_bytes()
+    for i in range(0, 12, 2):
+        upload(client, f"photos/{i:02d}.png", body, "tags", [("猫", 50 + i)])
+    path = tmp_path / "index.sqlite"
+    gallery(emu, path).server_close()
+    for i in range(1, 12, 4):  # new keys between the indexed ones
+        upload(client, f"photos/{i:02d}.png", body, "tags", [("狗", 50 + i)])
+    for i in (0, 6, 10):
+        client.delete_object(Bucket=BUCKET, Key=f"photos/{i:02d}.png")
+    since = time.time()
+    server = gallery(emu, path)
+    server.server_close()
+    assert ops(emu, since) == Counter({"ListObjects": 1, "GetObjectTagging": 3})
+    expected = sorted([f"photos/{i:02d}.png" for i in (2, 4, 8)] + [f"photos/{i:02d}.png" for i in (1, 5, 9)])
+    assert [p.key for p in server.gallery.index.photos()] == expected
+    assert server.gallery.stats is not None and server.gallery.stats.removed == 3

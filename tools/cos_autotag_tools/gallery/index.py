@@ -35,6 +35,7 @@ from ..query import Query, matches
 
 SCHEMA_VERSION = "2"
 COMMIT_EVERY = 500
+ROWS_CHUNK = 1000
 # What Cloud Infinite renders as a thumbnail; other objects are not photos to show.
 PHOTO_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
@@ -261,32 +262,45 @@ class LabelIndex:
     ) -> SyncStats:
         """Bring the index up to date with one listing of `prefix` (see the module's docstring)."""
         stats = SyncStats()
-        # key -> (etag, has marker, read_at): three small values a key, not the labels.
-        known = {
-            key: (etag, marker is not None, read_at)
-            for key, etag, marker, read_at in self._db.execute(
-                "SELECT key, etag, marker, read_at FROM objects WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
-            )
-        }
-        oldest = 0.0 if max_age_s is None else time.time() - max_age_s
-        listed: set[str] = set()
+        started = time.time()
+        oldest = 0.0 if max_age_s is None else started - max_age_s
+        # A merge of two sorted streams, the listing and the index's rows under the prefix (both in
+        # key order: COS lists by UTF-8 bytes, SQLite compares TEXT by them): memory stays a page
+        # of each, whatever the bucket's size. A row the listing passes by is gone.
+        known = self._rows_under(prefix, started)
+        current = next(known, None)
+
+        def passed(key: str | None) -> tuple[str, str, bool, float] | None:
+            """Drop the index's rows before `key` (all when None): not listed, so gone; answer `key`'s row."""
+            nonlocal current
+            while current is not None and (key is None or current[0] < key):
+                self.remove([current[0]])
+                stats.removed += 1
+                current = next(known, None)
+            if current is not None and current[0] == key:
+                found, current = current, next(known, None)
+                return found
+            return None
 
         def to_read() -> Iterator[ListedObject]:
             for obj in list_objects(bucket.gateway, bucket.name, bucket.region, prefix):
+                old = passed(obj.key)
                 if not is_candidate(obj):
+                    if old is not None:  # e.g. archived since: no longer shown
+                        self.remove([obj.key])
+                        stats.removed += 1
                     continue
-                listed.add(obj.key)
                 stats.listed += 1
                 if progress is not None:
                     progress.add_total(1)
-                old = known.get(obj.key)
-                fresh = old is not None and old[0] == obj.etag and bool(old[0]) and old[1] and old[2] > oldest
+                fresh = old is not None and old[1] == obj.etag and bool(old[1]) and old[2] and old[3] > oldest
                 if not reindex and fresh:
                     stats.reused += 1
                     if progress is not None:
                         progress.update()
                     continue
                 yield obj
+            passed(None)  # whatever the listing did not reach is gone
 
         pending = 0
         for result in read_many(
@@ -301,8 +315,8 @@ class LabelIndex:
             if result.labels is not None:
                 self.put(result.listed, result.labels)
                 stats.read += 1
-            elif result.gone:
-                listed.discard(result.listed.key)
+            elif result.gone:  # deleted since it was listed
+                self.remove([result.listed.key])
                 stats.listed -= 1
             else:
                 stats.failed.append((result.listed.key, str(result.error)))
@@ -310,8 +324,23 @@ class LabelIndex:
             if pending >= COMMIT_EVERY:
                 self.commit()
                 pending = 0
-        gone = sorted(set(known) - listed)
-        self.remove(gone)
-        stats.removed = len(gone)
         self.commit()
         return stats
+
+    def _rows_under(self, prefix: str, started: float) -> Iterator[tuple[str, str, bool, float]]:
+        """(key, etag, has marker, read_at) of the rows under `prefix` in key order, a chunk at a time
+        (no cursor stays open while the sync writes). Rows written since `started` are this sync's
+        own reads, behind the listing: not rows it passed by."""
+        last = ""
+        while True:
+            rows = self._db.execute(
+                "SELECT key, etag, marker IS NOT NULL, read_at FROM objects"
+                " WHERE key > ? AND substr(key, 1, ?) = ? AND key >= ? ORDER BY key LIMIT ?",
+                (last, len(prefix), prefix, prefix, ROWS_CHUNK),
+            ).fetchall()
+            for key, etag, marker, read_at in rows:
+                if read_at < started:
+                    yield key, etag, bool(marker), read_at
+            if len(rows) < ROWS_CHUNK:
+                return
+            last = rows[-1][0]
