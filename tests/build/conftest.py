@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -66,3 +67,17 @@ def scf_python(build: ModuleType) -> str:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, symlinks=True)
     return dst
+
+
+def import_isolated(python: str, check: str, code: Path, layer: Path) -> dict[str, Any]:
+    """Run `check` as SCF would import the function (`-B -I -S`, argv: code, layer); its last line's JSON."""
+    proc = subprocess.run(
+        [python, "-B", "-I", "-S", "-c", check, str(code), str(layer)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"{python}: {proc.stderr}"
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result

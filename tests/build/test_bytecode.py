@@ -8,7 +8,6 @@ checks that each module of ours and the layer's has a `__cached__` file that exi
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import subprocess
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 
 from cos_autotag_tools.deploy.components import ROOT
-from tests.build.conftest import copy_tree
+from tests.build.conftest import copy_tree, import_isolated
 
 pytestmark = pytest.mark.build
 
@@ -49,16 +48,7 @@ print(json.dumps({"python": sys.version.split()[0], "compiled": compiled, "modul
 
 
 def import_from(python: str, code: Path, layer: Path) -> dict[str, Any]:
-    proc = subprocess.run(
-        [python, "-B", "-I", "-S", "-c", CHECK, str(code), str(layer)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return import_isolated(python, CHECK, code, layer)
 
 
 def listing(root: Path) -> list[str]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import re
-import subprocess
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -14,7 +12,7 @@ from typing import Any
 import pytest
 
 from cos_autotag import cos_facts
-from tests.build.conftest import copy_tree, scf_python
+from tests.build.conftest import copy_tree, import_isolated, scf_python
 from tests.support.deploy_config import ROOT, function_doc, function_src
 from tests.support.layer_build import load_build_module
 
@@ -59,15 +57,7 @@ def test_built_layer_runs_the_uploaded_handler_in_isolation(
         "print(json.dumps({'callable': callable(handler), 'modules': mods, 'stdlib': stdlib}))\n"
     )
     python = scf_python(build)
-    proc = subprocess.run(
-        [python, "-B", "-I", "-S", "-c", check, str(code), str(layer)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert proc.returncode == 0, f"{python}: {proc.stderr}"
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = import_isolated(python, check, code, layer)
     assert result["callable"]
     modules: dict[str, str | None] = result["modules"]
     assert "Crypto" not in modules, "the handler loads pycryptodome, which the layer strips"

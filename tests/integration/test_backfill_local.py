@@ -26,8 +26,8 @@ from cos_autotag_tools.backfill.progress import Progress
 from cos_autotag_tools.backfill.report import Report
 from cos_autotag_tools.backfill.runner import Backfill, CountingGateway, run_local
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator, Faults
-from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
-from tests.support.emulator import env_for
+from tests.support.constants import APPID, REGION, SECRET_KEY
+from tests.support.emulator import env_for, started_emulator
 from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
@@ -39,13 +39,8 @@ OTHERS = {"photos/readme.txt": b"not an image", "photos/empty.png": b""}
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    emulator = Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID, label_engine=DigestLabelEngine())
-    emulator.start()
-    try:
-        emulator.create_bucket(BUCKET, REGION)
+    with started_emulator(BUCKET, label_engine=DigestLabelEngine()) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 def seed(emu: Emulator, keys: list[str] = IMAGES, others: dict[str, bytes] = OTHERS) -> None:

@@ -38,7 +38,8 @@ from cos_autotag_tools.backfill.checkpoint import load
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator
 from cos_autotag_tools.emulator.engine import Label
 from cos_autotag_tools.emulator.requestlog import RequestRecord
-from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
+from tests.support.constants import APPID, REGION
+from tests.support.emulator import env_for, started_emulator
 from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
@@ -91,44 +92,20 @@ def gate(emu: Emulator) -> GatedEngine:
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    emulator = Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID, label_engine=GatedEngine())
-    emulator.start()
-    try:
-        emulator.create_bucket(BUCKET, REGION)
-        for i, key in enumerate(KEYS):
-            emulator.seed_object(BUCKET, key, image_bytes(seed=i), content_type="image/jpeg")
-        yield emulator
-    finally:
-        gate(emulator).release.set()
-        emulator.stop()
+    with started_emulator(BUCKET, label_engine=GatedEngine()) as emulator:
+        try:
+            for i, key in enumerate(KEYS):
+                emulator.seed_object(BUCKET, key, image_bytes(seed=i), content_type="image/jpeg")
+            yield emulator
+        finally:
+            gate(emulator).release.set()
 
 
 def start(emu: Emulator, checkpoint: Path, logs: Path, *extra: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
-        "TENCENTCLOUD_SECRETID": SECRET_ID,
-        "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
-        "AUTOTAG_COS_ENDPOINT": f"http://127.0.0.1:{emu.port}",
-    }
-    argv = [
-        sys.executable,
-        "-m",
-        "cos_autotag_tools.cli",
-        "backfill",
-        "--bucket",
-        BUCKET,
-        "--region",
-        REGION,
-        "--qps",
-        "15",
-        "--concurrency",
-        str(CONCURRENCY),
-        "--resume",
-        str(checkpoint),
-        "--no-progress",  # info log lines on: they tell which answers were reused
-        *extra,
-    ]
+    env = {**os.environ, **env_for(emu, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))}
+    argv = [sys.executable, "-m", "cos_autotag_tools.cli", "backfill", "--bucket", BUCKET, "--region", REGION]
+    argv += ["--qps", "15", "--concurrency", str(CONCURRENCY), "--resume", str(checkpoint)]
+    argv += ["--no-progress", *extra]  # info log lines on: they tell which answers were reused
     with (logs.with_suffix(".out")).open("wb") as out, (logs.with_suffix(".err")).open("wb") as err:
         return subprocess.Popen(argv, env=env, stdout=out, stderr=err)
 

@@ -34,14 +34,8 @@ def test_data_dir_survives_a_restart(tmp_path: Path) -> None:
     with Emulator(credentials={SECRET_ID: SECRET_KEY}, data_dir=tmp_path, appid=APPID) as first:
         first.create_bucket(BUCKET, REGION)
         client = make_client(first)
-        client.put_object(
-            Bucket=BUCKET,
-            Key="dir/猫 1.jpg",
-            Body=b"cat",
-            ContentType="image/jpeg",
-            Metadata={"x-cos-meta-labels": "cat"},
-            Tagging="label=cat",
-        )
+        labeled = {"ContentType": "image/jpeg", "Metadata": {"x-cos-meta-labels": "cat"}, "Tagging": "label=cat"}
+        client.put_object(Bucket=BUCKET, Key="dir/猫 1.jpg", Body=b"cat", **labeled)
         client.put_object(Bucket=BUCKET, Key="deleted", Body=b"x")
         client.delete_object(Bucket=BUCKET, Key="deleted")
     second = Emulator(credentials={SECRET_ID: SECRET_KEY}, data_dir=tmp_path, appid=APPID)

@@ -29,7 +29,7 @@ from cos_autotag_tools.emulator import Faults
 from tests.support.constants import BUCKET
 from tests.support.function_stack import captured_logs, running_stack
 from tests.support.images import jpeg
-from tests.support.scf import context
+from tests.support.scf import RECORD_FIELDS, context
 
 pytestmark = pytest.mark.integration
 
@@ -74,21 +74,7 @@ odd_value = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(odd_text, inner, max_size=3),
     max_leaves=6,
 )
-EVENT_FIELDS = [
-    ("cos", "cosObject", "size"),
-    ("cos", "cosObject", "url"),
-    ("cos", "cosObject", "key"),
-    ("cos", "cosObject", "meta"),
-    ("cos", "cosObject", "vid"),
-    ("cos", "cosObject"),
-    ("cos", "cosBucket", "name"),
-    ("cos", "cosBucket", "appid"),
-    ("cos", "cosBucket", "region"),
-    ("cos", "cosBucket"),
-    ("event", "eventName"),
-    ("event", "eventTime"),
-    ("event",),
-]
+EVENT_FIELDS = [path for path in RECORD_FIELDS if path != ("cos",)]
 MISSING = object()
 event_changes = st.lists(
     st.tuples(st.sampled_from(EVENT_FIELDS), st.just(MISSING) | odd_value), min_size=1, max_size=4

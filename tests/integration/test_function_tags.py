@@ -301,12 +301,8 @@ def test_tags_the_user_sets_during_detect_are_kept(stack):
 
 def test_an_overwrite_during_detect_keeps_the_new_uploads_tags_and_ends_with_its_labels(stack):
     old, new = jpeg(18), jpeg(19)
-    stack.engine.register(
-        old, {"camera": [{"Name": "old", "Confidence": 90, "FirstCategory": "x", "SecondCategory": "y"}]}
-    )
-    stack.engine.register(
-        new, {"camera": [{"Name": "new", "Confidence": 90, "FirstCategory": "x", "SecondCategory": "y"}]}
-    )
+    register(stack, old, ("old", 90))
+    register(stack, new, ("new", 90))
     rid = stack.put("swap.jpg", old, Tagging="version=old")
     app = stack.app()
     new_rid: list[str] = []
@@ -325,12 +321,8 @@ def test_an_overwrite_during_detect_keeps_the_new_uploads_tags_and_ends_with_its
 
 def test_a_newer_upload_labeled_first_still_ends_with_its_own_labels(stack):
     old, new = jpeg(20), jpeg(21)
-    stack.engine.register(
-        old, {"camera": [{"Name": "old", "Confidence": 90, "FirstCategory": "x", "SecondCategory": "y"}]}
-    )
-    stack.engine.register(
-        new, {"camera": [{"Name": "new", "Confidence": 90, "FirstCategory": "x", "SecondCategory": "y"}]}
-    )
+    register(stack, old, ("old", 90))
+    register(stack, new, ("new", 90))
     rid = stack.put("swap2.jpg", old)
     app = stack.app()
 

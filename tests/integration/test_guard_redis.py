@@ -33,12 +33,14 @@ from cos_autotag.writeback import MARKER_TAG
 from cos_autotag_tools.emulator import Emulator
 from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY
 from tests.support.fake_redis_server import FakeRedisServer, stall
+from tests.support.idempotency import RECORDS_WE_DID_NOT_WRITE
 from tests.support.images import image_bytes
 from tests.support.redis_server import RedisServer, RedisServerFactory
 from tests.support.scf import context as scf_context
 from tests.support.scf import load_event
 
 pytest_plugins = ("tests.integration.conftest_redis",)
+pytestmark = pytest.mark.integration
 
 TTL_S = 3600
 SLACK_S = 1.0  # a busy machine's scheduling, on top of a deadline
@@ -97,6 +99,13 @@ def store(redis_server: RedisServer) -> IdempotencyGuard:
     return store_from_url(redis_server.url(), TTL_S, breaker_open_s=0)
 
 
+def claimed(store: IdempotencyGuard, record: CosRecord | None = None) -> CosRecord:
+    """A fresh upload (or `record`), claimed as new by `store`."""
+    record = record or upload()
+    assert store.claim(record, Deadline(30)) is Claim.NEW
+    return record
+
+
 def redis_of(store: IdempotencyGuard) -> RedisRecordStore:
     assert isinstance(store.records, RedisRecordStore)
     return store.records
@@ -106,7 +115,6 @@ def redis_of(store: IdempotencyGuard) -> RedisRecordStore:
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_first_claim_is_new_and_writes_an_in_progress_record(
     store: IdempotencyGuard, redis_server: RedisServer
 ) -> None:
@@ -125,7 +133,6 @@ def test_first_claim_is_new_and_writes_an_in_progress_record(
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_claim_while_in_progress_is_in_progress(store: IdempotencyGuard, redis_server: RedisServer) -> None:
     record = upload()
     other_container = store_from_url(redis_server.url(), TTL_S)
@@ -135,10 +142,8 @@ def test_claim_while_in_progress_is_in_progress(store: IdempotencyGuard, redis_s
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_complete_marks_completed_with_the_completed_ttl(store: IdempotencyGuard, redis_server: RedisServer) -> None:
-    record = upload()
-    assert store.claim(record, Deadline(30)) is Claim.NEW
+    record = claimed(store)
     store.complete(record, Deadline(30))
     state = stored(redis_server, record)
     assert state is not None and state["status"] == "COMPLETED"
@@ -147,40 +152,32 @@ def test_complete_marks_completed_with_the_completed_ttl(store: IdempotencyGuard
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_claim_after_complete_is_duplicate_in_any_container(store: IdempotencyGuard, redis_server: RedisServer) -> None:
-    record = upload()
-    assert store.claim(record, Deadline(30)) is Claim.NEW
+    record = claimed(store)
     store.complete(record, Deadline(30))
     assert store.claim(record, Deadline(30)) is Claim.DUPLICATE
     assert store_from_url(redis_server.url(), TTL_S).claim(record, Deadline(30)) is Claim.DUPLICATE
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_another_upload_of_the_same_key_is_new(store: IdempotencyGuard) -> None:
-    first = upload(key="album/same.jpg", vid="v1")
-    assert store.claim(first, Deadline(30)) is Claim.NEW
+    first = claimed(store, upload(key="album/same.jpg", vid="v1"))
     store.complete(first, Deadline(30))
     assert store.claim(upload(key="album/same.jpg", vid="v2"), Deadline(30)) is Claim.NEW
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_release_deletes_our_record_so_a_retry_is_new(store: IdempotencyGuard, redis_server: RedisServer) -> None:
-    record = upload()
-    assert store.claim(record, Deadline(30)) is Claim.NEW
+    record = claimed(store)
     store.release(record, Deadline(30))
     assert stored(redis_server, record) is None
     assert store_from_url(redis_server.url(), TTL_S).claim(record, Deadline(30)) is Claim.NEW
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_release_never_deletes_a_record_someone_else_holds(store: IdempotencyGuard, redis_server: RedisServer) -> None:
-    record = upload()
+    record = claimed(store)
     key = record_key(record)
-    assert store.claim(record, Deadline(30)) is Claim.NEW
     # Our window passed and another delivery took the upload over while we were still running.
     theirs = json.dumps({"status": "INPROGRESS", "expires_at_ms": now_ms() + 30_000, "owner": "someone-else"})
     redis_server.client().set(key, theirs, px=30_000)
@@ -193,17 +190,14 @@ def test_release_never_deletes_a_record_someone_else_holds(store: IdempotencyGua
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_release_after_complete_keeps_the_completed_record(store: IdempotencyGuard, redis_server: RedisServer) -> None:
-    record = upload()
-    assert store.claim(record, Deadline(30)) is Claim.NEW
+    record = claimed(store)
     store.complete(record, Deadline(30))
     store.release(record, Deadline(30))
     assert store.claim(record, Deadline(30)) is Claim.DUPLICATE
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 @pytest.mark.parametrize("remaining_s", [0.2, 0.5])
 def test_in_progress_window_is_never_under_a_second(
     store: IdempotencyGuard, redis_server: RedisServer, remaining_s: float
@@ -229,7 +223,6 @@ def next_expired_key(expiries: Any, give_up_s: float) -> bytes | None:
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_a_crashed_claim_stops_blocking_once_its_window_passes(redis_server: RedisServer) -> None:
     record = upload()
     crashed = store_from_url(redis_server.url(), TTL_S)
@@ -246,7 +239,6 @@ def test_a_crashed_claim_stops_blocking_once_its_window_passes(redis_server: Red
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_an_expired_in_progress_record_is_taken_over(store: IdempotencyGuard, redis_server: RedisServer) -> None:
     # A key that outlived its in-progress window (written with the key TTL, as Powertools does).
     record = upload()
@@ -263,7 +255,6 @@ def test_an_expired_in_progress_record_is_taken_over(store: IdempotencyGuard, re
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_an_in_progress_record_within_its_window_is_not_taken_over(
     store: IdempotencyGuard, redis_server: RedisServer
 ) -> None:
@@ -279,7 +270,6 @@ def test_an_in_progress_record_within_its_window_is_not_taken_over(
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_twenty_threads_claiming_one_upload_get_exactly_one_new(store: IdempotencyGuard) -> None:
     record = upload()
     counts = race(20, lambda _: store.claim(record, Deadline(30)))
@@ -287,7 +277,6 @@ def test_twenty_threads_claiming_one_upload_get_exactly_one_new(store: Idempoten
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_two_containers_racing_get_exactly_one_new_per_upload(redis_server: RedisServer) -> None:
     containers = [store_from_url(redis_server.url(), TTL_S) for _ in range(2)]
     for _ in range(25):
@@ -297,7 +286,6 @@ def test_two_containers_racing_get_exactly_one_new_per_upload(redis_server: Redi
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_racing_takeovers_of_an_expired_record_get_exactly_one_new(redis_server: RedisServer) -> None:
     record = upload()
     stale = json.dumps({"status": "INPROGRESS", "expires_at_ms": now_ms() - 1_000, "owner": "crashed"})
@@ -311,18 +299,15 @@ def test_racing_takeovers_of_an_expired_record_get_exactly_one_new(redis_server:
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_password_and_database_from_the_url(redis_server_factory: RedisServerFactory) -> None:
     server = redis_server_factory(password="p@ss:w/rd#1")
     store = store_from_url(server.url(db=5), TTL_S)
-    record = upload()
-    assert store.claim(record, Deadline(30)) is Claim.NEW
+    record = claimed(store)
     assert stored(server, record, db=5) is not None
     assert stored(server, record, db=0) is None
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_acl_user_and_password_from_the_url(redis_server_factory: RedisServerFactory) -> None:
     server = redis_server_factory(password="admin-secret")
     admin = server.client()
@@ -332,7 +317,6 @@ def test_acl_user_and_password_from_the_url(redis_server_factory: RedisServerFac
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_wrong_password_is_store_unavailable_without_the_password(
     redis_server_factory: RedisServerFactory,
 ) -> None:
@@ -347,7 +331,6 @@ def test_wrong_password_is_store_unavailable_without_the_password(
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_no_password_for_a_server_that_needs_one_is_store_unavailable(
     redis_server_factory: RedisServerFactory,
 ) -> None:
@@ -370,7 +353,6 @@ def _self_signed_cert(directory: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_rediss_speaks_tls_and_verifies_the_certificate(
     redis_server_factory: RedisServerFactory, tmp_path: Path
 ) -> None:
@@ -379,8 +361,7 @@ def test_rediss_speaks_tls_and_verifies_the_certificate(
     assert server.url().startswith("rediss://")
     trusting = ssl.create_default_context(cafile=str(cert))
     store = store_from_url(server.url(db=2), TTL_S, ssl_context=trusting)
-    record = upload()
-    assert store.claim(record, Deadline(30)) is Claim.NEW
+    record = claimed(store)
     assert stored(server, record, db=2) is not None
     # With the system's trust store, a self-signed certificate is refused: no silent plaintext.
     with pytest.raises(StoreUnavailable, match="SSL") as caught:
@@ -392,12 +373,10 @@ def test_rediss_speaks_tls_and_verifies_the_certificate(
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_server_stopped_mid_way_is_store_unavailable_fast_then_recovers(
     store: IdempotencyGuard, redis_server: RedisServer
 ) -> None:
-    record = upload()
-    assert store.claim(record, Deadline(30)) is Claim.NEW
+    record = claimed(store)
     redis_server.stop()
     started = time.monotonic()
     with pytest.raises(StoreUnavailable, match="unreachable"):
@@ -410,7 +389,6 @@ def test_server_stopped_mid_way_is_store_unavailable_fast_then_recovers(
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_a_hung_server_is_store_unavailable_once_the_operation_budget_is_spent(
     store: IdempotencyGuard, redis_server: RedisServer
 ) -> None:
@@ -428,7 +406,6 @@ def test_a_hung_server_is_store_unavailable_once_the_operation_budget_is_spent(
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_an_idle_connection_the_server_dropped_is_reopened_transparently(
     store: IdempotencyGuard, redis_server: RedisServer
 ) -> None:
@@ -439,19 +416,7 @@ def test_an_idle_connection_the_server_dropped_is_reopened_transparently(
 
 
 @pytest.mark.redis
-@pytest.mark.integration
-@pytest.mark.parametrize(
-    "value",
-    [
-        b"not json",
-        b'{"status": "DONE"}',
-        b'{"status": "INPROGRESS"}',
-        b"[1, 2]",
-        b'{"expires_at_ms":1e400,"owner":"x","status":"INPROGRESS"}',
-        b'{"expires_at_ms":' + b"9" * 5000 + b',"owner":"x","status":"INPROGRESS"}',
-        b"\xff\xfe",
-    ],
-)
+@pytest.mark.parametrize("value", RECORDS_WE_DID_NOT_WRITE)
 def test_a_record_we_did_not_write_is_store_unavailable_and_left_alone(
     store: IdempotencyGuard, redis_server: RedisServer, value: bytes
 ) -> None:
@@ -464,7 +429,6 @@ def test_a_record_we_did_not_write_is_store_unavailable_and_left_alone(
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_a_key_of_another_type_is_store_unavailable(store: IdempotencyGuard, redis_server: RedisServer) -> None:
     record = upload()
     redis_server.client().rpush(record_key(record), "x")
@@ -475,7 +439,6 @@ def test_a_key_of_another_type_is_store_unavailable(store: IdempotencyGuard, red
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_replies_of_every_resp2_type_keep_the_connection_in_sync(store: IdempotencyGuard) -> None:
     connection = redis_of(store).connection
     reply = connection.command(Deadline(5), "EVAL", "return {1, redis.error_reply('inner'), 'text', false}", 0)
@@ -546,26 +509,54 @@ def _deliver_together(apps: list[App], event: dict[str, Any]) -> list[dict[str, 
     return outcomes
 
 
-def _assert_one_labeled_one_told_to_retry(outcomes: list[dict[str, Any] | BaseException]) -> None:
+def _assert_labeled_once_with_marker(emulator: Emulator, key: str) -> None:
+    assert emulator.count(op="DetectLabel", key=key) == 1
+    state = emulator.get_object_state(BUCKET, key)
+    assert state is not None and MARKER_TAG in state.tags
+
+
+def _log_lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def _assert_labeled_through_the_marker(
+    emulator: Emulator, summary: dict[str, Any], out: str, key: str, *, said: str, error: str, secret: str
+) -> None:
+    """The record was labeled once, guarded by the object marker, with one warning (about this key)
+    that the store was unreachable; the store's password is nowhere in the output."""
+    assert summary["labeled"] == 1
+    _assert_labeled_once_with_marker(emulator, key)
+    lines = _log_lines(out)
+    warnings = [line for line in lines if line["level"] == "warning" and "unreachable" in line["message"]]
+    assert len(warnings) == 1, lines
+    assert said in warnings[0]["message"]
+    assert error in warnings[0]["error"] and warnings[0]["key"] == key
+    assert secret not in out
+
+
+def _one_labeled_one_told_to_retry(
+    emulator: Emulator, cos_client: CosS3Client, key: str, apps: list[App]
+) -> dict[str, Any]:
+    """Two deliveries of one upload inside the function together: one pays detect-label and labels,
+    the other is told to retry. Answers the event."""
+    event = _uploaded(cos_client, key)
+    emulator.set_faults(latency_by_op={"DetectLabel": DETECT_LATENCY_S})
+    outcomes = _deliver_together(apps, event)
+    assert emulator.count(op="DetectLabel", key=key) == 1
     labeled = [o for o in outcomes if isinstance(o, dict) and o["labeled"] == 1]
     retry = [o for o in outcomes if isinstance(o, RetryableFailure)]
     assert len(labeled) == 1 and len(retry) == 1, outcomes
+    return event
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_two_deliveries_at_once_in_one_container_pay_for_one_detect_label(
     emulator: Emulator, cos_client: CosS3Client, redis_server: RedisServer
 ) -> None:
     key = "album/one-container.jpg"
-    event = _uploaded(cos_client, key)
-    emulator.set_faults(latency_by_op={"DetectLabel": DETECT_LATENCY_S})
     app = _app(emulator, redis_server.url())
-    outcomes = _deliver_together([app, app], event)
-    assert emulator.count(op="DetectLabel", key=key) == 1
-    _assert_one_labeled_one_told_to_retry(outcomes)
-    state = emulator.get_object_state(BUCKET, key)
-    assert state is not None and MARKER_TAG in state.tags
+    event = _one_labeled_one_told_to_retry(emulator, cos_client, key, [app, app])
+    _assert_labeled_once_with_marker(emulator, key)
     # SCF's retry of the delivery that was told to wait finds the upload completed.
     summary = app.handle(event, scf_context())
     assert summary["duplicates"] == 1
@@ -573,24 +564,17 @@ def test_two_deliveries_at_once_in_one_container_pay_for_one_detect_label(
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_two_containers_at_once_pay_for_one_detect_label(
     emulator: Emulator, cos_client: CosS3Client, redis_server: RedisServer
 ) -> None:
-    key = "album/two-containers.jpg"
-    event = _uploaded(cos_client, key)
-    emulator.set_faults(latency_by_op={"DetectLabel": DETECT_LATENCY_S})
     containers = [_app(emulator, redis_server.url()), _app(emulator, redis_server.url())]
-    outcomes = _deliver_together(containers, event)
-    assert emulator.count(op="DetectLabel", key=key) == 1
-    _assert_one_labeled_one_told_to_retry(outcomes)
+    _one_labeled_one_told_to_retry(emulator, cos_client, "album/two-containers.jpg", containers)
     keys = redis_server.client().keys(KEY_PREFIX + "*")
     assert len(keys) == 1
     raw = redis_server.client().get(keys[0])
     assert raw is not None and json.loads(raw)["status"] == "COMPLETED"
 
 
-@pytest.mark.integration
 def test_without_the_store_two_deliveries_at_once_both_pay(emulator: Emulator, cos_client: CosS3Client) -> None:
     # The control for the two tests above: the object marker alone cannot stop a concurrent duplicate.
     key = "album/no-store.jpg"
@@ -604,7 +588,6 @@ def test_without_the_store_two_deliveries_at_once_both_pay(emulator: Emulator, c
 
 
 @pytest.mark.redis
-@pytest.mark.integration
 def test_with_redis_down_the_function_still_labels_and_says_it_fell_back(
     emulator: Emulator,
     cos_client: CosS3Client,
@@ -621,22 +604,14 @@ def test_with_redis_down_the_function_still_labels_and_says_it_fell_back(
     summary = app.handle(event, scf_context())
     assert time.monotonic() - started < 5
     out = capsys.readouterr().out
-    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
-    assert summary["labeled"] == 1
-    assert emulator.count(op="DetectLabel", key=key) == 1
-    state = emulator.get_object_state(BUCKET, key)
-    assert state is not None and MARKER_TAG in state.tags
-    warnings = [line for line in lines if line["level"] == "warning" and "unreachable" in line["message"]]
-    assert len(warnings) == 1, lines
-    assert "object marker" in warnings[0]["message"]
-    assert "unreachable" in warnings[0]["error"] and warnings[0]["key"] == key
-    assert "down-secret" not in out
+    _assert_labeled_through_the_marker(
+        emulator, summary, out, key, said="object marker", error="unreachable", secret="down-secret"
+    )
     # A second delivery, still without Redis: the marker on the object stops it before detect-label.
     assert app.handle(event, scf_context())["duplicates"] == 1
     assert emulator.count(op="DetectLabel", key=key) == 1
 
 
-@pytest.mark.integration
 def test_with_redis_stalled_the_function_labels_through_the_marker_within_its_time(
     emulator: Emulator, cos_client: CosS3Client, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -651,22 +626,19 @@ def test_with_redis_stalled_the_function_labels_through_the_marker_within_its_ti
         summary = app.handle(event, scf_context(time_limit_ms=time_limit_ms))
         elapsed = time.monotonic() - started
         assert stalled.connected.is_set()  # the function did try the store
-    out = capsys.readouterr().out
-    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
     # The invocation ends inside its time limit: the store cost at most its budget, not the limit.
     assert elapsed < time_limit_ms / 1000, f"{elapsed:.2f} s"
-    assert summary["labeled"] == 1
-    assert emulator.count(op="DetectLabel", key=key) == 1
-    state = emulator.get_object_state(BUCKET, key)
-    assert state is not None and MARKER_TAG in state.tags
-    warnings = [line for line in lines if line["level"] == "warning" and "unreachable" in line["message"]]
-    assert len(warnings) == 1, lines
-    assert "falling back to the object marker" in warnings[0]["message"]
-    assert "timed out" in warnings[0]["error"] and warnings[0]["key"] == key
-    assert "stall-secret" not in out
+    _assert_labeled_through_the_marker(
+        emulator,
+        summary,
+        capsys.readouterr().out,
+        key,
+        said="falling back to the object marker",
+        error="timed out",
+        secret="stall-secret",
+    )
 
 
-@pytest.mark.integration
 def test_with_redis_stalled_only_the_first_record_waits_for_it(
     emulator: Emulator, cos_client: CosS3Client, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -683,7 +655,7 @@ def test_with_redis_stalled_only_the_first_record_waits_for_it(
     assert summary["labeled"] == 5
     # One budget for the store, not five (the bound has slack for a busy machine).
     assert elapsed < 2 * OPERATION_BUDGET_S + SLACK_S, f"{elapsed:.2f} s"
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    lines = _log_lines(capsys.readouterr().out)
     errors = [line["error"] for line in lines if "unreachable" in line["message"]]
     assert len(errors) == 5 and "timed out" in errors[0]
     assert all("failed moments ago" in error for error in errors[1:]), errors

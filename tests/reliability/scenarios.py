@@ -12,6 +12,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from cos_autotag import cos_facts
 from cos_autotag_tools.emulator import Faults
@@ -282,6 +283,11 @@ def _both_stores(
     ]
 
 
+def _both_modes(id_: str, title: str, drive: Callable[[Run], None], **setup: Any) -> list[Scenario]:
+    """The scenario in tags mode and in metadata mode, the object marker alone guarding each."""
+    return [Scenario(f"{id_}-{mode}-marker", title, Setup(mode=mode, **setup), drive) for mode in ("tags", "metadata")]
+
+
 CATALOGUE: list[Scenario] = [
     *[
         scenario
@@ -318,51 +324,30 @@ CATALOGUE: list[Scenario] = [
         THROTTLE_TEXT,
         partial(drive_at_once, count=30),
     ),
-    *[
-        Scenario(
-            f"bursts-{mode}-marker",
-            "5xx bursts",
-            Setup(mode=mode, faults=BURSTS, faults_text=BURST_TEXT, verbose_logs=True),
-            drive_bursts,
-        )
-        for mode in ("tags", "metadata")
-    ],
-    *[
-        Scenario(
-            f"timeout-{mode}-marker",
-            "latency beyond the function's timeout",
-            Setup(mode=mode, faults=TIMEOUT, faults_text=TIMEOUT_TEXT, time_limit_ms=1500),
-            partial(drive_at_once, count=4),
-        )
-        for mode in ("tags", "metadata")
-    ],
-    *[
-        Scenario(
-            f"deleted-{mode}-marker",
-            "deleted before it is processed",
-            Setup(mode=mode, faults=DELAYED, faults_text="delivery 0.3 s late"),
-            drive_deleted,
-        )
-        for mode in ("tags", "metadata")
-    ],
-    *[
-        Scenario(
-            f"overwritten-{mode}-marker",
-            "overwritten during processing (detect-label before CI reads the image)",
-            Setup(mode=mode, faults_text="detect-label held until the overwrite's run finished"),
-            partial(drive_overwrite_mid_flight, when="before"),
-        )
-        for mode in ("tags", "metadata")
-    ],
-    *[
-        Scenario(
-            f"overwritten-slow-labeling-{mode}-marker",
-            "overwritten during processing (CI labels the image it fetched)",
-            Setup(mode=mode, faults_text="detect-label's answer held until the overwrite's run finished"),
-            partial(drive_overwrite_mid_flight, when="after"),
-        )
-        for mode in ("tags", "metadata")
-    ],
+    *_both_modes("bursts", "5xx bursts", drive_bursts, faults=BURSTS, faults_text=BURST_TEXT, verbose_logs=True),
+    *_both_modes(
+        "timeout",
+        "latency beyond the function's timeout",
+        partial(drive_at_once, count=4),
+        faults=TIMEOUT,
+        faults_text=TIMEOUT_TEXT,
+        time_limit_ms=1500,
+    ),
+    *_both_modes(
+        "deleted", "deleted before it is processed", drive_deleted, faults=DELAYED, faults_text="delivery 0.3 s late"
+    ),
+    *_both_modes(
+        "overwritten",
+        "overwritten during processing (detect-label before CI reads the image)",
+        partial(drive_overwrite_mid_flight, when="before"),
+        faults_text="detect-label held until the overwrite's run finished",
+    ),
+    *_both_modes(
+        "overwritten-slow-labeling",
+        "overwritten during processing (CI labels the image it fetched)",
+        partial(drive_overwrite_mid_flight, when="after"),
+        faults_text="detect-label's answer held until the overwrite's run finished",
+    ),
     Scenario(
         "overwritten-during-write-tags-marker",
         "overwritten while the old labels' write is in flight",
@@ -381,33 +366,19 @@ CATALOGUE: list[Scenario] = [
         Setup(mode="metadata", faults_text="metadata copy held until the overwrite's run finished"),
         drive_overwrite_during_write,
     ),
-    *[
-        Scenario(
-            f"corrupt-jpeg-{mode}-marker",
-            "corrupt JPEG",
-            Setup(mode=mode, faults_text="{rejected} rejected by CI"),
-            partial(drive_uploads, uploads=unlabelable_jpegs()),
-        )
-        for mode in ("tags", "metadata")
-    ],
-    *[
-        Scenario(
-            f"non-image-{mode}-marker",
-            "non-image with an image extension",
-            Setup(mode=mode, faults_text="{rejected} rejected by CI"),
-            partial(drive_uploads, uploads=non_images()),
-        )
-        for mode in ("tags", "metadata")
-    ],
-    *[
-        Scenario(
-            f"full-tags-{mode}-marker",
-            "10 (and 9, 8) user tags already",
-            Setup(mode=mode),
-            partial(drive_uploads, uploads=tag_room_uploads()),
-        )
-        for mode in ("tags", "metadata")
-    ],
+    *_both_modes(
+        "corrupt-jpeg",
+        "corrupt JPEG",
+        partial(drive_uploads, uploads=unlabelable_jpegs()),
+        faults_text="{rejected} rejected by CI",
+    ),
+    *_both_modes(
+        "non-image",
+        "non-image with an image extension",
+        partial(drive_uploads, uploads=non_images()),
+        faults_text="{rejected} rejected by CI",
+    ),
+    *_both_modes("full-tags", "10 (and 9, 8) user tags already", partial(drive_uploads, uploads=tag_room_uploads())),
     Scenario(
         "rich-metadata-metadata-marker",
         "metadata mode, rich user metadata",

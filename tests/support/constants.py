@@ -12,6 +12,11 @@ SECRET_KEY = "emulator-test-secret-key-0001"
 TOKEN = "fn-session-token-abcdefghijklmnop"
 # The environment an SCF function reads its (role's) credentials from.
 CREDENTIAL_ENV = {"TENCENTCLOUD_SECRETID": SECRET_ID, "TENCENTCLOUD_SECRETKEY": SECRET_KEY}
+# The keys Powertools' logger writes first, in its order: every line of the function's has them.
+POWERTOOLS_KEYS = [
+    "level", "message", "timestamp", "service", "cold_start",
+    "function_name", "function_memory_size", "function_request_id", "correlation_id",
+]  # fmt: skip
 
 
 def free_port() -> int:

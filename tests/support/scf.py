@@ -13,6 +13,14 @@ from cos_autotag_tools.scf_context import DEFAULT_UIN, scf_context
 from .constants import APPID, BUCKET, REGION
 
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "events"
+# Where a COS trigger record nests the fields the function reads (the fuzz tests change them).
+RECORD_FIELDS: list[tuple[str, ...]] = [
+    ("cos",),
+    ("cos", "cosObject"), ("cos", "cosObject", "key"), ("cos", "cosObject", "url"),
+    ("cos", "cosObject", "size"), ("cos", "cosObject", "meta"), ("cos", "cosObject", "vid"),
+    ("cos", "cosBucket"), ("cos", "cosBucket", "name"), ("cos", "cosBucket", "appid"), ("cos", "cosBucket", "region"),
+    ("event",), ("event", "eventName"), ("event", "eventTime"),
+]  # fmt: skip
 
 
 def context(

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from cos_autotag.errors import EventError
 from cos_autotag.events import CosRecord, MalformedRecord, parse_event
-from tests.support.scf import load_event
+from tests.support.scf import RECORD_FIELDS, load_event
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=40),
@@ -15,22 +15,7 @@ json_values = st.recursive(
     max_leaves=20,
 )
 BASE = load_event("put.json")
-PATHS = [
-    ("cos",),
-    ("cos", "cosObject"),
-    ("cos", "cosObject", "key"),
-    ("cos", "cosObject", "url"),
-    ("cos", "cosObject", "size"),
-    ("cos", "cosObject", "meta"),
-    ("cos", "cosObject", "vid"),
-    ("cos", "cosBucket"),
-    ("cos", "cosBucket", "name"),
-    ("cos", "cosBucket", "appid"),
-    ("cos", "cosBucket", "region"),
-    ("event",),
-    ("event", "eventName"),
-    ("event", "eventTime"),
-]
+PATHS = RECORD_FIELDS
 
 
 def check(event):

@@ -18,6 +18,7 @@ from cos_autotag.idempotency import Claim, IdempotencyGuard, record_key
 from cos_autotag.idempotency.guard import CLAIM_ROUNDS, KEY_PREFIX, in_progress_ms
 from cos_autotag.idempotency.record import IdempotencyRecord, Status
 from cos_autotag.retry import Deadline
+from tests.support.idempotency import RECORDS_WE_DID_NOT_WRITE
 
 TTL_S = 3600
 START_MS = 1_800_000_000_000
@@ -311,26 +312,7 @@ def test_any_failure_of_the_store_is_store_unavailable(
         getattr(guard, operation)(RECORD, Deadline(30))
 
 
-@pytest.mark.parametrize(
-    "value",
-    [
-        b"not json",
-        b'{"status": "DONE"}',
-        b'{"status": "INPROGRESS"}',
-        b"[1, 2]",
-        b'{"status": "INPROGRESS", "expires_at_ms": 1e400, "owner": "x"}',
-        b'{"status": "INPROGRESS", "expires_at_ms": Infinity, "owner": "x"}',
-        b'{"status": "INPROGRESS", "expires_at_ms": NaN, "owner": "x"}',
-        b'{"status": "INPROGRESS", "expires_at_ms": ' + b"9" * 5000 + b', "owner": "x"}',
-        b'{"status": "INPROGRESS", "expires_at_ms": true, "owner": "x"}',
-        b'{"status": "INPROGRESS", "expires_at_ms": 1, "owner": 7}',
-        b'{"status": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
-        b"[" * 500 + b"]" * 500,
-        b'{"status": "\xff\xfe"}',
-        b"\xff\xfe\x00\x00",
-        b"",
-    ],
-)
+@pytest.mark.parametrize("value", RECORDS_WE_DID_NOT_WRITE)
 def test_a_record_we_did_not_write_is_unreadable_and_left_alone(store: MemoryRecordStore, value: bytes) -> None:
     store.plant(RECORD, value)
     with pytest.raises(StoreRecordUnreadable, match="not one this function wrote") as caught:

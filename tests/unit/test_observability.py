@@ -17,6 +17,7 @@ from cos_autotag import observability
 from cos_autotag.cos_adapter import CosGateway
 from cos_autotag.errors import SettingsError
 from cos_autotag.settings import Settings
+from tests.support.constants import POWERTOOLS_KEYS
 
 TOKEN = "Ux7pQ+wErT9/yUi0oPaS+dFgH/jK==lZ"
 SECRET_KEY = "unit-secret-key-9f8e7d6c5b4a"
@@ -216,20 +217,7 @@ def test_the_powertools_keys_come_first_in_their_order() -> None:
     observability.bind_invocation({"function_name": "f", "request_id": "r"}, True, "c")
     with observability.bound(bucket="b", key="k"):
         [line] = log_lines(lambda log: log.info("record labeled", outcome="labeled", extra=1))
-    assert list(line)[:12] == [
-        "level",
-        "message",
-        "timestamp",
-        "service",
-        "cold_start",
-        "function_name",
-        "function_memory_size",
-        "function_request_id",
-        "correlation_id",
-        "bucket",
-        "key",
-        "outcome",
-    ]
+    assert list(line)[:12] == [*POWERTOOLS_KEYS, "bucket", "key", "outcome"]
 
 
 # --- stdlib records from any library, whatever handler prints them -------------------------------------

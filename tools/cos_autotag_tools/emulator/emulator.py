@@ -398,7 +398,15 @@ class Emulator:
         bucket: str | None = None,
     ) -> int:
         """How many requests match: operation name, key, arrival time >= since (time.time()), status."""
-        return self._log.count(op=op, key=key, since=since, status=status, bucket=bucket)
+        return self._log.count(
+            lambda r: (
+                (op is None or r.op == op)
+                and (key is None or r.key == key)
+                and (since is None or r.timestamp >= since)
+                and (status is None or r.status == status)
+                and (bucket is None or r.bucket == bucket)
+            )
+        )
 
     @property
     def invocations(self) -> list[Invocation]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -37,23 +38,8 @@ class RequestLog:
         with self._lock:
             self._records.clear()
 
-    def count(
-        self,
-        op: str | None = None,
-        key: str | None = None,
-        since: float | None = None,
-        status: int | None = None,
-        bucket: str | None = None,
-    ) -> int:
-        """How many logged requests match every filter given."""
+    def count(self, matches: Callable[[RequestRecord], bool]) -> int:
+        """How many logged requests `matches` accepts."""
         with self._lock:
             records = list(self._records)
-        return sum(
-            1
-            for r in records
-            if (op is None or r.op == op)
-            and (key is None or r.key == key)
-            and (since is None or r.timestamp >= since)
-            and (status is None or r.status == status)
-            and (bucket is None or r.bucket == bucket)
-        )
+        return sum(1 for r in records if matches(r))
