@@ -110,14 +110,17 @@ def drive_bursts(run: Run, waves: int = 2, per_wave: int = 10) -> None:
     """Uploads arrive while the function's calls fail with 5xx; each burst lasts until every upload
     of its wave has had its first run inside it, and SCF's retries then run after the burst."""
     for wave in range(waves):
-        run.set_faults(error_5xx_rate=0.6)
-        uploads = simple_uploads(per_wave, prefix=f"wave{wave}/")
-        run.put_all(uploads)
-        keys = {upload.key for upload in uploads}
-        for upload, request_id in list(run.puts):
-            if upload.key in keys:
-                run.wait_invoked(request_id)
-        run.set_faults(error_5xx_rate=0.0)
+        # SCF's retries come a minute later, after the burst: held until it is over, however long
+        # the wave's first runs take on a busy machine.
+        with run.emulator.retries_held():
+            run.set_faults(error_5xx_rate=0.6)
+            uploads = simple_uploads(per_wave, prefix=f"wave{wave}/")
+            run.put_all(uploads)
+            keys = {upload.key for upload in uploads}
+            for upload, request_id in list(run.puts):
+                if upload.key in keys:
+                    run.wait_invoked(request_id)
+            run.set_faults(error_5xx_rate=0.0)
         run.emulator.wait_idle(PAUSE_TIMEOUT_S)
 
 

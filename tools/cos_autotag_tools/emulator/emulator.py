@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -340,6 +341,15 @@ class Emulator:
         )
 
     # --- triggers -----------------------------------------------------------------------------
+
+    @contextmanager
+    def retries_held(self) -> Iterator[None]:
+        """SCF's retries wait while inside (SCF waits a minute; a test's fault may be shorter)."""
+        self._dispatcher.hold_retries(True)
+        try:
+            yield
+        finally:
+            self._dispatcher.hold_retries(False)
 
     def add_trigger(
         self,

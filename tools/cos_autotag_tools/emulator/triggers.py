@@ -210,6 +210,10 @@ class Dispatcher:
         self._inflight: set[threading.Event] = set()  # attempts a worker is waiting on
         self._invocations: list[Invocation] = []
         self._stopped = False
+        # SCF waits a minute before a retry; a test compresses that wait, and may hold retries
+        # until a fault it injects is over, as the minute would (`hold_retries`).
+        self._retries_open = threading.Event()
+        self._retries_open.set()
         self._threads = [threading.Thread(target=self._schedule_loop, name="scf-scheduler", daemon=True)]
         self._threads += [
             threading.Thread(target=self._work_loop, name=f"scf-worker-{i}", daemon=True) for i in range(workers)
@@ -376,9 +380,23 @@ class Dispatcher:
             retry = status != "ok" and delivery.attempt <= trigger.retry_num and not self._stopped
             if retry:
                 delivery.attempt += 1
-                self._push(time.monotonic() + trigger.retry_delay_s, lambda: self._work.put(delivery))
+                self._push(time.monotonic() + trigger.retry_delay_s, lambda: self._retry(delivery, trigger))
                 return
         self._finish()
+
+    def _retry(self, delivery: _Delivery, trigger: Trigger) -> None:
+        if self._retries_open.is_set():
+            self._work.put(delivery)
+        else:  # held: try again after another delay
+            with self._lock:
+                self._push(time.monotonic() + trigger.retry_delay_s, lambda: self._retry(delivery, trigger))
+
+    def hold_retries(self, held: bool) -> None:
+        """Hold SCF's retries (they wait until released), or release them."""
+        if held:
+            self._retries_open.clear()
+        else:
+            self._retries_open.set()
 
     def _finish(self) -> None:
         with self._lock:
