@@ -1,6 +1,6 @@
 """`make bench`: measure every figure of issue 5 beside its baseline, print the table, write it down.
 
-    python -m tests.bench.run [--only cold,scf-cold,memory,rps,calls,backfill,resume,layer] [--quick] [--no-write]
+    python -m tests.bench.run [--only cold,import,scf-cold,memory,rps,calls,backfill,resume,layer] [--quick] [--no-write]
 
 Writes tests/bench/RESULTS.md (the table, the missed goals and how each figure was measured),
 the block between `<!-- bench:start -->` and `<!-- bench:end -->` in README.md when those
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import api_calls, backfill, cold_start, layer, memory, scf_cold_start, throughput
+from . import api_calls, backfill, cold_start, function_import, layer, memory, scf_cold_start, throughput
 from .common import ROOT, WORK, Figure
 
 README = ROOT / "README.md"
@@ -34,6 +34,7 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 def _figures(quick: bool) -> dict[str, Callable[[], Figure]]:
     return {
         "cold": lambda: cold_start.measure(repeats=5 if quick else 15),
+        "import": lambda: function_import.measure(repeats=7 if quick else 15),
         "scf-cold": lambda: scf_cold_start.measure(repeats=5 if quick else 10),
         "memory": lambda: memory.measure(repeats=1 if quick else 3),
         "rps": lambda: throughput.measure(records=40 if quick else 120, rounds=3 if quick else 7),
