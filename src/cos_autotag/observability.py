@@ -32,8 +32,28 @@ import structlog
 SERVICE = "cos-autotag"
 REDACTED = "***"
 
+
+
+class _LazyPattern:
+    """A regular expression compiled when first used, as `re.compile` would have answered it.
+
+    Most of the rules below run only when a line's cheap gate finds something that looks
+    secret, which a normal record's lines never hold: compiling them all on import cost
+    each cold start about a millisecond and a half.
+    """
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self.pattern, self.flags = pattern, flags
+        self._compiled: re.Pattern[str] | None = None
+
+    def __getattr__(self, name: str) -> Any:  # sub, search, fullmatch, finditer...: the compiled pattern's
+        if self._compiled is None:
+            self._compiled = re.compile(self.pattern, self.flags)  # a race compiles it twice, harmlessly
+        return getattr(self._compiled, name)
+
+
 # Field names whose values are secrets wherever they appear (compared lower-cased).
-_SECRET_FIELDS = re.compile(
+_SECRET_FIELDS = _LazyPattern(
     r"(authorization|signature|secret|token|password|credential|x-cos-security-token|q-sign|q-ak)", re.I
 )
 
@@ -47,14 +67,14 @@ _SECRET_FIELDS = re.compile(
 _SEP = r"(?:%(?:25)*3[dD]|\s*['\"]?\s*[=:]\s*(?:b(?=['\"]))?['\"]?)"
 # A value runs up to `&` (raw or encoded), whitespace, a quote or a closing bracket.
 _VALUE = r"(?:(?!%(?:25)*26)[^&\s'\",;<>(){}\[\]])+"
-_NAMED_SECRET = re.compile(r"((?:q-signature|q-ak|x-c(?:os|i)-security-token)" + _SEP + ")" + _VALUE, re.I)
+_NAMED_SECRET = _LazyPattern(r"((?:q-signature|q-ak|x-c(?:os|i)-security-token)" + _SEP + ")" + _VALUE, re.I)
 # A Redis URL's credentials are everything between `//` and the host's `@`: the LAST `@`, since
 # Tencent Cloud Redis logs in with `account@password` and a password may hold `@`, `/` or `%`.
-_REDIS_URL = re.compile(r"(rediss?://)([^\s'\"<>]*)", re.I)
-_REDIS_URL_ENCODED = re.compile(r"(rediss?%(?:25)*3A%(?:25)*2F%(?:25)*2F)([^\s'\"<>&]*)", re.I)
-_ENCODED_AT = re.compile(r"%(?:25)*40")
+_REDIS_URL = _LazyPattern(r"(rediss?://)([^\s'\"<>]*)", re.I)
+_REDIS_URL_ENCODED = _LazyPattern(r"(rediss?%(?:25)*3A%(?:25)*2F%(?:25)*2F)([^\s'\"<>&]*)", re.I)
+_ENCODED_AT = _LazyPattern(r"%(?:25)*40")
 # What a Redis URL without credentials looks like: host[:port][/db], maybe followed by punctuation.
-_REDIS_PLAIN = re.compile(r"[\w.\-\[\]]*(?::\d*)?(?:/\d*)?[.,;:)\]}]*")
+_REDIS_PLAIN = _LazyPattern(r"[\w.\-\[\]]*(?::\d*)?(?:/\d*)?[.,;:)\]}]*")
 
 
 def _redis_credentials(match: re.Match[str]) -> str:
@@ -77,12 +97,12 @@ def _redis_credentials_encoded(match: re.Match[str]) -> str:
 # `sign_key<hex>`, `signature: <hex>`). A signing key is derived per request from the secret key
 # and a key time, and signs any request for hours, so it cannot be registered beforehand: any
 # HMAC-SHA1 (40 hex) after one of these names, whatever the separator or its encoding, is redacted.
-_HMAC_AFTER_NAME = re.compile(
+_HMAC_AFTER_NAME = _LazyPattern(
     r"((?<![A-Za-z-])(?:sign_key|sign|signature|signing_key)(?:" + _SEP + r")?)[0-9a-fA-F]{40}(?![0-9a-fA-F])",
     re.I,
 )
 
-_SECRET_IN_TEXT: list[tuple[re.Pattern[str], Any]] = [
+_SECRET_IN_TEXT: list[tuple[Any, Any]] = [  # (a pattern, its replacement)
     (_NAMED_SECRET, r"\1" + REDACTED),
     (_HMAC_AFTER_NAME, r"\1" + REDACTED),
     (_REDIS_URL, _redis_credentials),
@@ -100,7 +120,7 @@ def _any_case(word: str) -> str:
 _NAMES = "|".join(_any_case(name) for name in ("q-signature", "q-ak", "x-cos-security-token", "x-ci-security-token"))
 _NAMES += "|" + _any_case("redis") + "|" + _any_case("sign")
 # URL encoding leaves these characters alone, so a run of them is in every encoding of a secret.
-_UNRESERVED_RUN = re.compile(r"[A-Za-z0-9_.~-]+")
+_UNRESERVED_RUN = _LazyPattern(r"[A-Za-z0-9_.~-]+")
 MIN_FRAGMENT = 4  # shorter would wake the full search on ordinary words
 
 
@@ -136,7 +156,7 @@ def _is_base64_form(form: str, secret: str) -> bool:
     return form in (base64.b64encode(raw).decode("ascii"), base64.urlsafe_b64encode(raw).decode("ascii"))
 
 
-_ESCAPE = re.compile(r"%(?:25)*[0-9A-F]{2}")  # one escape, however often its `%` was escaped again
+_ESCAPE = _LazyPattern(r"%(?:25)*[0-9A-F]{2}")  # one escape, however often its `%` was escaped again
 
 
 def _encodings(secret: str) -> set[str]:

@@ -1,6 +1,7 @@
 """`make bench`: measure every figure of issue 5 beside its baseline, print the table, write it down.
 
-    python -m tests.bench.run [--only cold,import,scf-cold,memory,rps,calls,backfill,resume,layer] [--quick] [--no-write]
+    python -m tests.bench.run [--only cold,import,scf-cold,memory,rps,calls,backfill,resume,layer]
+                              [--quick] [--no-write]
 
 Writes tests/bench/RESULTS.md (the table, the missed goals and how each figure was measured),
 the block between `<!-- bench:start -->` and `<!-- bench:end -->` in README.md when those
