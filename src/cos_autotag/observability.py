@@ -53,9 +53,13 @@ class _LazyPattern:
 
 
 # Field names whose values are secrets wherever they appear (compared lower-cased).
-_SECRET_FIELDS = _LazyPattern(
-    r"(authorization|signature|secret|token|password|credential|x-cos-security-token|q-sign|q-ak)", re.I
-)
+_SECRET_FIELD_NAMES = r"authorization|signature|secret|token|password|credential|x-cos-security-token|q-sign|q-ak"
+_SECRET_FIELDS = _LazyPattern(f"({_SECRET_FIELD_NAMES})", re.I)
+
+# Logged values come from untrusted input too (the event): nesting beyond this is cut, and an
+# integer too long for `str()` (Python 3.11 refuses more than 4300 digits) is described instead.
+MAX_DEPTH = 32
+MAX_INT_BITS = 256
 
 # --- secrets inside text ------------------------------------------------------------------------
 # A secret reaches a log line raw (a header dict), URL-encoded once (a signed URL), twice (that
@@ -122,6 +126,10 @@ _NAMES += "|" + _any_case("redis") + "|" + _any_case("sign")
 # URL encoding leaves these characters alone, so a run of them is in every encoding of a secret.
 _UNRESERVED_RUN = _LazyPattern(r"[A-Za-z0-9_.~-]+")
 MIN_FRAGMENT = 4  # shorter would wake the full search on ordinary words
+# What `_needs_field_pass` looks for in a line (lower-cased ASCII): the names the gate looks for
+# and those of the fields hidden whole.
+_LINE_WORDS = ("sign", "q-ak", "token", "redis", "authorization", "secret", "password", "credential")
+_LONG_INT = re.compile(f"[0-9]{{{len(str(2**MAX_INT_BITS))}}}")  # may be over MAX_INT_BITS: described, not shown
 
 
 class _KnownSecrets:
@@ -131,8 +139,9 @@ class _KnownSecrets:
         self.values: set[str] = set()
         self.forms: set[str] = set()
         self.fragments: set[str] = set()
-        # (gate, pattern) in one attribute: a reader never pairs an old gate with a new pattern.
-        self.compiled: tuple[re.Pattern[str], re.Pattern[str] | None] = (re.compile(_NAMES), None)
+        # (gate, pattern, line fragments) in one attribute: a reader never pairs an old gate with a new pattern.
+        self.compiled: tuple[re.Pattern[str] | _LazyPattern, re.Pattern[str] | None, tuple[str, ...]]
+        self.compiled = (_LazyPattern(_NAMES), None, ())
 
     def add(self, value: str) -> None:
         forms = _encodings(value)
@@ -148,7 +157,13 @@ class _KnownSecrets:
         # Longest first: a form that contains another is replaced whole.
         alternation = "|".join(re.escape(form) for form in sorted(self.forms, key=len, reverse=True))
         fragments = "|".join(re.escape(fragment) for fragment in sorted(self.fragments, key=len, reverse=True))
-        self.compiled = (re.compile(f"{_NAMES}|{fragments}"), re.compile(alternation))
+        self.compiled = (
+            re.compile(f"{_NAMES}|{fragments}"),
+            re.compile(alternation),
+            # JSON escapes `"`, `\\` and control characters one by one: a fragment inside a value is,
+            # escaped the same way, inside the rendered line.
+            tuple(self.fragments | {json.dumps(f, ensure_ascii=False)[1:-1] for f in self.fragments}),
+        )
 
 
 def _is_base64_form(form: str, secret: str) -> bool:
@@ -223,7 +238,7 @@ def _is_secret_field(name: str) -> bool:
 
 def redact_text(value: str) -> str:
     """The text with every secret in it replaced by `***`."""
-    gate, pattern = _known.compiled
+    gate, pattern, _ = _known.compiled
     if gate.search(value) is None:
         return value
     for rule, replacement in _SECRET_IN_TEXT:
@@ -232,10 +247,6 @@ def redact_text(value: str) -> str:
 
 
 _PLAIN_TYPES = (float, bool, type(None))
-# Logged values come from untrusted input too (the event): nesting beyond this is cut, and an
-# integer too long for `str()` (Python 3.11 refuses more than 4300 digits) is described instead.
-MAX_DEPTH = 32
-MAX_INT_BITS = 256
 
 
 def redact(value: Any, field_name: str = "", depth: int = 0) -> Any:
@@ -338,7 +349,35 @@ def _order_keys(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[s
     return ordered
 
 
+def _not_plain(value: Any) -> Any:
+    raise TypeError("not plain JSON")  # an object, bytes, a set: the field-by-field pass shows it
+
+
+def _needs_field_pass(event_dict: MutableMapping[str, Any]) -> bool:
+    """False only when redacting field by field would change nothing, decided on the line as JSON.
+
+    One C-encoded rendering and a few substring searches replace a Python call per value: a normal record's
+    lines hold no secret, no field named like one, no integer too long, nothing nested deeply and
+    nothing but JSON's own types, and then the line is the same either way. Anything else (and
+    anything the search cannot rule out) goes field by field, as before.
+    """
+    try:
+        text = json.dumps(event_dict, ensure_ascii=False, default=_not_plain)
+    except Exception:  # an object, a cycle, an integer beyond str(): field by field
+        return True
+    # Each `{` or `[` opens at most one level (one inside a string only over-counts). Beyond ASCII,
+    # case folding has exceptions the field-name rule's re.IGNORECASE knows (`ſ` is an `s`).
+    if text.count("{") + text.count("[") > MAX_DEPTH or not text.isascii():
+        return True
+    lowered = text.lower()
+    if any(word in lowered for word in _LINE_WORDS) or any(form in text for form in _known.compiled[2]):
+        return True
+    return _LONG_INT.search(text) is not None
+
+
 def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    if not _needs_field_pass(event_dict):
+        return event_dict
     for key in list(event_dict):
         event_dict[key] = redact(event_dict[key], "" if key in ("message", "event") else key)
     return event_dict
