@@ -38,7 +38,7 @@ def _figures(quick: bool) -> dict[str, Callable[[], Figure]]:
         "import": lambda: function_import.measure(repeats=7 if quick else 15),
         "scf-cold": lambda: scf_cold_start.measure(repeats=5 if quick else 10),
         "memory": lambda: memory.measure(repeats=1 if quick else 3),
-        "rps": lambda: throughput.measure(records=40 if quick else 120, rounds=3 if quick else 7),
+        "rps": lambda: throughput.measure(records=20 if quick else 30, rounds=7 if quick else 28),
         "calls": api_calls.measure,
         "backfill": backfill.measure_throughput,
         "resume": backfill.measure_resume,
