@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 from . import cos_facts
@@ -21,9 +21,10 @@ MAX_RECORDS_PER_EVENT = 1000
 MAX_SIZE_DIGITS = 20
 
 
-@dataclass(frozen=True)
-class MalformedRecord:
-    index: int
+# A NamedTuple rather than a dataclass: immutable all the same, and several times cheaper to
+# define, which every cold start pays for.
+class MalformedRecord(NamedTuple):
+    index: int  # type: ignore[assignment]  # the record's place in the event, shadowing tuple.index on purpose
     problem: str
 
 

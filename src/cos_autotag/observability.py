@@ -32,10 +32,34 @@ import structlog
 SERVICE = "cos-autotag"
 REDACTED = "***"
 
+
+
+class _LazyPattern:
+    """A regular expression compiled when first used, as `re.compile` would have answered it.
+
+    Most of the rules below run only when a line's cheap gate finds something that looks
+    secret, which a normal record's lines never hold: compiling them all on import cost
+    each cold start about a millisecond and a half.
+    """
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self.pattern, self.flags = pattern, flags
+        self._compiled: re.Pattern[str] | None = None
+
+    def __getattr__(self, name: str) -> Any:  # sub, search, fullmatch, finditer...: the compiled pattern's
+        if self._compiled is None:
+            self._compiled = re.compile(self.pattern, self.flags)  # a race compiles it twice, harmlessly
+        return getattr(self._compiled, name)
+
+
 # Field names whose values are secrets wherever they appear (compared lower-cased).
-_SECRET_FIELDS = re.compile(
-    r"(authorization|signature|secret|token|password|credential|x-cos-security-token|q-sign|q-ak)", re.I
-)
+_SECRET_FIELD_NAMES = r"authorization|signature|secret|token|password|credential|x-cos-security-token|q-sign|q-ak"
+_SECRET_FIELDS = _LazyPattern(f"({_SECRET_FIELD_NAMES})", re.I)
+
+# Logged values come from untrusted input too (the event): nesting beyond this is cut, and an
+# integer too long for `str()` (Python 3.11 refuses more than 4300 digits) is described instead.
+MAX_DEPTH = 32
+MAX_INT_BITS = 256
 
 # --- secrets inside text ------------------------------------------------------------------------
 # A secret reaches a log line raw (a header dict), URL-encoded once (a signed URL), twice (that
@@ -47,14 +71,14 @@ _SECRET_FIELDS = re.compile(
 _SEP = r"(?:%(?:25)*3[dD]|\s*['\"]?\s*[=:]\s*(?:b(?=['\"]))?['\"]?)"
 # A value runs up to `&` (raw or encoded), whitespace, a quote or a closing bracket.
 _VALUE = r"(?:(?!%(?:25)*26)[^&\s'\",;<>(){}\[\]])+"
-_NAMED_SECRET = re.compile(r"((?:q-signature|q-ak|x-c(?:os|i)-security-token)" + _SEP + ")" + _VALUE, re.I)
+_NAMED_SECRET = _LazyPattern(r"((?:q-signature|q-ak|x-c(?:os|i)-security-token)" + _SEP + ")" + _VALUE, re.I)
 # A Redis URL's credentials are everything between `//` and the host's `@`: the LAST `@`, since
 # Tencent Cloud Redis logs in with `account@password` and a password may hold `@`, `/` or `%`.
-_REDIS_URL = re.compile(r"(rediss?://)([^\s'\"<>]*)", re.I)
-_REDIS_URL_ENCODED = re.compile(r"(rediss?%(?:25)*3A%(?:25)*2F%(?:25)*2F)([^\s'\"<>&]*)", re.I)
-_ENCODED_AT = re.compile(r"%(?:25)*40")
+_REDIS_URL = _LazyPattern(r"(rediss?://)([^\s'\"<>]*)", re.I)
+_REDIS_URL_ENCODED = _LazyPattern(r"(rediss?%(?:25)*3A%(?:25)*2F%(?:25)*2F)([^\s'\"<>&]*)", re.I)
+_ENCODED_AT = _LazyPattern(r"%(?:25)*40")
 # What a Redis URL without credentials looks like: host[:port][/db], maybe followed by punctuation.
-_REDIS_PLAIN = re.compile(r"[\w.\-\[\]]*(?::\d*)?(?:/\d*)?[.,;:)\]}]*")
+_REDIS_PLAIN = _LazyPattern(r"[\w.\-\[\]]*(?::\d*)?(?:/\d*)?[.,;:)\]}]*")
 
 
 def _redis_credentials(match: re.Match[str]) -> str:
@@ -77,12 +101,12 @@ def _redis_credentials_encoded(match: re.Match[str]) -> str:
 # `sign_key<hex>`, `signature: <hex>`). A signing key is derived per request from the secret key
 # and a key time, and signs any request for hours, so it cannot be registered beforehand: any
 # HMAC-SHA1 (40 hex) after one of these names, whatever the separator or its encoding, is redacted.
-_HMAC_AFTER_NAME = re.compile(
+_HMAC_AFTER_NAME = _LazyPattern(
     r"((?<![A-Za-z-])(?:sign_key|sign|signature|signing_key)(?:" + _SEP + r")?)[0-9a-fA-F]{40}(?![0-9a-fA-F])",
     re.I,
 )
 
-_SECRET_IN_TEXT: list[tuple[re.Pattern[str], Any]] = [
+_SECRET_IN_TEXT: list[tuple[Any, Any]] = [  # (a pattern, its replacement)
     (_NAMED_SECRET, r"\1" + REDACTED),
     (_HMAC_AFTER_NAME, r"\1" + REDACTED),
     (_REDIS_URL, _redis_credentials),
@@ -100,8 +124,12 @@ def _any_case(word: str) -> str:
 _NAMES = "|".join(_any_case(name) for name in ("q-signature", "q-ak", "x-cos-security-token", "x-ci-security-token"))
 _NAMES += "|" + _any_case("redis") + "|" + _any_case("sign")
 # URL encoding leaves these characters alone, so a run of them is in every encoding of a secret.
-_UNRESERVED_RUN = re.compile(r"[A-Za-z0-9_.~-]+")
+_UNRESERVED_RUN = _LazyPattern(r"[A-Za-z0-9_.~-]+")
 MIN_FRAGMENT = 4  # shorter would wake the full search on ordinary words
+# What `_needs_field_pass` looks for in a line (lower-cased ASCII): the names the gate looks for
+# and those of the fields hidden whole.
+_LINE_WORDS = ("sign", "q-ak", "token", "redis", "authorization", "secret", "password", "credential")
+_LONG_INT = re.compile(f"[0-9]{{{len(str(2**MAX_INT_BITS))}}}")  # may be over MAX_INT_BITS: described, not shown
 
 
 class _KnownSecrets:
@@ -111,8 +139,9 @@ class _KnownSecrets:
         self.values: set[str] = set()
         self.forms: set[str] = set()
         self.fragments: set[str] = set()
-        # (gate, pattern) in one attribute: a reader never pairs an old gate with a new pattern.
-        self.compiled: tuple[re.Pattern[str], re.Pattern[str] | None] = (re.compile(_NAMES), None)
+        # (gate, pattern, line fragments) in one attribute: a reader never pairs an old gate with a new pattern.
+        self.compiled: tuple[re.Pattern[str] | _LazyPattern, re.Pattern[str] | None, tuple[str, ...]]
+        self.compiled = (_LazyPattern(_NAMES), None, ())
 
     def add(self, value: str) -> None:
         forms = _encodings(value)
@@ -128,7 +157,13 @@ class _KnownSecrets:
         # Longest first: a form that contains another is replaced whole.
         alternation = "|".join(re.escape(form) for form in sorted(self.forms, key=len, reverse=True))
         fragments = "|".join(re.escape(fragment) for fragment in sorted(self.fragments, key=len, reverse=True))
-        self.compiled = (re.compile(f"{_NAMES}|{fragments}"), re.compile(alternation))
+        self.compiled = (
+            re.compile(f"{_NAMES}|{fragments}"),
+            re.compile(alternation),
+            # JSON escapes `"`, `\\` and control characters one by one: a fragment inside a value is,
+            # escaped the same way, inside the rendered line.
+            tuple(self.fragments | {json.dumps(f, ensure_ascii=False)[1:-1] for f in self.fragments}),
+        )
 
 
 def _is_base64_form(form: str, secret: str) -> bool:
@@ -136,7 +171,7 @@ def _is_base64_form(form: str, secret: str) -> bool:
     return form in (base64.b64encode(raw).decode("ascii"), base64.urlsafe_b64encode(raw).decode("ascii"))
 
 
-_ESCAPE = re.compile(r"%(?:25)*[0-9A-F]{2}")  # one escape, however often its `%` was escaped again
+_ESCAPE = _LazyPattern(r"%(?:25)*[0-9A-F]{2}")  # one escape, however often its `%` was escaped again
 
 
 def _encodings(secret: str) -> set[str]:
@@ -203,7 +238,7 @@ def _is_secret_field(name: str) -> bool:
 
 def redact_text(value: str) -> str:
     """The text with every secret in it replaced by `***`."""
-    gate, pattern = _known.compiled
+    gate, pattern, _ = _known.compiled
     if gate.search(value) is None:
         return value
     for rule, replacement in _SECRET_IN_TEXT:
@@ -212,10 +247,6 @@ def redact_text(value: str) -> str:
 
 
 _PLAIN_TYPES = (float, bool, type(None))
-# Logged values come from untrusted input too (the event): nesting beyond this is cut, and an
-# integer too long for `str()` (Python 3.11 refuses more than 4300 digits) is described instead.
-MAX_DEPTH = 32
-MAX_INT_BITS = 256
 
 
 def redact(value: Any, field_name: str = "", depth: int = 0) -> Any:
@@ -318,7 +349,35 @@ def _order_keys(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[s
     return ordered
 
 
+def _not_plain(value: Any) -> Any:
+    raise TypeError("not plain JSON")  # an object, bytes, a set: the field-by-field pass shows it
+
+
+def _needs_field_pass(event_dict: MutableMapping[str, Any]) -> bool:
+    """False only when redacting field by field would change nothing, decided on the line as JSON.
+
+    One C-encoded rendering and a few substring searches replace a Python call per value: a normal record's
+    lines hold no secret, no field named like one, no integer too long, nothing nested deeply and
+    nothing but JSON's own types, and then the line is the same either way. Anything else (and
+    anything the search cannot rule out) goes field by field, as before.
+    """
+    try:
+        text = json.dumps(event_dict, ensure_ascii=False, default=_not_plain)
+    except Exception:  # an object, a cycle, an integer beyond str(): field by field
+        return True
+    # Each `{` or `[` opens at most one level (one inside a string only over-counts). Beyond ASCII,
+    # case folding has exceptions the field-name rule's re.IGNORECASE knows (`ſ` is an `s`).
+    if text.count("{") + text.count("[") > MAX_DEPTH or not text.isascii():
+        return True
+    lowered = text.lower()
+    if any(word in lowered for word in _LINE_WORDS) or any(form in text for form in _known.compiled[2]):
+        return True
+    return _LONG_INT.search(text) is not None
+
+
 def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    if not _needs_field_pass(event_dict):
+        return event_dict
     for key in list(event_dict):
         event_dict[key] = redact(event_dict[key], "" if key in ("message", "event") else key)
     return event_dict

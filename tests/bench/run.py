@@ -1,6 +1,6 @@
 """`make bench`: measure every figure of issue 5 beside its baseline, print the table, write it down.
 
-    python -m tests.bench.run [--only cold,scf-cold,memory,rps,calls,backfill,resume,layer,search]
+    python -m tests.bench.run [--only cold,import,scf-cold,memory,rps,calls,backfill,resume,layer,search]
                               [--quick] [--no-write]
 
 Writes tests/bench/RESULTS.md (the table, the missed goals and how each figure was measured),
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import api_calls, backfill, cold_start, layer, memory, scf_cold_start, search, throughput
+from . import api_calls, backfill, cold_start, function_import, layer, memory, scf_cold_start, search, throughput
 from .common import ROOT, WORK, Figure
 
 README = ROOT / "README.md"
@@ -35,9 +35,10 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 def _figures(quick: bool) -> dict[str, Callable[[], Figure | list[Figure]]]:
     return {
         "cold": lambda: cold_start.measure(repeats=5 if quick else 15),
+        "import": lambda: function_import.measure(repeats=7 if quick else 15),
         "scf-cold": lambda: scf_cold_start.measure(repeats=5 if quick else 10),
         "memory": lambda: memory.measure(repeats=1 if quick else 3),
-        "rps": lambda: throughput.measure(records=40 if quick else 120, rounds=3 if quick else 7),
+        "rps": lambda: throughput.measure(records=20 if quick else 30, rounds=7 if quick else 28),
         "calls": api_calls.measure,
         "backfill": backfill.measure_throughput,
         "resume": backfill.measure_resume,

@@ -7,7 +7,9 @@ function re-reads because a tag PUT takes no condition, see the README). The thr
 issue (no re-read) is measured too and reported beside it. The sides run in this process, one
 after the other, on distinct objects with identical content; the emulator runs in its own
 process, so on a 2-core machine the measured side has one core and the emulator the other.
-Rounds alternate the sides; medians are compared.
+Many short rounds alternate the sides, the function and the raw loop taking turns to go first;
+the figure is the median of the rounds' own ratios, so a burst of load elsewhere on the machine
+spoils a round or two, not the comparison.
 
 Two more sides per round are for the diagnosis only, never for the figure: the function with
 its COS adapter timed (how much of its CPU is the SDK's and how much its own), at the INFO
@@ -31,7 +33,7 @@ from tests.support.scf import context
 from .common import Figure, median, ratio_text
 from .emulator_proc import EmulatorProcess
 
-GOAL_RATIO = 0.9
+GOAL_RATIO = 0.95
 RAW_CALLS = 4  # the baseline's calls per record: the same calls as the function
 ASSUMED_CALL_MS = 20  # only to put a missed gap in proportion; not measured here
 
@@ -83,7 +85,7 @@ class Side:
             self.sdk_cpu_ms.append((gateway.sdk_cpu_s - sdk_before) * 1000 / records)
 
 
-def measure(records: int = 120, rounds: int = 5) -> Figure:
+def measure(records: int = 30, rounds: int = 21) -> Figure:
     from cos_autotag.handler import App
     from cos_autotag.settings import Settings
     from tests.support.images import jpeg
@@ -118,9 +120,13 @@ def measure(records: int = 120, rounds: int = 5) -> Figure:
         for r in range(rounds):
             # App configures structlog's level process-wide: each App is built right before its round.
             app = App(settings, gateway=gateway, env=CREDENTIAL_ENV)
-            sides["fn"].time(records, partial(function_round, "fn", app, r))
             keys = [f"raw/{r}/{i:04d}.jpg" for i in range(records)]
-            sides["raw"].time(records, partial(_raw_loop, client, keys, scenes, settings.max_labels))
+            pair = [
+                ("fn", partial(function_round, "fn", app, r)),
+                ("raw", partial(_raw_loop, client, keys, scenes, settings.max_labels)),
+            ]
+            for name, work in pair if r % 2 == 0 else reversed(pair):
+                sides[name].time(records, work)
             keys3 = [f"raw3/{r}/{i:04d}.jpg" for i in range(records)]
             sides["raw3"].time(records, partial(_raw_loop, client, keys3, scenes, settings.max_labels, False))
             app = App(settings, gateway=timed, env=CREDENTIAL_ENV)
@@ -139,14 +145,15 @@ def measure(records: int = 120, rounds: int = 5) -> Figure:
     per_record = {op: n / expected for op, n in calls.items()}
     fn_calls = sum(per_record.values())
     fn, raw = median(sides["fn"].rps), median(sides["raw"].rps)
-    ratio = fn / raw
+    paired = [f / r for f, r in zip(sides["fn"].rps, sides["raw"].rps, strict=True)]
+    ratio = median(paired)
     met = ratio >= GOAL_RATIO
     figure = Figure(
         name="records per second, emulator at zero latency, tags mode",
         value=f"{fn:.0f} records/s",
         baseline=f"{raw:.0f} records/s (raw-SDK loop of the same calls: get tags, detect-label, get tags, put tags)",
         ratio=ratio_text(ratio),
-        goal=f"≥ {GOAL_RATIO:.1f}×",
+        goal=f"≥ {GOAL_RATIO:.2f}×",
         met=met,
         raw={
             "records": records,
@@ -154,7 +161,7 @@ def measure(records: int = 120, rounds: int = 5) -> Figure:
             **{f"{name}_rps": side.rps for name, side in sides.items()},
             **{f"{name}_cpu_ms_per_record": side.cpu_ms for name, side in sides.items()},
             **{f"{name}_sdk_cpu_ms_per_record": side.sdk_cpu_ms for name, side in sides.items() if side.sdk_cpu_ms},
-            "paired_ratios": [f / r for f, r in zip(sides["fn"].rps, sides["raw"].rps, strict=True)],
+            "paired_ratios": paired,
             "calls": calls,
         },
     )
@@ -164,8 +171,10 @@ def measure(records: int = 120, rounds: int = 5) -> Figure:
     sdk = median(sides["timed"].sdk_cpu_ms)
     calls_text = ", ".join(f"{op} {n:g}" for op, n in per_record.items())
     figure.notes.append(
-        f"medians of {rounds} alternating rounds of {records} records per side, one thread, emulator in its own "
-        f"process (2 cores: one for the measured side, one for the emulator); {1000 / fn:.2f} ms per record "
+        f"the median of {rounds} rounds' ratios (function against raw loop, each round {records} records per side, "
+        f"the two taking turns to go first; spread {min(paired):.2f}–{max(paired):.2f}×), one thread, emulator in "
+        f"its own process (2 cores: one for the measured side, one for the emulator); medians "
+        f"{1000 / fn:.2f} ms per record "
         f"against {1000 / raw:.2f} ms; each of the function's {expected} records was labeled, with per record "
         f"{calls_text} ({fn_calls:g} calls; the raw loop makes {RAW_CALLS})"
     )
