@@ -55,7 +55,9 @@ def fill(index: LabelIndex, objects: list[list[tuple[str, int]]]) -> dict[str, t
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(objects=st.lists(label_sets, min_size=1, max_size=len(KEYS)), query=st.one_of(trees, st.just(Everything())))
-def test_sql_and_python_give_the_same_answer(tmp_path: Path, objects: list[list[tuple[str, int]]], query: Query) -> None:
+def test_sql_and_python_give_the_same_answer(
+    tmp_path: Path, objects: list[list[tuple[str, int]]], query: Query
+) -> None:
     index = LabelIndex(tmp_path / "index.sqlite", "b-1250000000", "ap-guangzhou")
     try:
         labels = fill(index, objects)
