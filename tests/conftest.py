@@ -36,3 +36,10 @@ def profiled_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
 @pytest.fixture
 def cos_client(emulator: Emulator) -> CosS3Client:
     return make_client(emulator)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The label index of `find` and `gallery` goes under XDG_CACHE_HOME: never the user's own
+    ~/.cache (child processes inherit it too)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))

@@ -286,3 +286,92 @@ def test_find_explains_a_query_it_cannot_read(cafe: Emulator, capsys: pytest.Cap
     code, out, err = cli(capsys, "find", "(猫 AND", *where())
     assert code == 2 and out == ""
     assert "cannot read the query" in err and "label was expected" in err
+
+
+# --- find reuses the local index ------------------------------------------------------------------
+
+
+def label_reads(emu: Emulator, since: float) -> Counter[str]:
+    return Counter(r.op for r in emu.requests if r.timestamp >= since and r.op in ("GetObjectTagging", "HeadObject"))
+
+
+@pytest.fixture
+def labeled(emu: Emulator) -> Emulator:
+    """Every object labeled (an unlabeled one is read again until the function has had time)."""
+    client = make_client(emu)
+    put_tagged(client, "cafe/espresso.jpg", {"autotag": "v1:t1", "autotag:浓缩咖啡": "96", "autotag:咖啡杯": "81"})
+    put_with_metadata(client, "cafe/latte.jpg", [("拿铁", 90), ("浓缩咖啡", 60)], seed=1)
+    put_tagged(client, "cafe/tea.jpg", {"autotag": "v1:t3", "autotag:茶": "88"}, seed=2)
+    # A label is a label whatever the key's extension: the gallery would not show it, find does.
+    client.put_object(Bucket=BUCKET, Key="notes/menu.txt", Body=b"espresso", ContentType="text/plain")
+    client.put_object_tagging(Bucket=BUCKET, Key="notes/menu.txt", Tagging={"TagSet": {"Tag": [
+        {"Key": "autotag", "Value": "v1:t4"}, {"Key": "autotag:浓缩咖啡", "Value": "55"}]}})  # fmt: skip
+    return emu
+
+
+def test_a_second_find_reads_no_label_and_gives_the_same_answer(
+    labeled: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = ["cafe/espresso.jpg\t96", "cafe/latte.jpg\t60", "notes/menu.txt\t55"]
+    since = time.time()
+    code, out, err = cli(capsys, "find", "浓缩咖啡", *where())
+    assert code == 0, err
+    assert out.splitlines() == expected and "3 of 4 objects" in err
+    assert label_reads(labeled, since) == Counter({"GetObjectTagging": 4, "HeadObject": 1})
+
+    since = time.time()
+    code, out, err = cli(capsys, "find", "浓缩咖啡", *where())
+    assert code == 0, err
+    assert out.splitlines() == expected and "3 of 4 objects" in err
+    assert label_reads(labeled, since) == Counter()
+    assert Counter(r.op for r in labeled.requests if r.timestamp >= since) == Counter({"ListObjects": 1})
+    assert "0 read, 4 unchanged" in err
+
+    # --fresh reads every label again; --no-index reads them all and keeps nothing.
+    since = time.time()
+    code, out, _ = cli(capsys, "find", "浓缩咖啡", *where(), "--fresh")
+    assert code == 0 and out.splitlines() == expected
+    assert label_reads(labeled, since) == Counter({"GetObjectTagging": 4, "HeadObject": 1})
+    since = time.time()
+    code, out, _ = cli(capsys, "find", "浓缩咖啡", *where(), "--no-index")
+    assert code == 0 and out.splitlines() == expected
+    assert label_reads(labeled, since) == Counter({"GetObjectTagging": 4, "HeadObject": 1})
+
+
+def test_find_sees_an_untag_from_this_machine_and_a_new_upload(
+    labeled: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "find", "浓缩咖啡", *where())[0] == 0
+    # untag rewrites tags in place (same ETag): it tells this machine's index what it touched.
+    code, _, err = cli(capsys, "untag", *where(), "--prefix", "cafe/espresso", "--quiet")
+    assert code == 0, err
+    since = time.time()
+    code, out, _ = cli(capsys, "find", "浓缩咖啡", *where())
+    assert code == 0 and out.splitlines() == ["cafe/latte.jpg\t60", "notes/menu.txt\t55"]
+    assert label_reads(labeled, since)["GetObjectTagging"] == 1
+
+    put_tagged(make_client(labeled), "cafe/ristretto.jpg", {"autotag": "v1:t9", "autotag:浓缩咖啡": "77"}, seed=9)
+    since = time.time()
+    code, out, _ = cli(capsys, "find", "浓缩咖啡", *where())
+    assert code == 0
+    assert out.splitlines() == ["cafe/latte.jpg\t60", "cafe/ristretto.jpg\t77", "notes/menu.txt\t55"]
+    # The new object, and the untagged one (no label now: read again while the function may label it).
+    assert Counter(r.key for r in labeled.requests if r.timestamp >= since and r.op == "GetObjectTagging") == Counter(
+        {"cafe/ristretto.jpg": 1, "cafe/espresso.jpg": 1}
+    )
+
+
+def test_find_and_the_gallery_share_one_index_without_losing_what_find_read(
+    labeled: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cos_autotag_tools.gallery import open_gallery
+
+    assert cli(capsys, "find", "浓缩咖啡", *where())[0] == 0
+    server = open_gallery([*where(), "--port", "0", "--no-progress", "--poll", "0"])
+    server.server_close()
+    page = server.gallery.page()
+    assert [p["key"] for p in page["photos"]] == ["cafe/espresso.jpg", "cafe/latte.jpg", "cafe/tea.jpg"]  # type: ignore[index]
+    since = time.time()
+    code, out, _ = cli(capsys, "find", "浓缩咖啡", *where())
+    assert code == 0 and "notes/menu.txt\t55" in out.splitlines()
+    assert label_reads(labeled, since) == Counter()

@@ -1,9 +1,18 @@
-"""`cos-autotag find QUERY`: the objects whose labels match a query (`query.py`), read in parallel."""
+"""`cos-autotag find QUERY`: the objects whose labels match a query (`query.py`).
+
+By default the answer comes from the local label index the gallery keeps too
+(`gallery/index.py`, one per endpoint, bucket, region and mode): one listing, and label reads
+only for what the index cannot vouch for (a new or changed ETag, a key `untag` or `backfill`
+on this machine touched, labels older than --labels-max-age); --fresh reads every label
+again. The query itself runs in SQL there (`query_sql.py`). --no-index reads every listed
+object in parallel instead, and --dataset asks MetaInsight.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections import Counter
 from collections.abc import Mapping
 
@@ -14,6 +23,7 @@ from .backfill.progress import Progress
 from .command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command
 from .object_labels import (
     Bucket,
+    ObjectLabels,
     ReadResult,
     add_bucket_arguments,
     add_mode_argument,
@@ -28,12 +38,14 @@ from .object_labels import (
 from .query import HELP, Query, QueryError, best_confidence, key_prefix, matches, parse
 
 DEFAULT_CONCURRENCY = 16
+DEFAULT_LABELS_MAX_AGE_S = 600.0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cos-autotag find",
-        description="List the objects whose labels match a query (one GET tagging, or HEAD, per listed object). "
+        description="List the objects whose labels match a query. One listing of the bucket, and labels read "
+        "(one GET tagging, or HEAD, per object) only where the local index cannot vouch for them. "
         f"Query: {HELP}. "
         "Settings and credentials come from the same environment as the function and the backfill "
         "(TENCENTCLOUD_SECRETID/SECRETKEY[/SESSIONTOKEN], AUTOTAG_COS_ENDPOINT).",
@@ -66,6 +78,20 @@ def _parser() -> argparse.ArgumentParser:
         help="ask Cloud Infinite MetaInsight's dataset NAME (made by `cos-autotag dataset NAME`) instead of "
         "listing the bucket: one request per 100 answers; see docs/deploy.md",
     )
+    parser.add_argument(
+        "--labels-max-age",
+        type=float,
+        default=DEFAULT_LABELS_MAX_AGE_S,
+        metavar="S",
+        help="read an object's labels again once the index's copy is S seconds old: a tag write elsewhere "
+        f"(untag, relabel) changes no ETag (default {DEFAULT_LABELS_MAX_AGE_S:g})",
+    )
+    parser.add_argument("--fresh", action="store_true", help="read every object's labels again (and keep them)")
+    parser.add_argument(
+        "--no-index",
+        action="store_true",
+        help="use no local index: read every listed object's labels, and keep nothing",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document (UTF-8) instead of lines")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none anyway if not a terminal)")
     return parser
@@ -84,17 +110,18 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     concurrency = check_concurrency(args.concurrency)
     bucket = open_bucket(args, env)
 
+    if args.labels_max_age < 0:
+        raise UsageError("--labels-max-age takes seconds, 0 or more")
     if args.dataset:
         return _find_in_dataset(args, query, bucket)
+    if not args.no_index:
+        return _find_in_index(args, query, bucket, env, concurrency)
     progress = Progress(not args.no_progress and sys.stderr.isatty(), f"find {args.label}")
     seen: Counter[str] = Counter()
     found: list[tuple[ReadResult, int | None]] = []
     failed: list[ReadResult] = []
     scanned = 0
-    # The longer of --prefix and the query's own key: prefix, when one extends the other.
-    listing_prefix = max(args.prefix, key_prefix(query), key=len)
-    if not (listing_prefix.startswith(args.prefix) and listing_prefix.startswith(key_prefix(query))):
-        listing_prefix = args.prefix
+    listing_prefix = _listing_prefix(args, query)
     objects = (
         obj
         for obj in list_objects(bucket.gateway, bucket.name, bucket.region, listing_prefix, on_page=progress.add_total)
@@ -134,6 +161,70 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 run_find = command(_parser, _find, quiet_sdk=True)
+
+
+def _listing_prefix(args: argparse.Namespace, query: Query) -> str:
+    """The longer of --prefix and the query's own key: prefix, when one extends the other."""
+    listing_prefix = max(args.prefix, key_prefix(query), key=len)
+    if not (listing_prefix.startswith(args.prefix) and listing_prefix.startswith(key_prefix(query))):
+        listing_prefix = args.prefix
+    return str(listing_prefix)
+
+
+def _find_in_index(
+    args: argparse.Namespace, query: Query, bucket: Bucket, env: Mapping[str, str], concurrency: int
+) -> int:
+    """The answer from the local index, synced first with one listing (see the module's doc)."""
+    from .gallery.index import IndexUnusable, LabelIndex, default_index_path
+
+    endpoint = env.get("AUTOTAG_COS_ENDPOINT", "")
+    path = default_index_path(bucket.name, env, endpoint, bucket.region, args.mode)
+    try:
+        index = LabelIndex(path, bucket.name, bucket.region, endpoint, args.mode)
+    except IndexUnusable as error:
+        raise UsageError(f"{error}, or run with --no-index") from error
+    listing_prefix = _listing_prefix(args, query)
+    progress = Progress(not args.no_progress and sys.stderr.isatty(), f"find {args.label}")
+    failed: list[ReadResult] = []
+    try:
+        stats = index.sync(
+            bucket, listing_prefix, args.mode, concurrency, progress, reindex=args.fresh,
+            max_age_s=args.labels_max_age, everything=True, on_failed=failed.append,
+        )  # fmt: skip
+        progress.close()
+        unread = {result.listed.key for result in failed}
+        found: list[tuple[ReadResult, int | None]] = []
+        for photo in index.select(query, listing_prefix):
+            if photo.key in unread:
+                continue
+            confidence = best_confidence(query, photo.labels)
+            if (confidence or 0) >= args.min_confidence:
+                listed = ListedObject(photo.key, photo.size, "", photo.etag)
+                labels = ObjectLabels(photo.key, photo.found_in, photo.marker, photo.labels)
+                found.append((ReadResult(listed, labels), confidence))
+                if not args.json:
+                    print(f"{clean(photo.key)}\t{'-' if confidence is None else confidence}", flush=True)
+        summary = index.summary(listing_prefix, False, 10)
+        scanned = summary.count - sum(1 for key in unread if index.has_key(key))
+    except (CosCallError, ValueError) as error:  # the listing itself failed, after its retries
+        progress.close()
+        reason = explain(error, bucket) if isinstance(error, CosCallError) else str(error)
+        print(f"cos-autotag find: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        progress.close()
+        print("cos-autotag find: interrupted; what was read is kept in the index", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        index.close()
+    as_of = time.strftime("%H:%M", time.localtime(summary.as_of))
+    print(
+        f"  (index: {stats.read} read, {stats.reused} unchanged, {stats.removed} gone; labels as of {as_of}; "
+        "--fresh reads all again)",
+        file=sys.stderr,
+    )
+    seen = Counter(dict(summary.labels))
+    return _report(args, query, bucket, scanned, found, failed, seen)
 
 
 def _find_in_dataset(args: argparse.Namespace, query: Query, bucket: Bucket) -> int:
