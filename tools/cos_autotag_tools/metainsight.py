@@ -83,26 +83,39 @@ class MetaInsight:
         """Every file the query matches, a page of at most 100 per request, following NextToken."""
         token = ""
         while True:
-            body: dict[str, Any] = {"DatasetName": name, "MaxResults": MAX_RESULTS}
-            if query is not None:
-                body["Query"] = query
-            if token:
-                body["NextToken"] = token
-            answer = self._post("/datasetquery/simple", body)
-            yield from _as_list(answer.get("Files"))
-            token = str(answer.get("NextToken") or "")
+            files, token = self.page(name, query, token)
+            yield from files
             if not token:
                 return
 
-    def aggregate(self, name: str, query: dict[str, Any] | None, field: str, operation: str) -> dict[str, Any]:
-        body: dict[str, Any] = {"DatasetName": name, "Aggregations": [{"Field": field, "Operation": operation}]}
+    def page(self, name: str, query: dict[str, Any] | None, token: str = "") -> tuple[list[dict[str, Any]], str]:
+        """One page of files (at most 100) from `token` ("" for the first), and the next token ("" at the end)."""
+        body: dict[str, Any] = {"DatasetName": name, "MaxResults": MAX_RESULTS}
         if query is not None:
             body["Query"] = query
-        if operation == "group":
+        if token:
+            body["NextToken"] = token
+        answer = self._post("/datasetquery/simple", body)
+        return _as_list(answer.get("Files")), str(answer.get("NextToken") or "")
+
+    def aggregate(self, name: str, query: dict[str, Any] | None, field: str, operation: str) -> dict[str, Any]:
+        found = self.aggregate_many(name, query, [(field, operation)])
+        return found[0] if found else {}
+
+    def aggregate_many(
+        self, name: str, query: dict[str, Any] | None, aggregations: list[tuple[str, str]]
+    ) -> list[dict[str, Any]]:
+        """Several aggregations (field, operation) in one request, answered in one list."""
+        body: dict[str, Any] = {
+            "DatasetName": name,
+            "Aggregations": [{"Field": field, "Operation": operation} for field, operation in aggregations],
+        }
+        if query is not None:
+            body["Query"] = query
+        if any(operation == "group" for _, operation in aggregations):
             body["MaxResults"] = 2000
         answer = self._post("/datasetquery/simple", body)
-        found = _as_list(answer.get("Aggregations"))
-        return found[0] if found else {}
+        return _as_list(answer.get("Aggregations"))
 
 
 def decode(content: bytes) -> dict[str, Any]:

@@ -17,7 +17,8 @@ Requests and answers are JSON, as the pages show. What the emulator models:
   points the pages leave open; `dataset_query.py` asks in both).
 - `MaxResults` 1-100 files per page (0 or absent: 100) with an opaque `NextToken`; Aggregations
   `count` (files with the field) and `group` (files per value, most first, at most 2000 groups),
-  which answer instead of `Files`.
+  which answer instead of `Files`; several in one request. `group` on a whole map (`COSTagging`)
+  is refused: the pages document grouping by a field's value, not by tag keys.
 """
 
 from __future__ import annotations
@@ -279,6 +280,9 @@ def _aggregate(aggregation: Any, docs: list[dict[str, Any]], max_groups: int) ->
     if not isinstance(aggregation, Mapping) or not isinstance(aggregation.get("Field"), str):
         raise CosError("InvalidArgument", "each Aggregations item needs a Field and an Operation")
     name, op = aggregation["Field"], aggregation.get("Operation")
+    if op == "group" and name in ("COSTagging", "COSUserMeta"):
+        # `group` counts files per value of a field (460/106154); a map's keys are not values.
+        raise CosError("InvalidArgument", f"group takes a field with a value, such as {name}.<key>, not {name}")
     values = [v for v in (_field(d, name) for d in docs) if v is not None]
     if op == "count":
         return {"Field": name, "Operation": op, "Value": len(values)}

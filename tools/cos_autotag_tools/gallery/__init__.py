@@ -24,6 +24,7 @@ from cos_autotag.errors import CosCallError
 from ..backfill.progress import Progress
 from ..command import EXIT_OK, FlagError, UsageError, command
 from ..object_labels import (
+    Bucket,
     add_bucket_arguments,
     add_mode_argument,
     check_concurrency,
@@ -32,6 +33,7 @@ from ..object_labels import (
     open_bucket,
     sdk_quiet,
 )
+from .dataset import DatasetPages
 from .index import IndexUnusable, LabelIndex, SyncStats, default_index_path
 from .server import Gallery, GalleryServer
 
@@ -93,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
         help="read a photo's labels again once they are S seconds old: a tag write (untag, relabel) changes "
         f"no ETag (default {DEFAULT_LABELS_MAX_AGE_S:g})",
     )
+    parser.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="answer the page from Cloud Infinite MetaInsight's dataset NAME (made by `cos-autotag dataset NAME`) "
+        "instead of listing the bucket and keeping a local index; see docs/deploy.md",
+    )
     parser.add_argument("--open", action="store_true", help="open the page in the default browser")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar while indexing")
     return parser
@@ -105,6 +113,8 @@ def _open(args: argparse.Namespace, env: Mapping[str, str]) -> GalleryServer:
         raise UsageError("--poll and --labels-max-age take seconds, 0 or more")
     concurrency = check_concurrency(args.concurrency)
     bucket = open_bucket(args, env)
+    if args.dataset:
+        return _open_dataset(args, bucket)
     endpoint = env.get("AUTOTAG_COS_ENDPOINT", "")
     path = args.index or default_index_path(bucket.name, env, endpoint, bucket.region, args.mode)
     index = LabelIndex(path, bucket.name, bucket.region, endpoint, args.mode, check_same_thread=False)
@@ -143,6 +153,34 @@ def _open(args: argparse.Namespace, env: Mapping[str, str]) -> GalleryServer:
         return GalleryServer(gallery, args.port, poll_s=args.poll)
     except OSError as error:
         index.close()
+        raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {error}; pick another with --port N") from error
+
+
+def _open_dataset(args: argparse.Namespace, bucket: Bucket) -> GalleryServer:
+    """The gallery answered by a MetaInsight dataset: no listing, no local index (`dataset.py`)."""
+    from ..metainsight import MetaInsight, MetaInsightError
+
+    if args.index is not None or args.reindex:
+        raise FlagError("--dataset keeps no local index: drop --index and --reindex")
+    pages = DatasetPages(MetaInsight(bucket.gateway, bucket.name, bucket.region), args.dataset, bucket, args.mode)
+
+    def sync(reread_all: bool) -> SyncStats:
+        pages.reset()  # the next answers ask the dataset afresh: new uploads and tag changes appear
+        return SyncStats()
+
+    gallery = Gallery(bucket, args.prefix, pages, None, sync)
+    try:
+        first = gallery.page(limit=1)
+    except MetaInsightError as error:
+        raise UsageError(str(error)) from error
+    print(
+        f"{first['shown']} files in dataset {clean(args.dataset)} under {bucket.name}/{args.prefix} "
+        f"({pages.client.requests} MetaInsight requests)",
+        file=sys.stderr,
+    )
+    try:
+        return GalleryServer(gallery, args.port, poll_s=args.poll)
+    except OSError as error:
         raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {error}; pick another with --port N") from error
 
 

@@ -171,6 +171,7 @@ class Page:
     photos: list[Photo]
     labels: list[tuple[str, int]]  # the label cloud over every photo under the prefix
     as_of: float  # the oldest label read among the photos under the prefix
+    more: bool | None = None  # from a dataset: whether more matches follow (total is then a lower bound)
 
 
 class LabelIndex:

@@ -17,6 +17,7 @@ site makes (`Sec-Fetch-Site`), so a page elsewhere cannot probe which keys exist
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -32,8 +33,10 @@ import requests
 from cos_autotag import cos_facts
 from cos_autotag.errors import ConfigurationError, CosCallError
 
+from ..metainsight import MetaInsightError
 from ..object_labels import Bucket
 from ..query import QueryError, parse
+from .dataset import DatasetPages
 from .index import LabelIndex, SyncStats
 
 THUMBNAIL_RULE = "imageMogr2/thumbnail/320x320/format/jpg"
@@ -62,16 +65,20 @@ class Gallery:
         self,
         bucket: Bucket,
         prefix: str,
-        index: LabelIndex,
+        index: LabelIndex | DatasetPages,
         stats: SyncStats | None = None,
         sync: Callable[[bool], SyncStats] | None = None,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix
-        self.index = index  # opened with check_same_thread=False; every use holds self._lock
+        self.index = index
         self.stats = stats
         self._sync = sync
-        self._lock = threading.Lock()
+        # The SQLite index is opened with check_same_thread=False: every use holds this lock. A
+        # dataset keeps its own (its queries are network calls: thumbnails need not wait for them).
+        self._lock: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if isinstance(index, LabelIndex) else contextlib.nullcontext()
+        )
         self._sync_lock = threading.Lock()
         self.generation = 0
         self.synced_at = time.time()
@@ -96,7 +103,7 @@ class Gallery:
         with self._lock:
             found = self.index.query_page(query, self.prefix, offset, limit, CLOUD_SIZE)
             generation, synced_at = self.generation, self.synced_at
-        return {
+        answer: dict[str, object] = {
             "bucket": self.bucket.name,
             "region": self.bucket.region,
             "prefix": self.prefix,
@@ -111,6 +118,9 @@ class Gallery:
             "generation": generation,
             "index": self.stats.as_dict() if self.stats is not None else None,
         }
+        if found.more is not None:  # from a dataset: the total is known only at the answer's end
+            answer["more"] = found.more
+        return answer
 
     @property
     def payload(self) -> bytes:
@@ -180,6 +190,9 @@ class _Handler(BaseHTTPRequestHandler):
                 answer = gallery.page((params.get("q") or [""])[0], offset, limit)
             except (QueryError, ValueError) as error:
                 self._json(400, {"error": str(error)})
+                return
+            except MetaInsightError as error:  # --dataset: the service refused or is unreachable
+                self._json(502, {"error": str(error)})
                 return
             self._json(200, answer)
             return

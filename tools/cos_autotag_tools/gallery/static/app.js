@@ -105,12 +105,15 @@ function render(data, append) {
   if (append) $("grid").append(cards);
   else $("grid").replaceChildren(cards);
   state.shown = (append ? state.shown : 0) + data.photos.length;
-  $("more").hidden = state.shown >= data.total;
+  // From a dataset (`gallery --dataset`) the total is known only at the answer's end: `more` says.
+  const more = data.more === undefined ? state.shown < data.total : data.more;
+  $("more").hidden = !more;
   for (const button of document.querySelectorAll("button.label")) {
     button.classList.toggle("active", button.dataset.label === state.label);
   }
   const status = $("status");
-  status.replaceChildren(data.total + " of " + data.shown + " photos");
+  const total = data.more ? state.shown + "+" : String(data.total);
+  status.replaceChildren(total + " of " + data.shown + (data.more === undefined ? " photos" : " files"));
   if (state.label !== null) {
     status.append(" · label: " + state.label);
     const clear = element("button", "clear", "show all");
