@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 from cos_autotag_tools.emulator import Emulator
 from cos_autotag_tools.emulator.messages import Request
@@ -242,30 +242,16 @@ def _known_op(op: str) -> str:
     return op
 
 
-def pause(
-    emu: Emulator,
-    op: str,
-    key: str | None = None,
-    *,
-    bucket: str | None = None,
-    count: int = 1,
-    when: When = "before",
-    hold_timeout_s: float = 30.0,
-) -> Gate:
+def pause(emu: Emulator, op: str, key: str | None = None, **options: Any) -> Gate:
     """Hold the first `count` requests of operation `op` (optionally for `key` / `bucket`)
     until `gate.release()`: `when="before"` the operation runs, or `"after"` it ran but before
     its answer is sent. Later matching requests pass. Use it as a context manager (leaving it
-    releases)."""
+    releases). `options` are `Gate`'s: bucket, count, when, hold_timeout_s."""
     registry = _registry(emu)
-    return registry.add(
-        Gate(registry, _known_op(op), key=key, bucket=bucket, count=count, when=when, hold_timeout_s=hold_timeout_s)
-    )
+    return registry.add(Gate(registry, _known_op(op), key=key, **options))
 
 
-def watch(
-    emu: Emulator, op: str, key: str | None = None, *, bucket: str | None = None, count: int = 1, when: When = "before"
-) -> Gate:
+def watch(emu: Emulator, op: str, key: str | None = None, **options: Any) -> Gate:
     """Like `pause`, without holding: `gate.wait_arrived()` / `wait_done()` block until the
     first `count` matching requests arrived / were answered."""
-    registry = _registry(emu)
-    return registry.add(Gate(registry, _known_op(op), key=key, bucket=bucket, count=count, when=when, hold=False))
+    return pause(emu, op, key, hold=False, **options)

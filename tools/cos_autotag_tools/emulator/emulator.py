@@ -294,37 +294,15 @@ class Emulator:
             self._dispatcher.hold_retries(False)
 
     def add_trigger(
-        self,
-        bucket: str,
-        handler: Handler,
-        events: Iterable[str] = (cos_facts.EVENT_CREATED_ANY,),
-        prefix: str = "",
-        suffix: str = "",
-        retry_num: int = cos_facts.SCF_DEFAULT_RETRY_NUM,
-        retry_delay_s: float = 0.05,
-        time_limit_ms: int = 30000,
-        memory_mb: int = 128,
-        function_name: str = "cos-autotag",
+        self, bucket: str, handler: Handler, events: Iterable[str] = (cos_facts.EVENT_CREATED_ANY,), **settings: Any
     ) -> Trigger:
-        """Invoke `handler(event, context)` asynchronously for matching operations on `bucket`."""
+        """Invoke `handler(event, context)` asynchronously for matching operations on `bucket`;
+        `settings` are the other fields of `Trigger` (prefix, suffix, retry_num, retry_delay_s,
+        time_limit_ms, memory_mb, function_name)."""
         if bucket not in self.buckets():
             raise ValueError(f"bucket {bucket} does not exist; create_bucket() it first")
-        if not callable(handler):
-            raise TypeError("handler must be callable as handler(event, context)")
-        if retry_num < 0 or retry_delay_s < 0 or time_limit_ms <= 0 or memory_mb <= 0:
-            raise ValueError("retry_num and retry_delay_s must be >= 0; time_limit_ms and memory_mb > 0")
-        return self._dispatcher.add_trigger(
-            bucket=bucket,
-            handler=handler,
-            events=validate_trigger_events(tuple(events)),
-            prefix=prefix,
-            suffix=suffix,
-            retry_num=retry_num,
-            retry_delay_s=retry_delay_s,
-            time_limit_ms=time_limit_ms,
-            memory_mb=memory_mb,
-            function_name=function_name,
-        )
+        events = validate_trigger_events(tuple(events))
+        return self._dispatcher.add_trigger(bucket=bucket, handler=handler, events=events, **settings)
 
     def remove_trigger(self, trigger: Trigger) -> None:
         self._dispatcher.remove_trigger(trigger.trigger_id)
