@@ -16,7 +16,7 @@ from .backend import Backend
 from .engine import LabelEngine, default_engine
 from .faults import FaultInjector, Faults
 from .profiles import DEFAULT_PROFILE, Profile
-from .requestlog import RequestLog, RequestRecord
+from .requestlog import RequestRecord
 from .server import HOST, CosHTTPServer, ServerThread
 from .service import OPERATIONS, CosService, RequestHooks, new_request_id
 from .store import ObjectState, Store
@@ -61,7 +61,7 @@ class Emulator:
             raise ValueError("credentials must hold at least one SecretId: SecretKey pair")
         self.appid = appid
         self._faults = FaultInjector(_checked(faults or Faults()))
-        self._log = RequestLog()
+        self._log: list[RequestRecord] = []
         self._dispatcher = Dispatcher(appid, self._faults, workers=delivery_workers, uin=uin)
         self.event_key_encoding = event_key_encoding
         self._backend = Backend(
@@ -317,7 +317,7 @@ class Emulator:
     @property
     def requests(self) -> list[RequestRecord]:
         """Every request answered so far, oldest first (a snapshot)."""
-        return self._log.snapshot()
+        return list(self._log)
 
     def count(
         self,
@@ -328,14 +328,14 @@ class Emulator:
         bucket: str | None = None,
     ) -> int:
         """How many requests match: operation name, key, arrival time >= since (time.time()), status."""
-        return self._log.count(
-            lambda r: (
-                (op is None or r.op == op)
-                and (key is None or r.key == key)
-                and (since is None or r.timestamp >= since)
-                and (status is None or r.status == status)
-                and (bucket is None or r.bucket == bucket)
-            )
+        return sum(
+            1
+            for r in list(self._log)
+            if (op is None or r.op == op)
+            and (key is None or r.key == key)
+            and (since is None or r.timestamp >= since)
+            and (status is None or r.status == status)
+            and (bucket is None or r.bucket == bucket)
         )
 
     @property

@@ -19,7 +19,7 @@ from .backend import Backend
 from .errors import CosError
 from .faults import SERVER_ERRORS
 from .messages import BodyUnreadable, Request, Response
-from .requestlog import RequestLog, RequestRecord
+from .requestlog import RequestRecord
 
 Operation = Callable[[Backend, Request], Response]
 
@@ -158,7 +158,7 @@ class RequestHooks:
 
 
 class CosService:
-    def __init__(self, backend: Backend, log: RequestLog) -> None:
+    def __init__(self, backend: Backend, log: list[RequestRecord]) -> None:
         self.backend = backend
         self.log = log
         self.hooks = RequestHooks()
