@@ -27,7 +27,7 @@ from cos_autotag_tools.backfill.report import Report
 from cos_autotag_tools.backfill.runner import Backfill, CountingGateway, run_local
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator, Faults
 from tests.support.constants import APPID, REGION, SECRET_KEY
-from tests.support.emulator import env_for, started_emulator
+from tests.support.emulator import env_for, seed_object, started_emulator
 from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
@@ -45,9 +45,9 @@ def emu() -> Iterator[Emulator]:
 
 def seed(emu: Emulator, keys: list[str] = IMAGES, others: dict[str, bytes] = OTHERS) -> None:
     for i, key in enumerate(keys):
-        emu.seed_object(BUCKET, key, image_bytes(seed=i), content_type="image/jpeg")
+        seed_object(emu, BUCKET, key, image_bytes(seed=i), content_type="image/jpeg")
     for key, body in others.items():
-        emu.seed_object(BUCKET, key, body)
+        seed_object(emu, BUCKET, key, body)
 
 
 def backfill(emu: Emulator, *extra: str, report: Path | None = None) -> tuple[int, dict[str, object]]:
@@ -120,7 +120,7 @@ def test_a_second_run_costs_one_read_per_labeled_object_and_no_detect_label(emu:
 
 
 def test_the_user_s_own_tags_are_kept(emu: Emulator) -> None:
-    emu.seed_object(BUCKET, "mine.jpg", image_bytes(seed=5), tags={"owner": "alice"})
+    seed_object(emu, BUCKET, "mine.jpg", image_bytes(seed=5), tags={"owner": "alice"})
     backfill(emu)
     tags = labels_of(emu, "mine.jpg")
     assert tags["owner"] == "alice" and MARKER_TAG in tags
@@ -128,7 +128,7 @@ def test_the_user_s_own_tags_are_kept(emu: Emulator) -> None:
 
 def test_prefix_limits_the_run(emu: Emulator) -> None:
     seed(emu)
-    emu.seed_object(BUCKET, "elsewhere/x.jpg", image_bytes(seed=99))
+    seed_object(emu, BUCKET, "elsewhere/x.jpg", image_bytes(seed=99))
     _, report = backfill(emu, "--prefix", "elsewhere/")
     assert report["labeled"] == 1 and report["listed"] == 1
     assert per_key(emu, "DetectLabel") == Counter(["elsewhere/x.jpg"])
@@ -138,7 +138,7 @@ def test_listing_spans_many_pages(emu: Emulator) -> None:
     keys = [f"many/{i:04d}.jpg" for i in range(2150)]
     body = image_bytes(seed=1)
     for key in keys:
-        emu.seed_object(BUCKET, key, body, tags={MARKER_TAG: marker_value("")})  # already labeled: reads only
+        seed_object(emu, BUCKET, key, body, tags={MARKER_TAG: marker_value("")})  # already labeled: reads only
     code, report = backfill(emu, "--concurrency", "32")
     assert code == 0
     assert report["already_labeled"] == len(keys)
@@ -147,15 +147,15 @@ def test_listing_spans_many_pages(emu: Emulator) -> None:
 
 
 def test_an_extensionless_image_is_recognised_by_its_bytes(emu: Emulator) -> None:
-    emu.seed_object(BUCKET, "scans/0001", image_bytes(seed=3, size=(80, 80)))
-    emu.seed_object(BUCKET, "scans/0002", b"%PDF-1.7 not an image")
+    seed_object(emu, BUCKET, "scans/0001", image_bytes(seed=3, size=(80, 80)))
+    seed_object(emu, BUCKET, "scans/0002", b"%PDF-1.7 not an image")
     _, report = backfill(emu)
     assert report["labeled"] == 1 and report["skipped"] == {"not a JPEG or PNG": 1}
     assert per_key(emu, "DetectLabel") == Counter(["scans/0001"])
 
 
 def test_archived_objects_are_skipped_without_a_call(emu: Emulator) -> None:
-    emu.seed_object(BUCKET, "cold.jpg", image_bytes(seed=1), storage_class="ARCHIVE")
+    seed_object(emu, BUCKET, "cold.jpg", image_bytes(seed=1), storage_class="ARCHIVE")
     _, report = backfill(emu)
     assert report["skipped"] == {"archived (restore it first)": 1}
     assert ops(emu) == Counter({"ListObjects": 1})
@@ -167,8 +167,8 @@ def test_archived_objects_are_skipped_without_a_call(emu: Emulator) -> None:
 def test_a_dry_run_makes_no_paid_call_and_tells_what_it_would_cost(emu: Emulator) -> None:
     seed(emu)
     for key in IMAGES[:4]:  # four are labeled already
-        emu.seed_object(
-            BUCKET, key, image_bytes(seed=0), tags={MARKER_TAG: marker_value(""), LABEL_TAG_PREFIX + "cat": "90"}
+        seed_object(
+            emu, BUCKET, key, image_bytes(seed=0), tags={MARKER_TAG: marker_value(""), LABEL_TAG_PREFIX + "cat": "90"}
         )
     code, report = backfill(emu, "--dry-run")
     assert code == 0
@@ -237,7 +237,7 @@ def test_resume_after_a_finished_run_does_nothing_but_new_objects(emu: Emulator,
     seed(emu, IMAGES[:5], {})
     checkpoint = tmp_path / "cp.jsonl"
     assert backfill(emu, "--resume", str(checkpoint))[0] == 0
-    emu.seed_object(BUCKET, "photos/999.jpg", image_bytes(seed=42))  # uploaded since
+    seed_object(emu, BUCKET, "photos/999.jpg", image_bytes(seed=42))  # uploaded since
     since = time.time()
     code, report = backfill(emu, "--resume", str(checkpoint))
     assert code == 0 and report["labeled"] == 1 and report["listed"] == 1
@@ -251,7 +251,7 @@ def test_a_dry_run_reads_the_checkpoint_but_never_writes_it(emu: Emulator, tmp_p
     checkpoint = tmp_path / "cp.jsonl"
     backfill(emu, "--resume", str(checkpoint))
     before = checkpoint.read_bytes()
-    emu.seed_object(BUCKET, "photos/999.jpg", image_bytes(seed=42))
+    seed_object(emu, BUCKET, "photos/999.jpg", image_bytes(seed=42))
     _, report = backfill(emu, "--resume", str(checkpoint), "--dry-run")
     assert report["would_label"] == 1 and report["listed"] == 1
     assert checkpoint.read_bytes() == before

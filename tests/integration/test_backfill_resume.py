@@ -39,7 +39,7 @@ from cos_autotag_tools.emulator import DigestLabelEngine, Emulator
 from cos_autotag_tools.emulator.engine import Label
 from cos_autotag_tools.emulator.requestlog import RequestRecord
 from tests.support.constants import APPID, REGION
-from tests.support.emulator import env_for, started_emulator
+from tests.support.emulator import env_for, seed_object, started_emulator
 from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
@@ -95,7 +95,7 @@ def emu() -> Iterator[Emulator]:
     with started_emulator(BUCKET, label_engine=GatedEngine()) as emulator:
         try:
             for i, key in enumerate(KEYS):
-                emulator.seed_object(BUCKET, key, image_bytes(seed=i), content_type="image/jpeg")
+                seed_object(emulator, BUCKET, key, image_bytes(seed=i), content_type="image/jpeg")
             yield emulator
         finally:
             gate(emulator).release.set()
@@ -228,7 +228,7 @@ def test_an_object_changed_after_the_kill_is_detected_again(emu: Emulator, tmp_p
     # Re-uploaded with other bytes (a new ETag) between the kill and the resume.
     changed = sorted(held)[0]
     new_body = image_bytes(seed=1000)
-    emu.seed_object(BUCKET, changed, new_body, content_type="image/jpeg")
+    seed_object(emu, BUCKET, changed, new_body, content_type="image/jpeg")
     moment = time.time()
 
     code, report = finish(emu, checkpoint, tmp_path / "second")

@@ -17,7 +17,7 @@ from cos_autotag.settings import Settings
 from cos_autotag_tools.backfill import run_backfill
 from cos_autotag_tools.emulator import DigestLabelEngine, Emulator
 from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
-from tests.support.emulator import env_for, started_emulator
+from tests.support.emulator import env_for, seed_object, started_emulator
 from tests.support.images import image_bytes
 from tests.support.scf_api import ScfApi, serve
 
@@ -53,8 +53,8 @@ class Fleet:
 def fleet() -> Iterator[Fleet]:
     with started_emulator(BUCKET, label_engine=DigestLabelEngine()) as emu:
         for i, key in enumerate(IMAGES):
-            emu.seed_object(BUCKET, key, image_bytes(seed=i), content_type="image/jpeg")
-        emu.seed_object(BUCKET, "f/notes.txt", b"not an image")
+            seed_object(emu, BUCKET, key, image_bytes(seed=i), content_type="image/jpeg")
+        seed_object(emu, BUCKET, "f/notes.txt", b"not an image")
         env = {"TENCENTCLOUD_SECRETID": SECRET_ID, "TENCENTCLOUD_SECRETKEY": SECRET_KEY}
         app = App(Settings(cos_endpoint=("http", "127.0.0.1", emu.port)), env=env)
         with serve(ScfApi(app.handle, {SECRET_ID: SECRET_KEY}, functions=(FUNCTION,))) as api:

@@ -11,6 +11,7 @@ import pytest
 from cos_autotag_tools.cli import main
 from cos_autotag_tools.emulator import Emulator
 from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
+from tests.support.emulator import seed_object
 from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,8 @@ def env(monkeypatch: pytest.MonkeyPatch) -> None:
 def emu(env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
     with Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID) as emulator:
         emulator.create_bucket(BUCKET, REGION)
-        emulator.seed_object(
+        seed_object(
+            emulator,
             BUCKET,
             "photo.jpg",
             image_bytes(seed=3),

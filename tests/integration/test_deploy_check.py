@@ -22,7 +22,7 @@ from cos_autotag_tools.deploy.check import (
     run_check,
 )
 from cos_autotag_tools.emulator import Emulator, Faults, ci
-from tests.support.emulator import started_emulator
+from tests.support.emulator import seed_object, started_emulator
 from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
@@ -38,8 +38,8 @@ REDIS_PASSWORD = "redis-pa55word-xyz"
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
     with started_emulator(BUCKET, credentials={SECRET_ID: SECRET_KEY}) as emu:
-        emu.seed_object(
-            BUCKET, "uploads/cat.jpg", image_bytes(seed=5), content_type="image/jpeg", tags={"owner": "alice"}
+        seed_object(
+            emu, BUCKET, "uploads/cat.jpg", image_bytes(seed=5), content_type="image/jpeg", tags={"owner": "alice"}
         )
         yield emu
 
@@ -228,7 +228,7 @@ def test_a_session_token_is_never_printed() -> None:
     token = "session-token-abcdefghijklmnop"
     with Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID, token=token) as emu:
         emu.create_bucket(BUCKET, REGION)
-        emu.seed_object(BUCKET, "uploads/cat.jpg", image_bytes(seed=5), content_type="image/jpeg")
+        seed_object(emu, BUCKET, "uploads/cat.jpg", image_bytes(seed=5), content_type="image/jpeg")
         env = env_for(emu, TENCENT_SECRET_ID="-", TENCENT_SECRET_KEY="-")
         env.update(TENCENTCLOUD_SECRETID=SECRET_ID, TENCENTCLOUD_SECRETKEY=SECRET_KEY, TENCENTCLOUD_SESSIONTOKEN=token)
         code, text = check(env, "--write-probe")

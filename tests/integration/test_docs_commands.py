@@ -34,6 +34,7 @@ from qcloud_cos import CosS3Client
 from cos_autotag_tools.deploy.check import read_env_file
 from cos_autotag_tools.emulator import Emulator
 from tests.integration.test_local_command import clean_env
+from tests.support.emulator import seed_object
 from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
@@ -275,15 +276,16 @@ def emulator() -> Iterator[Emulator]:
     with Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=example["COS_APPID"]) as emu:
         emu.create_bucket(bucket, region)
         for seed, key in enumerate(LABELED_KEYS):
-            emu.seed_object(
+            seed_object(
+                emu,
                 bucket,
                 key,
                 image_bytes(size=(200, 200), seed=seed),
                 content_type="image/jpeg",
                 tags={"owner": "alice", "autotag": f"v1:docs{seed}", f"autotag:{LABEL}": "90"},
             )
-        emu.seed_object(
-            bucket, "uploads/unlabeled.jpg", image_bytes(size=(200, 200), seed=9), content_type="image/jpeg"
+        seed_object(
+            emu, bucket, "uploads/unlabeled.jpg", image_bytes(size=(200, 200), seed=9), content_type="image/jpeg"
         )
         yield emu
 

@@ -17,6 +17,7 @@ from cos_autotag.cos_adapter import CosGateway
 from cos_autotag.settings import Settings
 from cos_autotag_tools.emulator import Emulator
 from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY
+from tests.support.emulator import seed_object
 from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
@@ -34,7 +35,7 @@ def get(emulator: Emulator, url: str) -> requests.Response:
 
 
 def test_a_presigned_get_with_a_thumbnail_rule_answers_the_rendition(emulator: Emulator) -> None:
-    emulator.seed_object(BUCKET, "big.png", image_bytes("PNG", size=(400, 200)), content_type="image/png")
+    seed_object(emulator, BUCKET, "big.png", image_bytes("PNG", size=(400, 200)), content_type="image/png")
     response = get(emulator, signed_thumbnail(emulator, "big.png", "imageMogr2/thumbnail/100x100/format/jpg"))
     assert response.status_code == 200 and response.headers["Content-Type"] == "image/jpeg"
     with Image.open(io.BytesIO(response.content)) as image:
@@ -43,7 +44,7 @@ def test_a_presigned_get_with_a_thumbnail_rule_answers_the_rendition(emulator: E
 
 
 def test_other_unsigned_parameters_are_still_refused(emulator: Emulator) -> None:
-    emulator.seed_object(BUCKET, "big.png", image_bytes("PNG", size=(400, 200)))
+    seed_object(emulator, BUCKET, "big.png", image_bytes("PNG", size=(400, 200)))
     url = signed_thumbnail(emulator, "big.png", "imageMogr2/thumbnail/100x100")
     assert get(emulator, url + "&response-content-type=text/html").status_code == 403
     unsigned = url.split("?", 1)[0] + "?imageMogr2/thumbnail/100x100"
@@ -51,6 +52,6 @@ def test_other_unsigned_parameters_are_still_refused(emulator: Emulator) -> None
 
 
 def test_a_bad_rule_or_a_missing_object_is_an_error(emulator: Emulator) -> None:
-    emulator.seed_object(BUCKET, "big.png", image_bytes("PNG", size=(400, 200)))
+    seed_object(emulator, BUCKET, "big.png", image_bytes("PNG", size=(400, 200)))
     assert get(emulator, signed_thumbnail(emulator, "big.png", "imageMogr2/rotate/90")).status_code == 400
     assert get(emulator, signed_thumbnail(emulator, "gone.png", "imageMogr2/thumbnail/100x")).status_code == 404

@@ -8,7 +8,7 @@ from qcloud_cos import CosS3Client
 
 from cos_autotag_tools.emulator import Emulator, Faults, ci
 from tests.support.constants import APPID, BUCKET, REGION
-from tests.support.emulator import error_of
+from tests.support.emulator import error_of, seed_object
 from tests.support.images import image_bytes
 from tests.support.sdk import make_client
 
@@ -67,7 +67,7 @@ def test_a_bad_signature_is_answered_before_the_permission() -> None:
     """The permission is checked on the caller COS has authenticated: wrong keys stay a key error."""
     with Emulator(credentials={"AKIDright": "right"}, appid=APPID, faults=Faults(denied_ops={"HeadObject"})) as emu:
         emu.create_bucket(BUCKET, REGION)
-        emu.seed_object(BUCKET, "a.jpg", b"x")
+        seed_object(emu, BUCKET, "a.jpg", b"x")
         wrong = make_client(emu, secret_id="AKIDright", secret_key="wrong")
         assert error_of(lambda: wrong.get_object_tagging(Bucket=BUCKET, Key="a.jpg")).get_status_code() == 403
         assert emu.requests[-1].error_code == "SignatureDoesNotMatch"
@@ -87,7 +87,7 @@ def test_denied_ops_takes_known_operation_names(emulator: Emulator) -> None:
 
 def test_wrong_region_is_no_such_bucket(emulator: Emulator) -> None:
     """A client configured for another region sends that region's host: COS answers 404 NoSuchBucket."""
-    emulator.seed_object(BUCKET, "a.jpg", image_bytes(seed=3))
+    seed_object(emulator, BUCKET, "a.jpg", image_bytes(seed=3))
     wrong = make_client(emulator, region="ap-shanghai")
     for call in (
         lambda: wrong.get_object_tagging(Bucket=BUCKET, Key="a.jpg"),

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from qcloud_cos import CosS3Client
 
-from cos_autotag_tools.emulator import Emulator, GateTimeout
+from cos_autotag_tools.emulator import Emulator
 from tests.support.constants import BUCKET
+from tests.support.emulator import seed_object
+from tests.support.pauses import GateTimeout, pause, watch
 from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
@@ -28,8 +30,8 @@ def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
 
 
 def test_a_held_write_lands_only_after_release(emulator: Emulator, cos_client: CosS3Client) -> None:
-    emulator.seed_object(BUCKET, "a.jpg", b"old")
-    with emulator.pause("PutObjectTagging", key="a.jpg") as gate:
+    seed_object(emulator, BUCKET, "a.jpg", b"old")
+    with pause(emulator, "PutObjectTagging", key="a.jpg") as gate:
         thread, _ = in_thread(lambda: cos_client.put_object_tagging(Bucket=BUCKET, Key="a.jpg", Tagging=TAGS_A))
         arrival = gate.wait_arrived(timeout=10)
         assert (arrival.op, arrival.key, arrival.method) == ("PutObjectTagging", "a.jpg", "PUT")
@@ -47,8 +49,8 @@ def test_a_held_write_lands_only_after_release(emulator: Emulator, cos_client: C
 
 
 def test_when_after_holds_the_answer_not_the_operation(emulator: Emulator, cos_client: CosS3Client) -> None:
-    emulator.seed_object(BUCKET, "a.jpg", b"x", tags={"v": "old"})
-    with emulator.pause("GetObjectTagging", key="a.jpg", when="after") as gate:
+    seed_object(emulator, BUCKET, "a.jpg", b"x", tags={"v": "old"})
+    with pause(emulator, "GetObjectTagging", key="a.jpg", when="after") as gate:
         thread, out = in_thread(lambda: cos_client.get_object_tagging(Bucket=BUCKET, Key="a.jpg"))
         gate.wait_arrived(timeout=10)
         make_client(emulator).put_object_tagging(Bucket=BUCKET, Key="a.jpg", Tagging=TAGS_A)
@@ -60,8 +62,8 @@ def test_when_after_holds_the_answer_not_the_operation(emulator: Emulator, cos_c
 
 def test_only_the_first_count_matching_requests_are_held(emulator: Emulator, cos_client: CosS3Client) -> None:
     for key in ("a.jpg", "b.jpg"):
-        emulator.seed_object(BUCKET, key, b"x")
-    with emulator.pause("HeadObject", key="a.jpg") as gate:
+        seed_object(emulator, BUCKET, key, b"x")
+    with pause(emulator, "HeadObject", key="a.jpg") as gate:
         cos_client.head_object(Bucket=BUCKET, Key="b.jpg")  # another key: not caught
         cos_client.get_object_tagging(Bucket=BUCKET, Key="a.jpg")  # another operation: not caught
         assert gate.arrived == 0
@@ -74,7 +76,7 @@ def test_only_the_first_count_matching_requests_are_held(emulator: Emulator, cos
 
 
 def test_count_holds_several_and_wait_arrived_takes_n(emulator: Emulator) -> None:
-    with emulator.pause("PutObject", count=2) as gate:
+    with pause(emulator, "PutObject", count=2) as gate:
         threads = [
             in_thread(lambda k=k: make_client(emulator).put_object(Bucket=BUCKET, Key=k, Body=b"x"))[0]
             for k in ("a", "b")
@@ -90,7 +92,7 @@ def test_count_holds_several_and_wait_arrived_takes_n(emulator: Emulator) -> Non
 
 
 def test_watch_waits_for_arrival_without_holding(emulator: Emulator, cos_client: CosS3Client) -> None:
-    gate = emulator.watch("PutObject", key="w.jpg")
+    gate = watch(emulator, "PutObject", key="w.jpg")
     thread, _ = in_thread(lambda: cos_client.put_object(Bucket=BUCKET, Key="w.jpg", Body=b"x"))
     gate.wait_done(timeout=10)
     assert gate.arrived == 1 and emulator.get_object_state(BUCKET, "w.jpg") is not None
@@ -99,7 +101,7 @@ def test_watch_waits_for_arrival_without_holding(emulator: Emulator, cos_client:
 
 
 def test_waits_time_out_instead_of_hanging(emulator: Emulator) -> None:
-    with emulator.pause("PutObject") as gate:
+    with pause(emulator, "PutObject") as gate:
         start = time.monotonic()
         with pytest.raises(TimeoutError, match="did not arrive"):
             gate.wait_arrived(timeout=0.2)
@@ -109,7 +111,7 @@ def test_waits_time_out_instead_of_hanging(emulator: Emulator) -> None:
 
 
 def test_a_never_released_request_goes_on_and_fails_the_test(emulator: Emulator, cos_client: CosS3Client) -> None:
-    gate = emulator.pause("PutObject", hold_timeout_s=0.3)
+    gate = pause(emulator, "PutObject", hold_timeout_s=0.3)
     thread, _ = in_thread(lambda: cos_client.put_object(Bucket=BUCKET, Key="a", Body=b"x"))
     gate.wait_done(timeout=10)  # went on by itself after the hold timeout
     thread.join(10)
@@ -119,7 +121,7 @@ def test_a_never_released_request_goes_on_and_fails_the_test(emulator: Emulator,
 
 
 def test_stopping_the_emulator_releases_held_requests(cos_client: CosS3Client, emulator: Emulator) -> None:
-    gate = emulator.pause("PutObject")
+    gate = pause(emulator, "PutObject")
     _thread, _ = in_thread(lambda: cos_client.put_object(Bucket=BUCKET, Key="a", Body=b"x"))
     gate.wait_arrived(timeout=10)
     emulator.stop()
@@ -128,10 +130,10 @@ def test_stopping_the_emulator_releases_held_requests(cos_client: CosS3Client, e
 
 def test_pause_rejects_unknown_operations_and_bad_arguments(emulator: Emulator) -> None:
     with pytest.raises(ValueError, match="unknown operation"):
-        emulator.pause("PutObjectTags")
+        pause(emulator, "PutObjectTags")
     with pytest.raises(ValueError, match="count"):
-        emulator.pause("PutObject", count=0)
+        pause(emulator, "PutObject", count=0)
     with pytest.raises(ValueError, match="when"):
-        emulator.pause("PutObject", when="during")  # type: ignore[arg-type]
-    with emulator.pause("PutObject") as gate, pytest.raises(ValueError, match="n must be"):
+        pause(emulator, "PutObject", when="during")  # type: ignore[arg-type]
+    with pause(emulator, "PutObject") as gate, pytest.raises(ValueError, match="n must be"):
         gate.wait_arrived(timeout=1, n=2)

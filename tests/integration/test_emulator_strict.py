@@ -16,7 +16,7 @@ from qcloud_cos import CosS3Client
 from cos_autotag_tools import cos_facts
 from cos_autotag_tools.emulator import Emulator, auth
 from tests.support.constants import BUCKET, REGION, SECRET_ID, SECRET_KEY
-from tests.support.emulator import error_of
+from tests.support.emulator import error_of, seed_object
 from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
@@ -150,7 +150,7 @@ GARBLED = {
 
 @pytest.mark.parametrize("authorization", list(GARBLED.values()), ids=list(GARBLED))
 def test_a_garbled_authorization_is_403(emulator: Emulator, authorization: str) -> None:
-    emulator.seed_object(BUCKET, "a.jpg", b"x")
+    seed_object(emulator, BUCKET, "a.jpg", b"x")
     head = (
         request_head("GET", "/a.jpg", {}, None)[:-2] + b"Authorization: " + authorization.encode("utf-8") + b"\r\n\r\n"
     )
@@ -161,7 +161,7 @@ def test_a_garbled_authorization_is_403(emulator: Emulator, authorization: str) 
 
 @pytest.mark.parametrize("signature", ["%E7%AD%BE%E5%90%8D", "%FF%FE", "not-hex"])
 def test_a_garbled_presigned_signature_is_403(emulator: Emulator, signature: str) -> None:
-    emulator.seed_object(BUCKET, "a.jpg", b"x")
+    seed_object(emulator, BUCKET, "a.jpg", b"x")
     fields = auth.parse_authorization(_valid_authorization())
     query = "&".join(f"{k}={v}" for k, v in fields.items() if k != "q-signature") + f"&q-signature={signature}"
     status, _ = raw_exchange(emulator, request_head("GET", f"/a.jpg?{query}", {}, None))
@@ -170,7 +170,7 @@ def test_a_garbled_presigned_signature_is_403(emulator: Emulator, signature: str
 
 def test_a_valid_raw_authorization_passes(emulator: Emulator) -> None:
     """The control for the two tests above: the same request, signed right, is served."""
-    emulator.seed_object(BUCKET, "a.jpg", b"x")
+    seed_object(emulator, BUCKET, "a.jpg", b"x")
     status, _ = raw_exchange(emulator, request_head("GET", "/a.jpg", {}, _valid_authorization()))
     assert status == 200
 
@@ -201,7 +201,7 @@ def _objects(*keys: str, quiet: bool) -> dict[str, Any]:
 
 def test_delete_multiple_verbose(emulator: Emulator, cos_client: CosS3Client) -> None:
     for key in ("a.jpg", "dir/b c.jpg", "中文.jpg", "keep.jpg"):
-        emulator.seed_object(BUCKET, key, b"x")
+        seed_object(emulator, BUCKET, key, b"x")
     result = cos_client.delete_objects(
         Bucket=BUCKET, Delete=_objects("a.jpg", "dir/b c.jpg", "中文.jpg", "never-was", quiet=False)
     )
@@ -213,7 +213,7 @@ def test_delete_multiple_verbose(emulator: Emulator, cos_client: CosS3Client) ->
 
 
 def test_delete_multiple_quiet_lists_only_errors(emulator: Emulator, cos_client: CosS3Client) -> None:
-    emulator.seed_object(BUCKET, "a.jpg", b"x")
+    seed_object(emulator, BUCKET, "a.jpg", b"x")
     result = cos_client.delete_objects(Bucket=BUCKET, Delete=_objects("a.jpg", "k" * 900, quiet=True))
     assert not result.get("Deleted")
     assert [(e["Key"], e["Code"]) for e in result["Error"]] == [("k" * 900, "KeyTooLong")]
@@ -225,7 +225,7 @@ def test_delete_multiple_fires_remove_events(emulator: Emulator, cos_client: Cos
     emulator.add_trigger(
         BUCKET, lambda e, c: seen.append(e["Records"][0]["event"]["eventName"]), events=["cos:ObjectRemove:*"]
     )
-    emulator.seed_object(BUCKET, "a.jpg", b"x")
+    seed_object(emulator, BUCKET, "a.jpg", b"x")
     cos_client.delete_objects(Bucket=BUCKET, Delete=_objects("a.jpg", "gone", quiet=True))
     emulator.wait_idle(10)
     assert seen == ["cos:ObjectRemove:Delete"]  # one event: "gone" did not exist
@@ -241,7 +241,7 @@ def _raw_delete(emulator: Emulator, body: bytes, md5: str | None) -> tuple[int, 
 
 
 def test_delete_multiple_refusals(emulator: Emulator) -> None:
-    emulator.seed_object(BUCKET, "a.jpg", b"x")
+    seed_object(emulator, BUCKET, "a.jpg", b"x")
     body = b"<Delete><Object><Key>a.jpg</Key></Object></Delete>"
     md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
     assert _raw_delete(emulator, body, None)[0] == 400  # Content-MD5 is required
@@ -258,7 +258,7 @@ def test_delete_multiple_refusals(emulator: Emulator) -> None:
 
 
 def test_delete_multiple_needs_its_permission(emulator: Emulator, cos_client: CosS3Client) -> None:
-    emulator.seed_object(BUCKET, "a.jpg", b"x")
+    seed_object(emulator, BUCKET, "a.jpg", b"x")
     emulator.set_faults(denied_ops={"DeleteMultipleObjects"})
     err = error_of(lambda: cos_client.delete_objects(Bucket=BUCKET, Delete=_objects("a.jpg", quiet=True)))
     assert (err.get_status_code(), err.get_error_code()) == (403, "AccessDenied")

@@ -17,6 +17,7 @@ from cos_autotag_tools.cli import main
 from tests.support.constants import BUCKET, REGION
 from tests.support.function_stack import captured_logs, running_stack
 from tests.support.images import jpeg
+from tests.support.pauses import pause
 from tests.support.profiles import PROFILE_PARAMS
 from tests.support.scf import context
 
@@ -190,7 +191,7 @@ def test_untag_reports_a_metadata_change_made_while_its_copy_ran(stack, tmp_path
     untag reads the object again after its copy and reports it, never `untagged`."""
     assert label(stack, "race.jpg", jpeg(48), Metadata={"x-cos-meta-v": "1"})["labeled"] == 1
     results = []
-    with stack.emulator.pause("CopyObject", key="race.jpg", when="after") as gate:
+    with pause(stack.emulator, "CopyObject", key="race.jpg", when="after") as gate:
         worker = threading.Thread(target=lambda: results.append(untag(stack, tmp_path, monkeypatch)))
         worker.start()
         gate.wait_arrived(timeout=10)
@@ -211,7 +212,7 @@ def test_untag_reports_a_metadata_change_made_while_its_copy_ran(stack, tmp_path
 def test_untag_reports_an_overwrite_before_its_copy_and_keeps_the_new_object(stack, tmp_path, monkeypatch):
     assert label(stack, "race2.jpg", jpeg(49), Metadata={"x-cos-meta-v": "1"})["labeled"] == 1
     results = []
-    with stack.emulator.pause("CopyObject", key="race2.jpg") as gate:
+    with pause(stack.emulator, "CopyObject", key="race2.jpg") as gate:
         worker = threading.Thread(target=lambda: results.append(untag(stack, tmp_path, monkeypatch)))
         worker.start()
         gate.wait_arrived(timeout=10)
@@ -319,7 +320,7 @@ def test_overwritten_between_head_and_copy_is_not_clobbered(stack, held):
     app = stack.app(mode="metadata")
     rid = stack.put("race.jpg", jpeg(26), Metadata={"x-cos-meta-v": "1"})
     results = []
-    with stack.emulator.pause(held, key="race.jpg") as gate:
+    with pause(stack.emulator, held, key="race.jpg") as gate:
         worker = threading.Thread(target=lambda: results.append(app.handle(stack.event("race.jpg", rid), context())))
         worker.start()
         gate.wait_arrived(timeout=10)

@@ -19,6 +19,7 @@ from PIL import Image
 from tests.support.constants import BUCKET
 from tests.support.function_stack import captured_logs, running_stack
 from tests.support.images import jpeg
+from tests.support.pauses import pause
 from tests.support.profiles import PROFILE_PARAMS
 from tests.support.scf import context
 
@@ -125,7 +126,7 @@ def test_an_object_gone_before_detect_label_is_still_object_gone(stack):
     """A 404 NoSuchKey from detect-label is the object's own absence, never a deployment error."""
     rid = stack.put("gone.jpg", jpeg(7))
     event = stack.event("gone.jpg", rid)
-    with stack.emulator.pause("DetectLabel", key="gone.jpg") as gate:
+    with pause(stack.emulator, "DetectLabel", key="gone.jpg") as gate:
         out: list[dict[str, Any]] = []
         worker = threading.Thread(target=lambda: out.append(stack.app().handle(event, context())))
         worker.start()

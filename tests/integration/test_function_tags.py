@@ -11,6 +11,7 @@ from cos_autotag.errors import RetryableFailure
 from cos_autotag_tools.emulator import Faults
 from tests.support.function_stack import captured_logs, running_stack
 from tests.support.images import jpeg
+from tests.support.pauses import pause
 from tests.support.profiles import PROFILE_PARAMS
 from tests.support.scf import context
 
@@ -270,7 +271,7 @@ def _during_detect(stack, key, action, handle):
     """Run `action` while the function's detect-label call for `key` is held; `handle()` runs the
     function (on another thread) and its answer is returned."""
     answer = {}
-    with stack.emulator.pause("DetectLabel", key=key) as gate:
+    with pause(stack.emulator, "DetectLabel", key=key) as gate:
         worker = threading.Thread(target=lambda: answer.update(summary=handle()))
         worker.start()
         gate.wait_arrived(timeout=30)
@@ -345,7 +346,7 @@ def test_an_object_that_keeps_changing_is_left_for_scfs_retry(stack):
     stop = threading.Event()
     with contextlib.ExitStack() as gates_open:
         # Every detect-label call is held until the user has changed the tags once more.
-        gates = [gates_open.enter_context(stack.emulator.pause("DetectLabel", key="busy-key.jpg")) for _ in range(10)]
+        gates = [gates_open.enter_context(pause(stack.emulator, "DetectLabel", key="busy-key.jpg")) for _ in range(10)]
 
         def change_tags_during_each_detect():
             for n, gate in enumerate(gates):

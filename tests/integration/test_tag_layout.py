@@ -24,9 +24,10 @@ from cos_autotag_tools.backfill import run_backfill
 from cos_autotag_tools.cli import main
 from cos_autotag_tools.emulator import Profile
 from tests.support.constants import BUCKET, REGION
-from tests.support.emulator import env_for
+from tests.support.emulator import env_for, seed_object
 from tests.support.function_stack import Stack, captured_logs, running_stack
 from tests.support.images import jpeg
+from tests.support.pauses import pause
 from tests.support.profiles import PROFILE_PARAMS
 from tests.support.scf import context
 
@@ -153,7 +154,7 @@ def test_an_object_labeled_by_v1_is_recognised_and_a_redelivery_costs_no_detect_
     (record,) = parse_event(event)  # the upload token, as v1 wrote it for this upload
     old = "sand" if is_strict(stack) else "沙滩"  # what v1 could have written there
     legacy = {"autotag": f"v1:{record.upload_token}", f"autotag:{old}": "93", "autotag:note": "keep me", "owner": "x"}
-    stack.emulator.seed_object(BUCKET, "old.jpg", jpeg(3), content_type="image/jpeg", tags=legacy)
+    seed_object(stack.emulator, BUCKET, "old.jpg", jpeg(3), content_type="image/jpeg", tags=legacy)
     since = time.time()
     summary = stack.app().handle(event, context())
     assert summary["duplicates"] == 1 and stack.calls("old.jpg", since) == {"GetObjectTagging": 1}
@@ -247,7 +248,7 @@ def test_a_tag_set_while_untag_writes_is_kept_and_the_functions_tags_still_go(
     assert stack.app().handle(stack.event("race.jpg", rid), context())["labeled"] == 1
     read_before = stack.tags("race.jpg")  # what the user's tool read
     results: dict[str, Any] = {}
-    with stack.emulator.pause(path, key="race.jpg", when="after") as gate:
+    with pause(stack.emulator, path, key="race.jpg", when="after") as gate:
         runner = threading.Thread(target=lambda: results.update(zip(("code", "report"), untag(tmp_path), strict=True)))
         runner.start()
         gate.wait_arrived(timeout=20)  # untag's write ran; its answer is held
@@ -265,7 +266,7 @@ def test_a_tag_added_to_the_fresh_set_during_untags_delete_is_kept(strict_stack:
     rid = upload(stack, "del.jpg", 41, CHINESE, {})
     assert stack.app().handle(stack.event("del.jpg", rid), context())["labeled"] == 1
     results: dict[str, Any] = {}
-    with stack.emulator.pause("DeleteObjectTagging", key="del.jpg", when="after") as gate:
+    with pause(stack.emulator, "DeleteObjectTagging", key="del.jpg", when="after") as gate:
         runner = threading.Thread(target=lambda: results.update(zip(("code", "report"), untag(tmp_path), strict=True)))
         runner.start()
         gate.wait_arrived(timeout=20)

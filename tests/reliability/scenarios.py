@@ -16,9 +16,9 @@ from typing import Any
 
 from cos_autotag import cos_facts
 from cos_autotag_tools.emulator import Faults
-from cos_autotag_tools.emulator.pauses import When
 from tests.reliability.runner import Run, Setup, Upload
 from tests.support.images import jpeg
+from tests.support.pauses import When, pause
 
 # A held request that does not arrive (or finish) within this long is a broken scenario.
 PAUSE_TIMEOUT_S = 30.0
@@ -138,7 +138,7 @@ def drive_overwrite_mid_flight(run: Run, when: When, keys: int = 3) -> None:
     `when="before"`: detect-label is held before Cloud Infinite reads the object (it then reads the
     new content); `"after"`: CI has read and labeled the old content, and its answer is held."""
     first = [Upload(f"overwrite/{k}.jpg", photo(2000 + k), tags={"version": "old", "k": str(k)}) for k in range(keys)]
-    gates = [run.emulator.pause("DetectLabel", key=upload.key, when=when) for upload in first]
+    gates = [pause(run.emulator, "DetectLabel", key=upload.key, when=when) for upload in first]
     for upload in first:
         run.put(upload)
     for gate in gates:
@@ -157,7 +157,7 @@ def drive_overwrite_during_write(run: Run) -> None:
     user overwrites the key; the second upload's run finishes first; the old write lands last."""
     write_op = "PutObjectTagging" if run.setup.mode == "tags" else "CopyObject"
     old = Upload("race/photo.jpg", photo(4000), tags={"version": "old"})
-    with run.emulator.pause(write_op, key=old.key) as held:
+    with pause(run.emulator, write_op, key=old.key) as held:
         run.put(old)
         held.wait_arrived(timeout=PAUSE_TIMEOUT_S)  # held before COS applies it
         run.wait_invoked(run.put(Upload("race/photo.jpg", photo(4001), tags={"version": "new"})))

@@ -23,6 +23,13 @@ def add_bucket_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", help=f"its region, e.g. ap-guangzhou (default: ${REGION_VAR})")
 
 
+def add_walk_arguments(parser: argparse.ArgumentParser, default_concurrency: int, max_concurrency: int) -> None:
+    """--prefix and --concurrency, for the commands that go through a bucket's objects."""
+    parser.add_argument("--prefix", default="", help="only keys starting with this")
+    concurrency_help = f"objects in progress at once (1-{max_concurrency}; default {default_concurrency})"
+    parser.add_argument("--concurrency", type=int, default=default_concurrency, help=concurrency_help)
+
+
 def parse_region(value: str, source: str) -> str:
     """A region name from a value (a full name, or a short code like gz); `source` names where it came from."""
     value = value.strip()

@@ -66,7 +66,7 @@ from .backfill.cli import connect, sigterm_interrupts
 from .backfill.listing import ListedObject, list_objects
 from .backfill.progress import Progress
 from .backfill.runner import CountingGateway
-from .bucket_args import add_bucket_arguments, resolve_bucket
+from .bucket_args import add_bucket_arguments, add_walk_arguments, resolve_bucket
 from .command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command
 
 PROG = "cos-autotag untag"
@@ -344,7 +344,7 @@ def _parser() -> argparse.ArgumentParser:
         "or the function labels each object again (the marker it would recognise is gone).",
     )
     add_bucket_arguments(parser)
-    parser.add_argument("--prefix", default="", help="only keys starting with this")
+    add_walk_arguments(parser, DEFAULT_CONCURRENCY, MAX_CONCURRENCY)
     parser.add_argument(
         "--mode",
         choices=MODES,
@@ -353,12 +353,6 @@ def _parser() -> argparse.ArgumentParser:
         "(auto, the default: one tag read and one HEAD per object)",
     )
     parser.add_argument("--dry-run", action="store_true", help="change nothing: report what would be removed")
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=DEFAULT_CONCURRENCY,
-        help=f"objects in progress at once (1-{MAX_CONCURRENCY}; default {DEFAULT_CONCURRENCY})",
-    )
     parser.add_argument("--report", metavar="FILE", type=Path, help="also write the report there, as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none anyway if not a terminal)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and only warning/error log lines")

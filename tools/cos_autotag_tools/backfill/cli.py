@@ -22,7 +22,7 @@ from cos_autotag import observability
 from cos_autotag.events import MAX_RECORDS_PER_EVENT
 from cos_autotag.settings import Settings
 
-from ..bucket_args import add_bucket_arguments, parse_region, resolve_bucket
+from ..bucket_args import add_bucket_arguments, add_walk_arguments, parse_region, resolve_bucket
 from ..command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, command
 from .checkpoint import CheckpointError, CheckpointLock, CheckpointWriter, ResumeState, load
 from .options import (
@@ -48,13 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         "function: an object already labeled costs one read and no detect-label call.",
     )
     add_bucket_arguments(parser)
-    parser.add_argument("--prefix", default="", help="only keys starting with this")
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=DEFAULT_CONCURRENCY,
-        help=f"objects in progress at once (1-{MAX_CONCURRENCY}; default {DEFAULT_CONCURRENCY})",
-    )
+    add_walk_arguments(parser, DEFAULT_CONCURRENCY, MAX_CONCURRENCY)
     parser.add_argument(
         "--qps",
         type=float,

@@ -10,7 +10,7 @@
 Modules, one concern each: `server` (HTTP), `service` (routing, auth, faults, logging),
 `auth` (signatures), `store` (state, memory or disk), `objects`/`multipart`/`postform`/`listing`
 (COS operations), `ci` (detect-label), `engine` (label engines), `triggers` (SCF COS trigger),
-`faults` (fault knobs), `pauses` (pause points), `xml_bodies` (XML in and out), `cli` (the `local` command),
+`faults` (fault knobs), `xml_bodies` (XML in and out), `cli` (the `local` command),
 `profiles` (the contested COS rules, one switch each).
 """
 
@@ -18,7 +18,6 @@ from .emulator import DEFAULT_CREDENTIALS, Emulator
 from .engine import DigestLabelEngine, LabelEngine
 from .errors import CosError
 from .faults import Faults
-from .pauses import Arrival, Gate, GateTimeout
 from .profiles import COS_PROFILES, DEFAULT_PROFILE, Profile
 from .requestlog import RequestRecord
 from .store import ObjectState
@@ -28,13 +27,10 @@ __all__ = [
     "COS_PROFILES",
     "DEFAULT_CREDENTIALS",
     "DEFAULT_PROFILE",
-    "Arrival",
     "CosError",
     "DigestLabelEngine",
     "Emulator",
     "Faults",
-    "Gate",
-    "GateTimeout",
     "Invocation",
     "LabelEngine",
     "ObjectState",

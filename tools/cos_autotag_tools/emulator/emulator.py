@@ -12,14 +12,13 @@ from typing import Any
 from cos_autotag_tools import cos_facts
 
 from . import acl, ci_status
-from .backend import Backend, storage_class_from, validate_tags
+from .backend import Backend
 from .engine import LabelEngine, default_engine
 from .faults import FaultInjector, Faults
-from .pauses import Gate, PauseRegistry, When
 from .profiles import DEFAULT_PROFILE, Profile
-from .requestlog import RequestLog, RequestRecord
+from .requestlog import RequestRecord
 from .server import HOST, CosHTTPServer, ServerThread
-from .service import OPERATIONS, CosService, new_request_id
+from .service import OPERATIONS, CosService, RequestHooks, new_request_id
 from .store import ObjectState, Store
 from .triggers import (
     DEFAULT_UIN,
@@ -62,7 +61,7 @@ class Emulator:
             raise ValueError("credentials must hold at least one SecretId: SecretKey pair")
         self.appid = appid
         self._faults = FaultInjector(_checked(faults or Faults()))
-        self._log = RequestLog()
+        self._log: list[RequestRecord] = []
         self._dispatcher = Dispatcher(appid, self._faults, workers=delivery_workers, uin=uin)
         self.event_key_encoding = event_key_encoding
         self._backend = Backend(
@@ -76,8 +75,7 @@ class Emulator:
         )
         self._backend.profile = _checked_profile(profile or DEFAULT_PROFILE)
         self._backend.owner_uin = uin
-        self._pauses = PauseRegistry()
-        self._service = CosService(self._backend, self._log, self._pauses)
+        self._service = CosService(self._backend, self._log)
         self._server: ServerThread | None = None
         self._stopped = False
 
@@ -99,7 +97,7 @@ class Emulator:
         if self._stopped:
             return
         self._stopped = True
-        self._pauses.release_all()  # a held request must not keep a server thread alive
+        self.hooks.release_all()  # a held request must not keep a server thread alive
         self._dispatcher.stop()
         if self._server is not None:
             self._server.stop()
@@ -206,43 +204,14 @@ class Emulator:
         self._faults.set(new)
         return new
 
-    # --- pause points -------------------------------------------------------------------------
+    @property
+    def hooks(self) -> RequestHooks:
+        """What every request calls before its operation runs and after (tests' pause points)."""
+        return self._service.hooks
 
-    def pause(
-        self,
-        op: str,
-        key: str | None = None,
-        *,
-        bucket: str | None = None,
-        count: int = 1,
-        when: When = "before",
-        hold_timeout_s: float = 30.0,
-    ) -> Gate:
-        """Hold the first `count` requests of operation `op` (optionally for `key` / `bucket`)
-        until `gate.release()`: `when="before"` the operation runs, or `"after"` it ran but before
-        its answer is sent. Later matching requests pass. Use it as a context manager (leaving it
-        releases); see `pauses` for the whole API."""
-        return self._pauses.add(
-            Gate(
-                self._pauses,
-                _known_op(op),
-                key=key,
-                bucket=bucket,
-                count=count,
-                when=when,
-                hold=True,
-                hold_timeout_s=hold_timeout_s,
-            )
-        )
-
-    def watch(
-        self, op: str, key: str | None = None, *, bucket: str | None = None, count: int = 1, when: When = "before"
-    ) -> Gate:
-        """Like `pause`, without holding: `gate.wait_arrived()` / `wait_done()` block until the
-        first `count` matching requests arrived / were answered."""
-        return self._pauses.add(
-            Gate(self._pauses, _known_op(op), key=key, bucket=bucket, count=count, when=when, hold=False)
-        )
+    @hooks.setter
+    def hooks(self, value: RequestHooks) -> None:
+        self._service.hooks = value
 
     def sdk_config(self, region: str, secret_id: str | None = None) -> dict[str, Any]:
         """Keyword arguments for `qcloud_cos.CosConfig` that point the SDK at this emulator."""
@@ -313,33 +282,6 @@ class Emulator:
         """The stored object (body, headers, metadata, tags, ...), read directly, or None."""
         return self._backend.store.get(bucket, key)
 
-    def seed_object(
-        self,
-        bucket: str,
-        key: str,
-        body: bytes,
-        *,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        tags: Mapping[str, str] | None = None,
-        storage_class: str = cos_facts.DEFAULT_STORAGE_CLASS,
-    ) -> ObjectState:
-        """Store an object directly: no HTTP, no signature, no trigger (for test setup)."""
-        meta = {k.lower(): v for k, v in (metadata or {}).items()}
-        bad = [k for k in meta if not k.startswith(cos_facts.USER_META_PREFIX)]
-        if bad:
-            raise ValueError(f"metadata names must start with {cos_facts.USER_META_PREFIX}: {bad}")
-        return self._backend.store.put(
-            bucket,
-            key,
-            body,
-            headers={"Content-Type": content_type} if content_type else {},
-            metadata=meta,
-            tags=validate_tags(list((tags or {}).items()), self._backend.profile),
-            storage_class=storage_class_from(storage_class),
-            request_id=new_request_id(),
-        )
-
     # --- triggers -----------------------------------------------------------------------------
 
     @contextmanager
@@ -352,37 +294,15 @@ class Emulator:
             self._dispatcher.hold_retries(False)
 
     def add_trigger(
-        self,
-        bucket: str,
-        handler: Handler,
-        events: Iterable[str] = (cos_facts.EVENT_CREATED_ANY,),
-        prefix: str = "",
-        suffix: str = "",
-        retry_num: int = cos_facts.SCF_DEFAULT_RETRY_NUM,
-        retry_delay_s: float = 0.05,
-        time_limit_ms: int = 30000,
-        memory_mb: int = 128,
-        function_name: str = "cos-autotag",
+        self, bucket: str, handler: Handler, events: Iterable[str] = (cos_facts.EVENT_CREATED_ANY,), **settings: Any
     ) -> Trigger:
-        """Invoke `handler(event, context)` asynchronously for matching operations on `bucket`."""
+        """Invoke `handler(event, context)` asynchronously for matching operations on `bucket`;
+        `settings` are the other fields of `Trigger` (prefix, suffix, retry_num, retry_delay_s,
+        time_limit_ms, memory_mb, function_name)."""
         if bucket not in self.buckets():
             raise ValueError(f"bucket {bucket} does not exist; create_bucket() it first")
-        if not callable(handler):
-            raise TypeError("handler must be callable as handler(event, context)")
-        if retry_num < 0 or retry_delay_s < 0 or time_limit_ms <= 0 or memory_mb <= 0:
-            raise ValueError("retry_num and retry_delay_s must be >= 0; time_limit_ms and memory_mb > 0")
-        return self._dispatcher.add_trigger(
-            bucket=bucket,
-            handler=handler,
-            events=validate_trigger_events(tuple(events)),
-            prefix=prefix,
-            suffix=suffix,
-            retry_num=retry_num,
-            retry_delay_s=retry_delay_s,
-            time_limit_ms=time_limit_ms,
-            memory_mb=memory_mb,
-            function_name=function_name,
-        )
+        events = validate_trigger_events(tuple(events))
+        return self._dispatcher.add_trigger(bucket=bucket, handler=handler, events=events, **settings)
 
     def remove_trigger(self, trigger: Trigger) -> None:
         self._dispatcher.remove_trigger(trigger.trigger_id)
@@ -397,7 +317,7 @@ class Emulator:
     @property
     def requests(self) -> list[RequestRecord]:
         """Every request answered so far, oldest first (a snapshot)."""
-        return self._log.snapshot()
+        return list(self._log)
 
     def count(
         self,
@@ -408,14 +328,14 @@ class Emulator:
         bucket: str | None = None,
     ) -> int:
         """How many requests match: operation name, key, arrival time >= since (time.time()), status."""
-        return self._log.count(
-            lambda r: (
-                (op is None or r.op == op)
-                and (key is None or r.key == key)
-                and (since is None or r.timestamp >= since)
-                and (status is None or r.status == status)
-                and (bucket is None or r.bucket == bucket)
-            )
+        return sum(
+            1
+            for r in list(self._log)
+            if (op is None or r.op == op)
+            and (key is None or r.key == key)
+            and (since is None or r.timestamp >= since)
+            and (status is None or r.status == status)
+            and (bucket is None or r.bucket == bucket)
         )
 
     @property
@@ -426,12 +346,6 @@ class Emulator:
     def clear_logs(self) -> None:
         self._log.clear()
         self._dispatcher.clear_invocations()
-
-
-def _known_op(op: str) -> str:
-    if op not in OPERATIONS:
-        raise ValueError(f"unknown operation {op!r}; the emulator's operations are {sorted(OPERATIONS)}")
-    return op
 
 
 def _checked_profile(profile: Profile) -> Profile:

@@ -1,9 +1,10 @@
-"""A thread-safe log of every request the emulator answered, for test assertions."""
+"""What the emulator logs of every request it answered, for test assertions.
+
+The log is a plain list: appending, copying it with `list(...)` and clearing it are each one
+step under CPython's global interpreter lock, so server threads need no lock of their own."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -19,27 +20,3 @@ class RequestRecord:
     timestamp: float  # time.time() when the request arrived
     duration_s: float
     secret_id: str | None  # who signed it, when the signature verified
-
-
-class RequestLog:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._records: list[RequestRecord] = []
-
-    def append(self, record: RequestRecord) -> None:
-        with self._lock:
-            self._records.append(record)
-
-    def snapshot(self) -> list[RequestRecord]:
-        with self._lock:
-            return list(self._records)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._records.clear()
-
-    def count(self, matches: Callable[[RequestRecord], bool]) -> int:
-        """How many logged requests `matches` accepts."""
-        with self._lock:
-            records = list(self._records)
-        return sum(1 for r in records if matches(r))

@@ -19,8 +19,7 @@ from .backend import Backend
 from .errors import CosError
 from .faults import SERVER_ERRORS
 from .messages import BodyUnreadable, Request, Response
-from .pauses import Gate, PauseRegistry
-from .requestlog import RequestLog, RequestRecord
+from .requestlog import RequestRecord
 
 Operation = Callable[[Backend, Request], Response]
 
@@ -146,19 +145,31 @@ def _ci_host_op(req: Request, host: str) -> str | None:
     return None
 
 
+class RequestHooks:
+    """Called at two points of every request: `when="before"` its operation runs and "after" it
+    ran, before the answer is sent. `arrive` may block, and may answer a callable that the service
+    calls once the request is answered and logged. These do nothing; tests install pause points."""
+
+    def arrive(self, op: str, req: Request, when: str) -> Callable[[], None] | None:
+        return None
+
+    def release_all(self) -> None:
+        """Let every blocked request go on (the emulator is stopping)."""
+
+
 class CosService:
-    def __init__(self, backend: Backend, log: RequestLog, pauses: PauseRegistry | None = None) -> None:
+    def __init__(self, backend: Backend, log: list[RequestRecord]) -> None:
         self.backend = backend
         self.log = log
-        self.pauses = pauses if pauses is not None else PauseRegistry()
+        self.hooks = RequestHooks()
 
     def handle(self, req: Request) -> Response:
         start = time.monotonic()
         op = "Unknown"
-        before: Gate | None = None
+        served: list[Callable[[], None] | None] = []
         try:
             op = self._resolve(req)
-            before = self.pauses.arrive(op, req.method, req.bucket, req.key, req.request_id, "before")
+            served.append(self.hooks.arrive(op, req, "before"))
             delay = self.backend.faults.latency_for(op)
             if delay > 0:
                 time.sleep(delay)
@@ -169,9 +180,8 @@ class CosService:
             traceback.print_exc(file=sys.stderr)
             response = self._error(req, CosError("InternalError", f"emulator error: {exc!r}", 500))
         response.headers["x-cos-request-id"] = req.request_id
-        after = None
         if op != "Unknown":
-            after = self.pauses.arrive(op, req.method, req.bucket, req.key, req.request_id, "after")
+            served.append(self.hooks.arrive(op, req, "after"))
         self.log.append(
             RequestRecord(
                 op=op,
@@ -187,8 +197,9 @@ class CosService:
             )
         )
         # After the log entry, so that a test woken by wait_done also sees the request logged.
-        PauseRegistry.served(before)
-        PauseRegistry.served(after)
+        for done in served:
+            if done is not None:
+                done()
         return response
 
     def _resolve(self, req: Request) -> str:

@@ -20,8 +20,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from cos_autotag import cos_facts
 
@@ -55,54 +56,28 @@ class ObjectState:
 
 @dataclass
 class _Record:
-    """An object's metadata; the body is in memory (`body`) or in a file (`body_file`)."""
+    """An object as stored: its state without the body, and the body in memory (`body`) or in a
+    file (`body_file`). On disk the sidecar is the state's fields (but bucket and body) and
+    `body_file`."""
 
-    key: str
-    headers: dict[str, str]
-    metadata: dict[str, str]
-    tags: dict[str, str]
-    storage_class: str
-    etag: str
-    size: int
-    last_modified: float
-    request_id: str
+    state: ObjectState  # body b""
     body: bytes | None = None
     body_file: str | None = None
-    sse: dict[str, str] = field(default_factory=dict)
-    acl: tuple[tuple[str, str], ...] | None = None
+
+    @property
+    def key(self) -> str:
+        return self.state.key
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "key": self.key,
-            "headers": self.headers,
-            "metadata": self.metadata,
-            "tags": self.tags,
-            "storage_class": self.storage_class,
-            "etag": self.etag,
-            "size": self.size,
-            "last_modified": self.last_modified,
-            "request_id": self.request_id,
-            "body_file": self.body_file,
-            "sse": self.sse,
-            "acl": None if self.acl is None else [list(grant) for grant in self.acl],
-        }
+        data = {f.name: getattr(self.state, f.name) for f in fields(ObjectState) if f.name not in ("bucket", "body")}
+        return {**data, "body_file": self.body_file}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> _Record:
-        return cls(
-            key=str(data["key"]),
-            headers=dict(data["headers"]),  # type: ignore[call-overload]
-            metadata=dict(data["metadata"]),  # type: ignore[call-overload]
-            tags=dict(data["tags"]),  # type: ignore[call-overload]
-            storage_class=str(data["storage_class"]),
-            etag=str(data["etag"]),
-            size=int(data["size"]),  # type: ignore[call-overload]
-            last_modified=float(data["last_modified"]),  # type: ignore[arg-type]
-            request_id=str(data["request_id"]),
-            body_file=str(data["body_file"]),
-            sse=dict(data.get("sse") or {}),  # type: ignore[call-overload]
-            acl=None if data.get("acl") is None else tuple((str(g), str(p)) for g, p in data["acl"]),  # type: ignore[attr-defined]
-        )
+    def from_json(cls, bucket: str, data: dict[str, Any]) -> _Record:
+        names = {f.name for f in fields(ObjectState)}
+        state = ObjectState(bucket=bucket, body=b"", **{k: v for k, v in data.items() if k in names})
+        acl = None if state.acl is None else tuple((str(g), str(p)) for g, p in state.acl)
+        return cls(replace(state, acl=acl, sse=dict(state.sse or {})), body_file=str(data["body_file"]))
 
 
 @dataclass
@@ -208,8 +183,10 @@ class Store:
         acl: Iterable[tuple[str, str]] | None = None,
     ) -> ObjectState:
         """Create or replace an object (a replacement drops the old tags and metadata)."""
-        record = _Record(
+        state = ObjectState(
+            bucket=bucket,
             key=key,
+            body=b"",
             headers=dict(headers),
             metadata=dict(metadata),
             tags=dict(tags),
@@ -221,6 +198,7 @@ class Store:
             sse=dict(sse or {}),
             acl=None if acl is None else tuple(acl),
         )
+        record = _Record(state)
         folder = self._objects_dir(bucket)
         if folder is None:
             record.body = body
@@ -237,7 +215,7 @@ class Store:
         if old is not None and old.body_file and folder is not None:
             with contextlib.suppress(OSError):
                 (folder / old.body_file).unlink()
-        return self._state(bucket, record, body)
+        return self._state(record, body)
 
     def _objects_dir(self, bucket: str) -> Path | None:
         with self._lock:
@@ -258,15 +236,15 @@ class Store:
             if record is None:
                 return None
             if not with_body:
-                return self._state(bucket, record, b"")
+                return self._state(record, b"")
             if record.body is not None:
-                return self._state(bucket, record, record.body)
+                return self._state(record, record.body)
             # Open under the lock so a concurrent overwrite cannot unlink the file first.
             assert self._dir is not None
             fh = open(self._dir / bucket / "objects" / str(record.body_file), "rb")  # noqa: SIM115
         with fh:
             body = fh.read()
-        return self._state(bucket, record, body)
+        return self._state(record, body)
 
     def delete(self, bucket: str, key: str) -> ObjectState | None:
         """Remove an object; answer what it was (without body), or None if there was none."""
@@ -285,7 +263,7 @@ class Store:
         if folder is not None and record.body_file:
             with contextlib.suppress(OSError):
                 (folder / record.body_file).unlink()
-        return self._state(bucket, record, b"")
+        return self._state(record, b"")
 
     def set_tags(self, bucket: str, key: str, tags: Mapping[str, str]) -> bool:
         """Replace an object's whole tag set; False when the object does not exist."""
@@ -294,7 +272,7 @@ class Store:
             record = b.records.get(key)
             if record is None:
                 return False
-            self._commit(b, replace(record, tags=dict(tags)))
+            self._commit(b, replace(record, state=replace(record.state, tags=dict(tags))))
             return True
 
     def set_acl(self, bucket: str, key: str, acl: Iterable[tuple[str, str]] | None) -> bool:
@@ -304,7 +282,7 @@ class Store:
             record = b.records.get(key)
             if record is None:
                 return False
-            self._commit(b, replace(record, acl=None if acl is None else tuple(acl)))
+            self._commit(b, replace(record, state=replace(record.state, acl=None if acl is None else tuple(acl))))
             return True
 
     def keys_from(self, bucket: str, start_after: str, prefix: str) -> Iterator[str]:
@@ -323,21 +301,16 @@ class Store:
             return len(self._bucket(bucket).records)
 
     @staticmethod
-    def _state(bucket: str, record: _Record, body: bytes) -> ObjectState:
-        return ObjectState(
-            bucket=bucket,
-            key=record.key,
+    def _state(record: _Record, body: bytes) -> ObjectState:
+        """A copy the caller may change without touching the store."""
+        state = record.state
+        return replace(
+            state,
             body=body,
-            headers=dict(record.headers),
-            metadata=dict(record.metadata),
-            tags=dict(record.tags),
-            storage_class=record.storage_class,
-            etag=record.etag,
-            size=record.size,
-            last_modified=record.last_modified,
-            request_id=record.request_id,
-            sse=dict(record.sse),
-            acl=record.acl,
+            headers=dict(state.headers),
+            metadata=dict(state.metadata),
+            tags=dict(state.tags),
+            sse=dict(state.sse),
         )
 
     # --- loading -----------------------------------------------------------------------------
@@ -354,7 +327,7 @@ class Store:
             objects.mkdir(exist_ok=True)
             referenced: set[str] = set()
             for sidecar in objects.glob("*.json"):
-                record = _Record.from_json(json.loads(sidecar.read_text(encoding="utf-8")))
+                record = _Record.from_json(folder.name, json.loads(sidecar.read_text(encoding="utf-8")))
                 if not (objects / str(record.body_file)).is_file():
                     continue  # cannot happen with the write order above, but never serve a torn object
                 referenced.add(str(record.body_file))

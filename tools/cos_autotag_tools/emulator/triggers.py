@@ -59,13 +59,19 @@ class Trigger:
     bucket: str
     handler: Handler
     events: tuple[str, ...]
-    prefix: str
-    suffix: str
-    retry_num: int
-    retry_delay_s: float
-    time_limit_ms: int
-    memory_mb: int
-    function_name: str
+    prefix: str = ""
+    suffix: str = ""
+    retry_num: int = cos_facts.SCF_DEFAULT_RETRY_NUM
+    retry_delay_s: float = 0.05
+    time_limit_ms: int = 30000
+    memory_mb: int = 128
+    function_name: str = "cos-autotag"
+
+    def __post_init__(self) -> None:
+        if not callable(self.handler):
+            raise TypeError("handler must be callable as handler(event, context)")
+        if self.retry_num < 0 or self.retry_delay_s < 0 or self.time_limit_ms <= 0 or self.memory_mb <= 0:
+            raise ValueError("retry_num and retry_delay_s must be >= 0; time_limit_ms and memory_mb > 0")
 
     def matches(self, event: ObjectEvent) -> bool:
         if event.bucket != self.bucket:

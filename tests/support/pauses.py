@@ -1,11 +1,11 @@
-"""Pause points: hold a request until the test releases it, or wait until one arrives.
+"""Pause points: hold an emulator request until the test releases it, or wait until one arrives.
 
 Tests stage races with these instead of sleeping: a race is then shown every time, whatever the
 machine's load. A `Gate` matches requests by operation name (the names the request log uses),
 and optionally key and bucket; it catches the first `count` matching requests and lets later
 ones through untouched.
 
-    with emu.pause("PutObjectTagging", key="a.jpg") as gate:
+    with pause(emu, "PutObjectTagging", key="a.jpg") as gate:
         ...                              # start something that will send the request
         gate.wait_arrived(timeout=10)    # it has arrived and is held, not yet applied
         ...                              # do whatever must happen in between
@@ -13,7 +13,9 @@ ones through untouched.
         gate.wait_done(timeout=10)       # and has been answered
 
 `when="after"` holds a request after the operation ran but before its answer is sent.
-`emu.watch(...)` is the same gate without holding: it only counts and waits for arrivals.
+`watch(emu, ...)` is the same gate without holding: it only counts and waits for arrivals.
+The emulator calls its `hooks` at each pause point of every request; `pause` installs a
+`PauseRegistry` there (the emulator's own hooks do nothing).
 
 Every wait has a timeout, so a broken test fails instead of hanging: `wait_arrived` and
 `wait_done` raise `TimeoutError`, and a held request that nobody releases goes on by itself
@@ -25,9 +27,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
+
+from cos_autotag_tools.emulator import Emulator
+from cos_autotag_tools.emulator.messages import Request
+from cos_autotag_tools.emulator.service import OPERATIONS, RequestHooks
 
 When = Literal["before", "after"]
 WHEN_VALUES: tuple[When, ...] = ("before", "after")
@@ -50,7 +57,7 @@ class Arrival:
 
 
 class Gate:
-    """One pause point. Thread-safe; build it with `Emulator.pause` or `Emulator.watch`."""
+    """One pause point. Thread-safe; build it with `pause` or `watch`."""
 
     def __init__(
         self,
@@ -154,7 +161,7 @@ class Gate:
 
     # --- what the service calls ---------------------------------------------------------------
 
-    def _matches(self, op: str, bucket: str | None, key: str | None, when: When) -> bool:
+    def _matches(self, op: str, bucket: str | None, key: str | None, when: str) -> bool:
         return (
             when == self.when
             and op == self.op
@@ -182,7 +189,7 @@ class Gate:
             self._cond.notify_all()
 
 
-class PauseRegistry:
+class PauseRegistry(RequestHooks):
     """The gates in force. The service asks it at each pause point of every request."""
 
     def __init__(self) -> None:
@@ -205,24 +212,46 @@ class PauseRegistry:
         for gate in gates:
             gate.release()
 
-    def arrive(
-        self, op: str, method: str, bucket: str | None, key: str | None, request_id: str, when: When
-    ) -> Gate | None:
-        """Let the first matching gate with room catch this request, hold it if the gate holds,
-        and answer the gate (the caller reports `served` to it), or None."""
+    def arrive(self, op: str, req: Request, when: str) -> Callable[[], None] | None:
+        """Let the first matching gate with room catch this request and hold it if the gate
+        holds; answer what tells the gate the request was served, or None."""
         with self._lock:
             if not self._gates:
                 return None
-            arrival = Arrival(op, method, bucket, key, request_id, time.monotonic())
+            arrival = Arrival(op, req.method, req.bucket, req.key, req.request_id, time.monotonic())
             gate = next(
-                (g for g in self._gates if g._matches(op, bucket, key, when) and g._try_catch(arrival)),
+                (g for g in self._gates if g._matches(op, req.bucket, req.key, when) and g._try_catch(arrival)),
                 None,
             )
-        if gate is not None:
-            gate._hold(arrival)
-        return gate
+        if gate is None:
+            return None
+        gate._hold(arrival)
+        return gate._served
 
-    @staticmethod
-    def served(gate: Gate | None) -> None:
-        if gate is not None:
-            gate._served()
+
+def _registry(emu: Emulator) -> PauseRegistry:
+    if not isinstance(emu.hooks, PauseRegistry):
+        emu.hooks = PauseRegistry()
+    assert isinstance(emu.hooks, PauseRegistry)
+    return emu.hooks
+
+
+def _known_op(op: str) -> str:
+    if op not in OPERATIONS:
+        raise ValueError(f"unknown operation {op!r}; the emulator's operations are {sorted(OPERATIONS)}")
+    return op
+
+
+def pause(emu: Emulator, op: str, key: str | None = None, **options: Any) -> Gate:
+    """Hold the first `count` requests of operation `op` (optionally for `key` / `bucket`)
+    until `gate.release()`: `when="before"` the operation runs, or `"after"` it ran but before
+    its answer is sent. Later matching requests pass. Use it as a context manager (leaving it
+    releases). `options` are `Gate`'s: bucket, count, when, hold_timeout_s."""
+    registry = _registry(emu)
+    return registry.add(Gate(registry, _known_op(op), key=key, **options))
+
+
+def watch(emu: Emulator, op: str, key: str | None = None, **options: Any) -> Gate:
+    """Like `pause`, without holding: `gate.wait_arrived()` / `wait_done()` block until the
+    first `count` matching requests arrived / were answered."""
+    return pause(emu, op, key, hold=False, **options)
