@@ -22,7 +22,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -98,7 +98,7 @@ def measure(records: int = 30, rounds: int = 21) -> Figure:
         }
         events = emu.put_many(objects)
         settings = Settings(cos_endpoint=("http", "127.0.0.1", emu.port), min_confidence=10)
-        quiet_settings = replace(settings, log_level="WARNING")
+        quiet_settings = settings._replace(log_level="WARNING")
         gateway = CosGateway(settings, CREDENTIAL_ENV)
         timed = TimedGateway(settings, CREDENTIAL_ENV)
         client = emu.client()
