@@ -103,7 +103,7 @@ def marker_token(marker: str) -> str:
 
 def clean_tag_text(text: str, max_chars: int) -> str:
     """`text` made acceptable to COS as a tag key or value, or '' when nothing usable is left."""
-    cleaned = "".join(ch if (ch.isalnum() or ch in cos_facts.TAG_ALLOWED_PUNCTUATION) else " " for ch in text)
+    cleaned = cos_facts.TAG_REFUSED_CHARACTER.sub(" ", text)
     cleaned = " ".join(cleaned.split())[:max_chars].strip()
     return cleaned if cos_facts.tag_text_is_valid(cleaned, max_chars) else ""
 
@@ -124,7 +124,7 @@ def tag_marker_value(upload_token: str, label_keys: Iterable[str]) -> str:
 
 def is_strict_tag_text(text: str) -> bool:
     """Whether `text` uses only the characters both of COS's tag rules allow."""
-    return all(ch in cos_facts.TAG_STRICT_CHARACTERS for ch in text)
+    return cos_facts.TAG_STRICT_CHARACTERS.issuperset(text)
 
 
 def _cut_utf8(text: str, max_bytes: int) -> bytes:
