@@ -296,12 +296,14 @@ def user_metadata(head: Mapping[str, str]) -> dict[str, str]:
 # The metadata marker, strictly: `v1`, `v1:<token>`, `v2:<token>:` (a tags-mode style digest
 # list after the last colon is read too). Anything else in that header is the user's.
 _TOKEN = r"[A-Za-z0-9_.=+/-]{1,64}"  # the upload token: hex as the function writes it, read leniently
-_METADATA_MARKER_RE = re.compile(rf"v1(?::{_TOKEN})?|v2:(?:{_TOKEN})?:(?:[0-9a-f]{{4}}(?:\.[0-9a-f]{{4}})*)?")
+# Compiled by `re` at its first use (and cached there): only metadata mode reads it, and tags mode,
+# the default, does not pay for compiling it at every cold start.
+_METADATA_MARKER = rf"v1(?::{_TOKEN})?|v2:(?:{_TOKEN})?:(?:[0-9a-f]{{4}}(?:\.[0-9a-f]{{4}})*)?"
 
 
 def is_metadata_marker(value: object) -> bool:
     """Whether a value of `x-cos-meta-autotag` is the function's marker (any input: True or False)."""
-    return isinstance(value, str) and _METADATA_MARKER_RE.fullmatch(value) is not None
+    return isinstance(value, str) and re.fullmatch(_METADATA_MARKER, value) is not None
 
 
 def _meta_value(meta: Mapping[str, str], header: str) -> str | None:
