@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 from . import cos_facts
@@ -38,8 +37,7 @@ class CannotCarry(ValueError):
         self.problem, self.fix = problem, fix
 
 
-@dataclass(frozen=True)
-class Kept:
+class Kept(NamedTuple):  # a NamedTuple: immutable, and cheaper to define than a dataclass at cold start
     """What the copy sends besides the labels: the user's metadata as text to send (names
     lower-cased) and the encryption and ACL headers (raw header names)."""
 

@@ -75,6 +75,10 @@ TAGS_MAX_PER_OBJECT = 10
 TAG_KEY_MAX_CHARS = 127
 # Letters (the overview allows UTF-8), digits, space and + - _ = . : / @.
 TAG_ALLOWED_PUNCTUATION = frozenset(" +-_=.:/@")
+# One character outside that rule: neither alphanumeric (`str.isalnum`) nor allowed punctuation.
+# `\w` is exactly `str.isalnum` plus `_`, which the punctuation allows too. One C-level search per
+# text instead of a Python step per character.
+TAG_REFUSED_CHARACTER = re.compile("[^\\w" + re.escape("".join(sorted(TAG_ALLOWED_PUNCTUATION))) + "]")
 
 
 # The API page's reading (436/42997): ASCII letters, digits, space and + - _ = . : / only, the
@@ -89,7 +93,7 @@ def tag_text_is_valid(text: str, max_chars: int) -> bool:
     """True when COS accepts `text` as a tag key or value under its length and character rules."""
     if not 1 <= len(text) <= max_chars:
         return False
-    return all(ch.isalnum() or ch in TAG_ALLOWED_PUNCTUATION for ch in text)
+    return TAG_REFUSED_CHARACTER.search(text) is None
 
 
 # --- Object metadata --------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import posixpath
 import struct
-from dataclasses import replace
 from typing import NamedTuple
 
 from . import cos_facts
@@ -110,7 +109,7 @@ def check_object(
     if content_type is None:
         return Verdict(False, Reason.UNKNOWN_TYPE, needs_sniff=True)
     size = record.size if size is None else size
-    return check_record(replace(record, key=key, content_type=content_type, size=size), settings)
+    return check_record(record._replace(key=key, content_type=content_type, size=size), settings)
 
 
 def sniff_image(head: bytes) -> tuple[str, tuple[int, int] | None] | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 from urllib.parse import unquote, unquote_plus, urlsplit
 
@@ -28,8 +28,9 @@ class MalformedRecord(NamedTuple):
     problem: str
 
 
-@dataclass(frozen=True)
-class CosRecord:
+# A NamedTuple like the record above (`_replace` makes a changed copy); its mapping default is a
+# read-only empty one, shared by every record that has no user metadata.
+class CosRecord(NamedTuple):
     """One object-level notification, with every name resolved to what the COS API needs."""
 
     bucket: str  # full bucket name: <name>-<appid>
@@ -38,7 +39,7 @@ class CosRecord:
     event_name: str
     size: int | None = None
     content_type: str = ""
-    user_meta: Mapping[str, str] = field(default_factory=dict)  # x-cos-meta-* names lower-cased
+    user_meta: Mapping[str, str] = MappingProxyType({})  # x-cos-meta-* names lower-cased
     vid: str = ""
     upload_request_id: str = ""
     event_time: int | None = None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -66,22 +65,50 @@ class Reason:
         return f"rejected by detect-label ({code})"
 
 
-@dataclass
 class RecordResult:
-    """One record's result: the summary's, the log line's and the backfill report's."""
+    """One record's result: the summary's, the log line's and the backfill report's.
 
-    bucket: str
-    key: str
-    outcome: Outcome
-    reason: str = ""
-    labels: list[dict[str, Any]] = field(default_factory=list)
-    calls: Counter[str] = field(default_factory=Counter)
-    error_code: str = ""
-    request_id: str = ""
-    retryable: bool = False
-    duration_ms: int = 0
-    # For a misconfiguration: what to fix, said once per invocation by the handler.
-    fix: str = ""
+    A plain slotted class: made once per record and filled in by the steps, so a dataclass
+    would only add cold-start time."""
+
+    __slots__ = (
+        "bucket",
+        "calls",
+        "duration_ms",
+        "error_code",
+        "fix",
+        "key",
+        "labels",
+        "outcome",
+        "reason",
+        "request_id",
+        "retryable",
+    )
+
+    def __init__(
+        self,
+        bucket: str,
+        key: str,
+        outcome: Outcome,
+        reason: str = "",
+        labels: list[dict[str, Any]] | None = None,
+        calls: Counter[str] | None = None,
+        error_code: str = "",
+        request_id: str = "",
+        retryable: bool = False,
+        duration_ms: int = 0,
+        fix: str = "",
+    ) -> None:
+        self.bucket, self.key, self.outcome, self.reason = bucket, key, outcome, reason
+        self.labels: list[dict[str, Any]] = [] if labels is None else labels
+        self.calls: Counter[str] = Counter() if calls is None else calls
+        self.error_code, self.request_id, self.retryable = error_code, request_id, retryable
+        self.duration_ms = duration_ms
+        # For a misconfiguration: what to fix, said once per invocation by the handler.
+        self.fix = fix
+
+    def __repr__(self) -> str:
+        return f"RecordResult({', '.join(f'{name}={getattr(self, name)!r}' for name in self.__slots__)})"
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"bucket": self.bucket, "key": self.key, "outcome": str(self.outcome)}

@@ -20,7 +20,7 @@ from .errors import AlreadyInProgress, CosCallError, ObjectKeptChanging, StoreUn
 from .events import CosRecord
 from .idempotency.marker import marker_says_done
 from .label import Label
-from .modes import ChangedMeanwhile, Snapshot, WriteBackMode, mode_for
+from .modes import ChangedMeanwhile, Snapshot, mode_for
 from .outcome import Outcome, Reason, RecordResult
 from .retry import Deadline
 from .run import RecordRun
@@ -29,7 +29,7 @@ from .settings import Settings
 
 if TYPE_CHECKING:  # interfaces, for the type checker only: a record never needs them loaded
     from .idempotency import StrictStore
-    from .ports import LabelDetector, ObjectStore
+    from .ports import LabelDetector, ObjectStore, WriteBackMode
 
 Ending = tuple[Outcome, str]  # how a record ends: the outcome and why
 

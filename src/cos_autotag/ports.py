@@ -1,4 +1,4 @@
-"""The two outside services the pipeline needs, as small interfaces.
+"""The two outside services the pipeline needs, and its write-back mode, as small interfaces.
 
 `cos_adapter.CosGateway` implements both over the SDK. Anything else that speaks these
 interfaces can stand in: in-memory fakes in the unit tests, and the backfill's wrappers that
@@ -10,7 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-if TYPE_CHECKING:  # only for the annotation: writeback is pure planning and imports nothing back
+if TYPE_CHECKING:  # only for the annotations: writeback is pure planning and imports nothing back
+    from .events import CosRecord
+    from .label import Label
+    from .modes import Snapshot, WriteResult
+    from .run import RecordRun
     from .writeback import MetadataPlan
 
 # The COS/CI operation name of each port method: retries, counts and logs use these names.
@@ -57,3 +61,25 @@ class LabelDetector(Protocol):
     def detect_labels(
         self, bucket: str, region: str, key: str, scenes: Sequence[str], detect_url: str | None = None
     ) -> Any: ...
+
+
+class WriteBackMode(Protocol):
+    no_room_reason: str  # why a record is skipped when the snapshot has no room
+
+    def marker_in_event(self, record: CosRecord) -> str | None:
+        """The marker the event itself carries, so a known echo costs no call."""
+        ...
+
+    def read(self, run: RecordRun) -> Snapshot:
+        """The object as this mode needs it (one call)."""
+        ...
+
+    def prepare(self, run: RecordRun, snapshot: Snapshot) -> Snapshot:
+        """What the write needs beyond the read, learnt once the object is known to need labels
+        and before the paid call (metadata mode: what its copy must carry); or the snapshot with
+        `left_alone` set."""
+        ...
+
+    def write(self, run: RecordRun, snapshot: Snapshot, labels: list[Label]) -> WriteResult:
+        """Write the labels and the marker onto the object as `snapshot` saw it, never over a change."""
+        ...

@@ -39,13 +39,14 @@ import binascii
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote, unquote
 
 from . import cos_facts
-from .carry import Kept
 from .label import Label
+
+if TYPE_CHECKING:  # metadata mode's copy loads carry when it needs it
+    from .carry import Kept
 
 MARKER_TAG = "autotag"
 LABEL_TAG_PREFIX = "autotag:"
@@ -69,8 +70,9 @@ def marker_value(upload_token: str) -> str:
     return f"{MARKER_VERSION}:{upload_token}" if upload_token else MARKER_VERSION
 
 
-@dataclass(frozen=True)
-class Marker:
+# The values made for every record are NamedTuples rather than frozen dataclasses: immutable all
+# the same, and several times cheaper to define, which every cold start pays for.
+class Marker(NamedTuple):
     """A marker, parsed. `owned`: the key digests of the label tags it wrote (v2), None for v1."""
 
     version: str
@@ -101,7 +103,7 @@ def marker_token(marker: str) -> str:
 
 def clean_tag_text(text: str, max_chars: int) -> str:
     """`text` made acceptable to COS as a tag key or value, or '' when nothing usable is left."""
-    cleaned = "".join(ch if (ch.isalnum() or ch in cos_facts.TAG_ALLOWED_PUNCTUATION) else " " for ch in text)
+    cleaned = cos_facts.TAG_REFUSED_CHARACTER.sub(" ", text)
     cleaned = " ".join(cleaned.split())[:max_chars].strip()
     return cleaned if cos_facts.tag_text_is_valid(cleaned, max_chars) else ""
 
@@ -122,7 +124,7 @@ def tag_marker_value(upload_token: str, label_keys: Iterable[str]) -> str:
 
 def is_strict_tag_text(text: str) -> bool:
     """Whether `text` uses only the characters both of COS's tag rules allow."""
-    return all(ch in cos_facts.TAG_STRICT_CHARACTERS for ch in text)
+    return cos_facts.TAG_STRICT_CHARACTERS.issuperset(text)
 
 
 def _cut_utf8(text: str, max_bytes: int) -> bytes:
@@ -172,8 +174,7 @@ def confidence_value(value: str) -> int | None:
     return int(value) if _CONFIDENCE_RE.fullmatch(value) and int(value) <= 100 else None
 
 
-@dataclass(frozen=True)
-class TagReading:
+class TagReading(NamedTuple):
     """A tag set read as the function's layout: what the function can show it wrote, and the rest."""
 
     marker: Marker | None  # the function's marker; None: none on the object
@@ -215,14 +216,13 @@ def read_tags(existing: Iterable[tuple[str, str]]) -> TagReading:
     return TagReading(marker, marker_text is not None and marker is None, ours, labels, user)
 
 
-@dataclass(frozen=True)
-class TagPlan:
+class TagPlan(NamedTuple):
     tags: list[tuple[str, str]]
     written: list[Label]
-    left_out_for_room: list[Label] = field(default_factory=list)
-    left_out_invalid: list[str] = field(default_factory=list)
+    left_out_for_room: list[Label]
+    left_out_invalid: list[str]
     # Some label is written readable with characters COS's strict tag rule refuses.
-    strict_unsafe: bool = False
+    strict_unsafe: bool
 
 
 def user_tags(existing: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -296,12 +296,14 @@ def user_metadata(head: Mapping[str, str]) -> dict[str, str]:
 # The metadata marker, strictly: `v1`, `v1:<token>`, `v2:<token>:` (a tags-mode style digest
 # list after the last colon is read too). Anything else in that header is the user's.
 _TOKEN = r"[A-Za-z0-9_.=+/-]{1,64}"  # the upload token: hex as the function writes it, read leniently
-_METADATA_MARKER_RE = re.compile(rf"v1(?::{_TOKEN})?|v2:(?:{_TOKEN})?:(?:[0-9a-f]{{4}}(?:\.[0-9a-f]{{4}})*)?")
+# Compiled by `re` at its first use (and cached there): only metadata mode reads it, and tags mode,
+# the default, does not pay for compiling it at every cold start.
+_METADATA_MARKER = rf"v1(?::{_TOKEN})?|v2:(?:{_TOKEN})?:(?:[0-9a-f]{{4}}(?:\.[0-9a-f]{{4}})*)?"
 
 
 def is_metadata_marker(value: object) -> bool:
     """Whether a value of `x-cos-meta-autotag` is the function's marker (any input: True or False)."""
-    return isinstance(value, str) and _METADATA_MARKER_RE.fullmatch(value) is not None
+    return isinstance(value, str) and re.fullmatch(_METADATA_MARKER, value) is not None
 
 
 def _meta_value(meta: Mapping[str, str], header: str) -> str | None:

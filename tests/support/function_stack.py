@@ -11,7 +11,6 @@ import io
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import replace
 from typing import Any
 
 from qcloud_cos import CosConfig, CosS3Client
@@ -35,7 +34,7 @@ class Stack:
 
     def settings(self, **changes: Any) -> Settings:
         base = Settings(cos_endpoint=("http", "127.0.0.1", self.emulator.port), min_confidence=10)
-        return replace(base, **changes)
+        return base._replace(**changes)
 
     def app(self, **changes: Any) -> App:
         return App(self.settings(**changes), env=self.env)

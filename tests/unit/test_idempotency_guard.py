@@ -338,12 +338,10 @@ def test_record_format_is_the_one_deployed_versions_share() -> None:
 
 
 def test_record_key_is_one_per_upload() -> None:
-    from dataclasses import replace
-
     key = record_key(RECORD)
     assert key.startswith(KEY_PREFIX) and len(key) == len(KEY_PREFIX) + 64
-    assert record_key(replace(RECORD, vid="v2")) != key
-    assert record_key(replace(RECORD)) == key
+    assert record_key(RECORD._replace(vid="v2")) != key
+    assert record_key(RECORD._replace()) == key
 
 
 # --- the breaker -----------------------------------------------------------------------------------

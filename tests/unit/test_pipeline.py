@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -211,7 +211,7 @@ def test_a_marker_for_this_upload_is_a_duplicate_for_one_read() -> None:
 
 def test_relabel_ignores_the_marker_and_replaces_the_old_labels() -> None:
     s = stack({"a.jpg": Obj(tags=[("autotag", "v1"), ("autotag:旧", "50"), ("owner", "bob")])}, relabel=True)
-    result = s.pipeline.process(replace(put(), vid="", upload_request_id=""), Deadline(30))
+    result = s.pipeline.process(put()._replace(vid="", upload_request_id=""), Deadline(30))
     assert result.outcome == Outcome.LABELED
     tags = dict(s.store.objects["a.jpg"].tags)
     assert "autotag:旧" not in tags and tags["autotag:玩具"] == "88" and tags["owner"] == "bob"
@@ -387,7 +387,7 @@ def test_metadata_mode_copies_in_place_keeping_user_metadata() -> None:
 
 def test_metadata_mode_recognises_its_own_copy_from_the_event_for_no_call() -> None:
     record = put()
-    echo = replace(record, event_name=cos_facts.EVENT_COPY, user_meta={MARKER_META: marker_value("other")})
+    echo = record._replace(event_name=cos_facts.EVENT_COPY, user_meta={MARKER_META: marker_value("other")})
     s = stack(mode="metadata")
     result = s.run(echo)
     assert (result.outcome, result.reason) == (Outcome.DUPLICATE, Reason.MARKER_IN_EVENT) and s.store.calls == []

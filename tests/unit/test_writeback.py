@@ -229,3 +229,14 @@ def test_reading_any_tag_set_is_total_and_splits_it(tags):
     assert sorted(reading.ours + reading.user) == sorted(tags)
     for key in (k for k, _ in tags):
         decode_label_tag(key)
+
+
+def test_the_refused_character_rule_is_isalnum_and_the_punctuation_for_every_code_point():
+    """`TAG_REFUSED_CHARACTER` stands for "neither str.isalnum nor allowed punctuation", everywhere."""
+    pattern = cos_facts.TAG_REFUSED_CHARACTER
+    differ = [
+        hex(cp)
+        for cp in range(0x110000)
+        if (pattern.search(chr(cp)) is None) != (chr(cp).isalnum() or chr(cp) in cos_facts.TAG_ALLOWED_PUNCTUATION)
+    ]
+    assert differ == []

@@ -13,15 +13,23 @@ must carry) belongs there, so a mode can learn more without the pipeline changin
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..events import CosRecord
 from ..label import Label
-from ..run import RecordRun
-from ..settings import Settings
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # interfaces and annotations: a record never needs them loaded
     from ..ports import ObjectStore
+    from ..ports import WriteBackMode as WriteBackMode
+    from ..settings import Settings
+else:
+
+    def __getattr__(name: str) -> Any:
+        # `WriteBackMode` lives with the other ports; the tooling still imports it from here.
+        if name == "WriteBackMode":
+            from ..ports import WriteBackMode
+
+            return WriteBackMode
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Snapshot(NamedTuple):
@@ -49,28 +57,6 @@ class ChangedMeanwhile(NamedTuple):
 
 
 WriteResult = Written | ChangedMeanwhile
-
-
-class WriteBackMode(Protocol):
-    no_room_reason: str  # why a record is skipped when the snapshot has no room
-
-    def marker_in_event(self, record: CosRecord) -> str | None:
-        """The marker the event itself carries, so a known echo costs no call."""
-        ...
-
-    def read(self, run: RecordRun) -> Snapshot:
-        """The object as this mode needs it (one call)."""
-        ...
-
-    def prepare(self, run: RecordRun, snapshot: Snapshot) -> Snapshot:
-        """What the write needs beyond the read, learnt once the object is known to need labels
-        and before the paid call (metadata mode: what its copy must carry); or the snapshot with
-        `left_alone` set."""
-        ...
-
-    def write(self, run: RecordRun, snapshot: Snapshot, labels: list[Label]) -> WriteResult:
-        """Write the labels and the marker onto the object as `snapshot` saw it, never over a change."""
-        ...
 
 
 def mode_for(settings: Settings, store: ObjectStore) -> WriteBackMode:
