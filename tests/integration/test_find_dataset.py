@@ -15,7 +15,8 @@ import pytest
 from cos_autotag.writeback import encoded_label_key, tag_marker_value
 from cos_autotag_tools.cli import main
 from cos_autotag_tools.emulator import Emulator
-from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
+from tests.support.constants import REGION
+from tests.support.emulator import started_emulator, use_emulator_env
 from tests.support.sdk import make_client
 
 from .test_show_find import BUCKET, USER_TAGS, put_tagged, put_with_metadata
@@ -38,16 +39,8 @@ QUERIES = [
 
 @pytest.fixture
 def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    emu = Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID)
-    emu.start()
-    try:
-        emu.create_bucket(BUCKET, REGION)
-        monkeypatch.setenv("TENCENTCLOUD_SECRETID", SECRET_ID)
-        monkeypatch.setenv("TENCENTCLOUD_SECRETKEY", SECRET_KEY)
-        monkeypatch.delenv("TENCENTCLOUD_SESSIONTOKEN", raising=False)
-        monkeypatch.setenv("AUTOTAG_COS_ENDPOINT", emu.endpoint)
-        monkeypatch.setenv("COS_BUCKET", BUCKET)
-        monkeypatch.setenv("COS_REGION", REGION)
+    with started_emulator(BUCKET) as emu:
+        use_emulator_env(monkeypatch, emu, COS_BUCKET=BUCKET, COS_REGION=REGION)
         client = make_client(emu)
         put_tagged(client, "cafe/espresso.jpg", {**USER_TAGS, "autotag": "v1:t1", "autotag:浓缩咖啡": "96",
                                                  "autotag:咖啡杯": "81"})  # fmt: skip
@@ -57,8 +50,6 @@ def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
         put_tagged(client, "other/espresso2.jpg", {"autotag": "v1:t5", "autotag:浓缩咖啡": "65"}, seed=4)
         put_tagged(client, "other/mocha.jpg", {"autotag:摩卡咖啡": "70"}, seed=5)  # labels, marker left out
         yield emu
-    finally:
-        emu.stop()
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -39,7 +39,7 @@ from cos_autotag_tools.object_labels import ObjectLabels
 from cos_autotag_tools.photos import list_photos
 from tests.support.browser import headless_chromium
 from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
-from tests.support.emulator import env_for
+from tests.support.emulator import env_for, started_emulator
 from tests.support.sdk import make_client
 
 pytestmark = pytest.mark.integration
@@ -59,13 +59,8 @@ DEMO_KEYS = sorted(f"photos/{name}" for name in DEMO_LABELS)
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    emulator = Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID)
-    emulator.start()
-    try:
-        emulator.create_bucket(BUCKET, REGION)
+    with started_emulator(BUCKET) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 def upload(client: CosS3Client, key: str, body: bytes, mode: str, labels: list[tuple[str, int]] | None) -> None:

@@ -18,8 +18,8 @@ from cos_autotag.writeback import encoded_label_key, tag_marker_value
 from cos_autotag_tools.cli import main
 from cos_autotag_tools.emulator import Emulator
 from cos_autotag_tools.gallery import GalleryServer, open_gallery
-from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
-from tests.support.emulator import env_for
+from tests.support.constants import REGION
+from tests.support.emulator import env_for, started_emulator
 from tests.support.sdk import make_client
 
 from .test_gallery import BUCKET, DEMO_KEYS, gallery, ops, seed_demo, upload
@@ -33,13 +33,8 @@ EXTRA = 23  # more photos than a page of 7 holds, in both write-back modes
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    emulator = Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID)
-    emulator.start()
-    try:
-        emulator.create_bucket(BUCKET, REGION)
+    with started_emulator(BUCKET) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from cos_autotag.label import Label
 from cos_autotag.writeback import LABELS_META, MARKER_META, encode_labels_meta
 from cos_autotag_tools.cli import main
 from cos_autotag_tools.emulator import Emulator
-from tests.support.constants import APPID, REGION, SECRET_ID, SECRET_KEY
+from tests.support.constants import APPID, REGION
+from tests.support.emulator import started_emulator, use_emulator_env
 from tests.support.images import image_bytes
 from tests.support.sdk import make_client
 
@@ -32,17 +33,9 @@ USER_TAGS = {"owner": "alice", "autotagger": "bob", "autotag-note": "keep", "浓
 
 @pytest.fixture
 def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    emulator = Emulator(credentials={SECRET_ID: SECRET_KEY}, appid=APPID)
-    emulator.start()
-    try:
-        emulator.create_bucket(BUCKET, REGION)
-        monkeypatch.setenv("TENCENTCLOUD_SECRETID", SECRET_ID)
-        monkeypatch.setenv("TENCENTCLOUD_SECRETKEY", SECRET_KEY)
-        monkeypatch.delenv("TENCENTCLOUD_SESSIONTOKEN", raising=False)
-        monkeypatch.setenv("AUTOTAG_COS_ENDPOINT", emulator.endpoint)
+    with started_emulator(BUCKET) as emulator:
+        use_emulator_env(monkeypatch, emulator)
         yield emulator
-    finally:
-        emulator.stop()
 
 
 def put_tagged(client: CosS3Client, key: str, tags: dict[str, str], seed: int = 0) -> None:

@@ -37,6 +37,13 @@ def env_for(emu: Emulator, **extra: str) -> dict[str, str]:
     }
 
 
+def use_emulator_env(monkeypatch: pytest.MonkeyPatch, emu: Emulator, **extra: str) -> None:
+    """Point the CLI commands this test runs in-process at `emu` (env_for's variables, no session token)."""
+    for name, value in env_for(emu, **extra).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("TENCENTCLOUD_SESSIONTOKEN", raising=False)
+
+
 def error_of(call: Callable[[], object]) -> CosServiceError:
     """The CosServiceError `call` raises (the test fails if it raises none)."""
     with pytest.raises(CosServiceError) as err:

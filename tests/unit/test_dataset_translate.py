@@ -18,27 +18,15 @@ from cos_autotag_tools import cos_facts
 from cos_autotag_tools.dataset_query import labels_of, translate
 from cos_autotag_tools.emulator.dataset import _check, _matches
 from cos_autotag_tools.object_labels import label_key
-from cos_autotag_tools.query import And, Everything, KeyPrefix, Label, Not, Or, Query, matches
+from cos_autotag_tools.query import Everything, Label, Query, matches
+from tests.support.query_trees import query_trees
 
 BUCKET = "photos-1250000000"
 # Few names, so generated queries often name what the objects carry, in another spelling or language.
 NAMES = ["猫", "虎纹猫", "虎斑猫", "tabby cat", "Tabby Cat", "狗", "a b", "x:y", "ß"]
 words = st.one_of(st.sampled_from(["猫", "cat", "CAT", "tabby", "虎", "b", "ss", "x:y"]),
                   st.sampled_from(NAMES)).filter(lambda t: bool(label_key(t)))  # fmt: skip
-leaves = st.one_of(
-    st.builds(Label, words, st.booleans()),
-    st.builds(Label, words, st.booleans(), st.sampled_from([">=", ">", "<=", "<", "="]), st.integers(0, 100)),
-    st.builds(KeyPrefix, st.sampled_from(["", "a", "a/", "b/", "z"])),
-)
-trees = st.recursive(
-    leaves,
-    lambda children: st.one_of(
-        st.builds(Not, children),
-        st.builds(lambda xs: And(tuple(xs)), st.lists(children, min_size=2, max_size=3)),
-        st.builds(lambda xs: Or(tuple(xs)), st.lists(children, min_size=2, max_size=3)),
-    ),
-    max_leaves=5,
-)
+trees = query_trees(words, ["", "a", "a/", "b/", "z"], max_leaves=5)
 labelings = st.tuples(
     st.sampled_from(["tags", "encoded", "metadata", "none"]),
     st.lists(st.tuples(st.sampled_from(NAMES), st.integers(0, 100)), max_size=4, unique_by=lambda x: x[0]),

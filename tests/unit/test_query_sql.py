@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from cos_autotag_tools.backfill.listing import ListedObject
 from cos_autotag_tools.gallery.index import LabelIndex
 from cos_autotag_tools.object_labels import ObjectLabels, label_key
-from cos_autotag_tools.query import And, Everything, KeyPrefix, Label, Not, Or, Query, matches, parse
+from cos_autotag_tools.query import Everything, Query, matches, parse
 from cos_autotag_tools.query_sql import where
+from tests.support.query_trees import query_trees
 
 # Names that share substrings, an engine pair in either language (tabby cat / 虎斑猫), folding.
 NAMES = ["猫", "虎纹猫", "埃及猫", "虎斑猫", "tabby cat", "Tabby Cat", "ＣＡＴ", "狗", "dog", "猫\x00狗", "a%_b",
@@ -27,20 +28,7 @@ KEYS = ["a/1.jpg", "a/2.png", "b/1.jpg", "b/猫.txt", "a%/x", "a_/y", "ab"]
 
 words = st.one_of(st.sampled_from(["猫", "cat", "CAT", "tabby", "虎", "狗", "\x00", "%", "_", "s", "ß"]),
                   st.text(min_size=1, max_size=3)).filter(lambda t: bool(label_key(t)))  # fmt: skip
-leaves = st.one_of(
-    st.builds(Label, words, st.booleans()),
-    st.builds(Label, words, st.booleans(), st.sampled_from([">=", ">", "<=", "<", "="]), st.integers(0, 100)),
-    st.builds(KeyPrefix, st.sampled_from(["", "a", "a/", "a%", "a_", "b/猫", "z"])),
-)
-trees = st.recursive(
-    leaves,
-    lambda children: st.one_of(
-        st.builds(Not, children),
-        st.builds(lambda xs: And(tuple(xs)), st.lists(children, min_size=2, max_size=3)),
-        st.builds(lambda xs: Or(tuple(xs)), st.lists(children, min_size=2, max_size=3)),
-    ),
-    max_leaves=6,
-)
+trees = query_trees(words, ["", "a", "a/", "a%", "a_", "b/猫", "z"], max_leaves=6)
 
 
 def fill(index: LabelIndex, objects: list[list[tuple[str, int]]]) -> dict[str, tuple[tuple[str, int], ...]]:
