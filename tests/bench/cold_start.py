@@ -9,13 +9,9 @@ least any function using the SDK and structlog pays: `import qcloud_cos, structl
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-
 from tests.support.constants import CREDENTIAL_ENV, REGION
 
-from .common import RESULT_PREFIX, ROOT, SRC, Figure, child_env, median, ratio_text, run_python
+from .common import RESULT_PREFIX, SRC, Figure, import_times, median, ratio_text, run_importtime, run_python
 
 GOAL_RATIO = 1.15
 PRELUDE = f"import sys, time, json\nsys.path.insert(0, {str(SRC)!r})\nstarted = time.perf_counter()\n"
@@ -44,20 +40,8 @@ def import_offenders(limit: int = 8) -> list[tuple[str, int]]:
     """The modules the handler imports and the baseline does not, by own time (`-X importtime`), µs."""
 
     def self_times(code: str) -> dict[str, int]:
-        proc = subprocess.run(
-            [sys.executable, "-I", "-X", "importtime", "-c", code],
-            capture_output=True,
-            text=True,
-            env=child_env(CREDENTIAL_ENV),
-            cwd=ROOT,
-            check=True,
-        )
-        out: dict[str, int] = {}
-        for line in proc.stderr.splitlines():
-            match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
-            if match:
-                out[match.group(4)] = int(match.group(1))
-        return out
+        proc = run_importtime(code, env=CREDENTIAL_ENV, timeout_s=None)
+        return {name: own_us for name, own_us, _, _ in import_times(proc.stderr)}
 
     base, handler = self_times(BASELINE), self_times(HANDLER)
     extra = [(name, us) for name, us in handler.items() if name not in base]

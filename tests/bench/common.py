@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,33 @@ def run_python(
         check=False,
     )
     return parse_result(proc)
+
+
+# `import time: <self µs> | <cumulative µs> | <indent><module>`: a top-level import has no indent.
+_IMPORT_TIME_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)")
+
+
+def run_importtime(
+    code: str, *, env: Mapping[str, str] | None = None, timeout_s: float | None = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh `python -I -X importtime` (a failure raises); its stderr has the import times."""
+    return subprocess.run(
+        [sys.executable, "-I", "-X", "importtime", "-c", code],
+        capture_output=True,
+        text=True,
+        env=child_env(env),
+        cwd=ROOT,
+        timeout=timeout_s,
+        check=True,
+    )
+
+
+def import_times(stderr: str) -> Iterator[tuple[str, int, int, bool]]:
+    """(module, own µs, cumulative µs, whether top-level) for each `-X importtime` line in `stderr`."""
+    for line in stderr.splitlines():
+        match = _IMPORT_TIME_LINE.match(line)
+        if match:
+            yield match.group(4), int(match.group(1)), int(match.group(2)), not match.group(3)
 
 
 def parse_result(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -10,13 +10,9 @@ reported beside it: it moves less than the wall clock when the machine is busy.
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-
 from tests.support.constants import CREDENTIAL_ENV
 
-from .common import RESULT_PREFIX, ROOT, SRC, Figure, child_env, median, ratio_text
+from .common import RESULT_PREFIX, SRC, Figure, import_times, median, ratio_text, run_importtime
 
 GOAL_MS = 10.0
 CODE = (
@@ -29,32 +25,18 @@ CODE = (
     "c2 = time.process_time()\n"
     f"print({RESULT_PREFIX!r} + json.dumps({{'base_cpu_ms': (c1 - c0) * 1000, 'fn_cpu_ms': (c2 - c1) * 1000}}))\n"
 )
-# `import time: <self µs> | <cumulative µs> | <indent><module>`: a top-level import has no indent.
-_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)")
 
 
 def _once() -> tuple[float, float, float, float, dict[str, int]]:
     """One process: (function ms, baseline ms, function CPU ms, baseline CPU ms, own µs per module)."""
-    proc = subprocess.run(
-        [sys.executable, "-I", "-X", "importtime", "-c", CODE],
-        capture_output=True,
-        text=True,
-        env=child_env(CREDENTIAL_ENV),
-        cwd=ROOT,
-        timeout=120,
-        check=True,
-    )
+    proc = run_importtime(CODE, env=CREDENTIAL_ENV)
     cumulative: dict[str, int] = {}
     own: dict[str, int] = {}
-    for line in proc.stderr.splitlines():
-        match = _LINE.match(line)
-        if not match:
-            continue
-        name = match.group(4)
-        if not match.group(3):
-            cumulative[name] = int(match.group(2))
+    for name, own_us, cumulative_us, top_level in import_times(proc.stderr):
+        if top_level:
+            cumulative[name] = cumulative_us
         if name == "index" or name.startswith("cos_autotag"):
-            own[name] = int(match.group(1))
+            own[name] = own_us
     result = next(line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX))
     cpu = {k: float(v) for k, v in __import__("json").loads(result[len(RESULT_PREFIX) :]).items()}
     base_us = cumulative["qcloud_cos"] + cumulative["structlog"]
