@@ -72,16 +72,16 @@ def run_python(
     python: str = sys.executable,
 ) -> dict[str, Any]:
     """Run `code` in a fresh interpreter and answer the JSON it printed after RESULT_PREFIX."""
-    proc = subprocess.run(
-        [python, *flags, "-c", code],
-        capture_output=True,
-        text=True,
-        env=child_env(env),
-        cwd=ROOT,
-        timeout=timeout_s,
-        check=False,
+    return parse_result(_run_child([python, *flags, "-c", code], env, timeout_s, check=False))
+
+
+def _run_child(
+    argv: list[str], env: Mapping[str, str] | None, timeout_s: float | None, *, check: bool
+) -> subprocess.CompletedProcess[str]:
+    """Run `argv` from the repository root with child_env(env), capturing its output as text."""
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=child_env(env), cwd=ROOT, timeout=timeout_s, check=check
     )
-    return parse_result(proc)
 
 
 # `import time: <self µs> | <cumulative µs> | <indent><module>`: a top-level import has no indent.
@@ -92,15 +92,7 @@ def run_importtime(
     code: str, *, env: Mapping[str, str] | None = None, timeout_s: float | None = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run `code` in a fresh `python -I -X importtime` (a failure raises); its stderr has the import times."""
-    return subprocess.run(
-        [sys.executable, "-I", "-X", "importtime", "-c", code],
-        capture_output=True,
-        text=True,
-        env=child_env(env),
-        cwd=ROOT,
-        timeout=timeout_s,
-        check=True,
-    )
+    return _run_child([sys.executable, "-I", "-X", "importtime", "-c", code], env, timeout_s, check=True)
 
 
 def import_times(stderr: str) -> Iterator[tuple[str, int, int, bool]]:
