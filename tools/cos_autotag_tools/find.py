@@ -148,10 +148,7 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                     shown = "-" if confidence is None else confidence
                     _print_match(f"{clean(result.listed.key)}\t{shown}", progress)
     except (CosCallError, ValueError) as error:  # the listing itself failed, after its retries
-        progress.close()
-        reason = explain(error, bucket) if isinstance(error, CosCallError) else str(error)
-        print(f"cos-autotag find: {reason}", file=sys.stderr)
-        return EXIT_FAILED
+        return _listing_failed(error, bucket, progress)
     except KeyboardInterrupt:
         progress.close()
         print(f"cos-autotag find: interrupted after {scanned} objects", file=sys.stderr)
@@ -161,6 +158,13 @@ def _find(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 run_find = command(_parser, _find, quiet_sdk=True)
+
+
+def _listing_failed(error: CosCallError | ValueError, bucket: Bucket, progress: Progress) -> int:
+    progress.close()
+    reason = explain(error, bucket) if isinstance(error, CosCallError) else str(error)
+    print(f"cos-autotag find: {reason}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _listing_prefix(args: argparse.Namespace, query: Query) -> str:
@@ -207,10 +211,7 @@ def _find_in_index(
         summary = index.summary(listing_prefix, False, 10)
         scanned = summary.count - sum(1 for key in unread if index.has_key(key))
     except (CosCallError, ValueError) as error:  # the listing itself failed, after its retries
-        progress.close()
-        reason = explain(error, bucket) if isinstance(error, CosCallError) else str(error)
-        print(f"cos-autotag find: {reason}", file=sys.stderr)
-        return EXIT_FAILED
+        return _listing_failed(error, bucket, progress)
     except KeyboardInterrupt:
         progress.close()
         print("cos-autotag find: interrupted; what was read is kept in the index", file=sys.stderr)
