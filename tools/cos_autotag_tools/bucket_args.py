@@ -1,4 +1,4 @@
-"""`--bucket` and `--region` for the bucket-wide commands (show, find, gallery, backfill, untag).
+"""`--bucket` and `--region` for the bucket-wide commands (show, find, gallery, dataset, backfill, untag).
 
 Each defaults to the deploy's own variable, COS_BUCKET or COS_REGION, so that after
 `set -a; . ./.env; set +a` the commands of docs/deploy.md need neither flag. A flag given on the
@@ -16,6 +16,20 @@ from .command import UsageError
 
 BUCKET_VAR = "COS_BUCKET"
 REGION_VAR = "COS_REGION"
+
+
+# Said by the commands whose settings and credentials come from the function's own variables.
+ENV_NOTE = (
+    "Settings and credentials come from the same environment as the function and the backfill "
+    "(TENCENTCLOUD_SECRETID/SECRETKEY[/SESSIONTOKEN], AUTOTAG_COS_ENDPOINT)."
+)
+
+
+def bucket_parser(command: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
+    """The parser of `cos-autotag <command>`, with --bucket and --region as its first options."""
+    parser = argparse.ArgumentParser(prog=f"cos-autotag {command}", description=description, epilog=epilog)
+    add_bucket_arguments(parser)
+    return parser
 
 
 def add_bucket_arguments(parser: argparse.ArgumentParser) -> None:

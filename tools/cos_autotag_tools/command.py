@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from cos_autotag.errors import ConfigurationError, SettingsError
@@ -55,3 +57,11 @@ def command(parser: Callable[[], argparse.ArgumentParser], body: Body, *, quiet_
         return EXIT_USAGE
 
     return entry
+
+
+def write_report(path: Path, summary: Mapping[str, Any], prog: str) -> None:
+    """Write a run's report as JSON (UTF-8); a failed write is said on stderr and changes no exit code."""
+    try:
+        path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as error:
+        print(f"{prog}: cannot write the report to {path}: {error}", file=sys.stderr)

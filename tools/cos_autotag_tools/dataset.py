@@ -17,20 +17,20 @@ from cos_autotag.errors import CosCallError
 
 from .backfill.listing import list_objects
 from .backfill.rate import TokenBucket
+from .bucket_args import bucket_parser
 from .command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command
-from .object_labels import add_bucket_arguments, clean, explain, open_bucket
+from .object_labels import clean, explain, open_bucket
 
 DEFAULT_QPS = 10.0
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cos-autotag dataset",
-        description="Create a MetaInsight dataset, bind the bucket to it and index the objects already there, "
+    parser = bucket_parser(
+        "dataset",
+        "Create a MetaInsight dataset, bind the bucket to it and index the objects already there, "
         "so that `find --dataset NAME` asks the dataset instead of listing the bucket.",
     )
     parser.add_argument("name", metavar="NAME", help="the dataset's name (unique in the account)")
-    add_bucket_arguments(parser)
     parser.add_argument("--prefix", default="", help="index only the existing keys starting with this")
     parser.add_argument("--no-index", action="store_true", help="create and bind only; index nothing that exists")
     parser.add_argument(

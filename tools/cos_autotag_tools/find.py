@@ -20,12 +20,12 @@ from cos_autotag.errors import CosCallError
 
 from .backfill.listing import ListedObject, list_objects
 from .backfill.progress import Progress
+from .bucket_args import ENV_NOTE, bucket_parser
 from .command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command
 from .object_labels import (
     Bucket,
     ObjectLabels,
     ReadResult,
-    add_bucket_arguments,
     add_mode_argument,
     check_concurrency,
     clean,
@@ -42,13 +42,11 @@ DEFAULT_LABELS_MAX_AGE_S = 600.0
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cos-autotag find",
-        description="List the objects whose labels match a query. One listing of the bucket, and labels read "
+    parser = bucket_parser(
+        "find",
+        "List the objects whose labels match a query. One listing of the bucket, and labels read "
         "(one GET tagging, or HEAD, per object) only where the local index cannot vouch for them. "
-        f"Query: {HELP}. "
-        "Settings and credentials come from the same environment as the function and the backfill "
-        "(TENCENTCLOUD_SECRETID/SECRETKEY[/SESSIONTOKEN], AUTOTAG_COS_ENDPOINT).",
+        f"Query: {HELP}. {ENV_NOTE}",
     )
     parser.add_argument(
         "label",
@@ -56,7 +54,6 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         help="a label or a query, e.g. 浓缩咖啡, 猫>=60, '猫 AND NOT 狗' (several words are joined with spaces)",
     )
-    add_bucket_arguments(parser)
     parser.add_argument("--prefix", default="", help="only keys starting with this")
     parser.add_argument(
         "--min-confidence",

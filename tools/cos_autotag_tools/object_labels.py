@@ -45,7 +45,6 @@ from cos_autotag_tools.gateway import ToolGateway
 
 from .backfill.listing import ListedObject
 from .bucket_args import UsageError, resolve_bucket
-from .bucket_args import add_bucket_arguments as add_bucket_arguments  # show, find and gallery take it from here
 
 MODES = ("auto", "tags", "metadata")
 READ_DEADLINE_S = 30.0  # per object, retries of a throttled or failing read included

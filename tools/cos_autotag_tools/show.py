@@ -8,10 +8,10 @@ from collections.abc import Mapping
 
 from cos_autotag.errors import CosCallError
 
+from .bucket_args import ENV_NOTE, bucket_parser
 from .command import EXIT_FAILED, EXIT_OK, command
 from .object_labels import (
     ObjectLabels,
-    add_bucket_arguments,
     add_mode_argument,
     clean,
     explain,
@@ -23,14 +23,8 @@ from .object_labels import (
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cos-autotag show",
-        description="Print one object's labels, their confidence and the function's marker. Settings and "
-        "credentials come from the same environment as the function and the backfill "
-        "(TENCENTCLOUD_SECRETID/SECRETKEY[/SESSIONTOKEN], AUTOTAG_COS_ENDPOINT).",
-    )
+    parser = bucket_parser("show", f"Print one object's labels, their confidence and the function's marker. {ENV_NOTE}")
     parser.add_argument("key", metavar="KEY", help="the object's key, e.g. photos/coffee.png")
-    add_bucket_arguments(parser)
     add_mode_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON (UTF-8) instead of text")
     return parser

@@ -39,7 +39,6 @@ Two things COS does not let a client rule out, and what this does about them:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -66,8 +65,8 @@ from .backfill.cli import connect, sigterm_interrupts
 from .backfill.listing import ListedObject, list_objects
 from .backfill.progress import Progress
 from .backfill.runner import CountingGateway
-from .bucket_args import add_bucket_arguments, add_walk_arguments, resolve_bucket
-from .command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command
+from .bucket_args import add_walk_arguments, bucket_parser, resolve_bucket
+from .command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command, write_report
 
 PROG = "cos-autotag untag"
 MODES = ("auto", "tags", "metadata")
@@ -334,16 +333,15 @@ class Report:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Remove the labels cos-autotag wrote (its marker and label tags, or its x-cos-meta-autotag* "
+    parser = bucket_parser(
+        "untag",
+        "Remove the labels cos-autotag wrote (its marker and label tags, or its x-cos-meta-autotag* "
         "headers) from a bucket's objects, keeping everything else.",
         epilog="Metadata is rewritten by a copy of the object onto itself, which COS announces as "
         "cos:ObjectCreated:Copy. The deployed trigger subscribes only to Put, Post and CompleteMultipartUpload, so "
         "the function does not see these copies; if your trigger subscribes to cos:ObjectCreated:*, disable it first, "
         "or the function labels each object again (the marker it would recognise is gone).",
     )
-    add_bucket_arguments(parser)
     add_walk_arguments(parser, DEFAULT_CONCURRENCY, MAX_CONCURRENCY)
     parser.add_argument(
         "--mode",
@@ -439,10 +437,7 @@ def _untag(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     untagger.log.info("untag report", **summary)
     print(report.render(), file=sys.stderr)
     if args.report is not None:
-        try:
-            args.report.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        except OSError as error:
-            print(f"{PROG}: cannot write the report to {args.report}: {error}", file=sys.stderr)
+        write_report(args.report, summary, PROG)
     if report.interrupted:
         return EXIT_INTERRUPTED
     # An object changed during the run may still carry labels (or need its tags checked): not done.

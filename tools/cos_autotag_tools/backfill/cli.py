@@ -8,7 +8,6 @@ JSON log lines go to stdout, the progress bar and the final report to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 from collections.abc import Iterator, Mapping
@@ -22,8 +21,8 @@ from cos_autotag import observability
 from cos_autotag.events import MAX_RECORDS_PER_EVENT
 from cos_autotag.settings import Settings
 
-from ..bucket_args import add_bucket_arguments, add_walk_arguments, parse_region, resolve_bucket
-from ..command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, command
+from ..bucket_args import add_walk_arguments, bucket_parser, parse_region, resolve_bucket
+from ..command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, command, write_report
 from .checkpoint import CheckpointError, CheckpointLock, CheckpointWriter, ResumeState, load
 from .options import (
     DEFAULT_BATCH,
@@ -42,12 +41,11 @@ SCF_ENDPOINT_VAR = "AUTOTAG_SCF_ENDPOINT"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cos-autotag backfill",
-        description="Label the objects already in a bucket, through the same pipeline and guard as the "
+    parser = bucket_parser(
+        "backfill",
+        "Label the objects already in a bucket, through the same pipeline and guard as the "
         "function: an object already labeled costs one read and no detect-label call.",
     )
-    add_bucket_arguments(parser)
     add_walk_arguments(parser, DEFAULT_CONCURRENCY, MAX_CONCURRENCY)
     parser.add_argument(
         "--qps",
@@ -278,10 +276,7 @@ def _finish(report: Report, options: Options, log: Any) -> int:
     if options.resume and (report.interrupted or report.aborted or report.failed):
         print(f"  continue with: --resume {options.resume}", file=sys.stderr)
     if options.report_path is not None:
-        try:
-            options.report_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        except OSError as error:
-            print(f"cos-autotag backfill: cannot write the report to {options.report_path}: {error}", file=sys.stderr)
+        write_report(options.report_path, summary, "cos-autotag backfill")
     if report.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if report.failed or report.aborted else EXIT_OK

@@ -279,4 +279,3 @@ def require_key(req: Request) -> str:
     if not req.key:
         raise CosError("InvalidURI", "This operation needs an object key in the path")
     return req.key
-

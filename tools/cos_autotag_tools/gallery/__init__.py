@@ -22,10 +22,10 @@ from pathlib import Path
 from cos_autotag.errors import CosCallError
 
 from ..backfill.progress import Progress
+from ..bucket_args import ENV_NOTE, bucket_parser
 from ..command import EXIT_OK, FlagError, UsageError, command
 from ..object_labels import (
     Bucket,
-    add_bucket_arguments,
     add_mode_argument,
     check_concurrency,
     clean,
@@ -46,13 +46,11 @@ __all__ = ["Gallery", "GalleryServer", "LabelIndex", "open_gallery", "run_galler
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cos-autotag gallery",
-        description="Serve a page on 127.0.0.1 with the bucket's photos as Cloud Infinite thumbnails, their "
-        "labels, a label cloud and a search box. Settings and credentials come from the same environment "
-        "as the function and the backfill (TENCENTCLOUD_SECRETID/SECRETKEY[/SESSIONTOKEN], AUTOTAG_COS_ENDPOINT).",
+    parser = bucket_parser(
+        "gallery",
+        "Serve a page on 127.0.0.1 with the bucket's photos as Cloud Infinite thumbnails, their labels, a label "
+        f"cloud and a search box. {ENV_NOTE}",
     )
-    add_bucket_arguments(parser)
     parser.add_argument(
         "--demo",
         action="store_true",
