@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -177,20 +177,31 @@ def test_a_dry_run_changes_nothing_and_says_what_it_would_remove(
     assert "would untag           4  (nothing was changed)" in err
 
 
+def overwrite_after(monkeypatch: pytest.MonkeyPatch, method: str, key: str, overwrite: Callable[[], object]) -> None:
+    """Make untag's gateway run `overwrite` right after its `method` (head or get_tags) reads `key`."""
+    real = getattr(untag.UntagGateway, method)
+
+    def then_overwritten(self: untag.UntagGateway, bucket: str, region: str, read_key: str) -> Any:
+        answer = real(self, bucket, region, read_key)
+        if read_key == key:
+            overwrite()
+        return answer
+
+    monkeypatch.setattr(untag.UntagGateway, method, then_overwritten)
+
+
 def test_an_object_overwritten_before_its_metadata_copy_is_reported_not_clobbered(
     labeled: tuple[Stack, dict[str, dict[str, Any]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack, before = labeled
     new_body = jpeg(99)
-    real_head = untag.UntagGateway.head
-
-    def head_then_overwritten(self: untag.UntagGateway, bucket: str, region: str, key: str) -> dict[str, str]:
-        head = real_head(self, bucket, region, key)
-        if key == "meta/rich.jpg":  # the user uploads new content right after untag's HEAD
-            stack.put(key, new_body, Metadata={"x-cos-meta-v": "2"})
-        return head
-
-    monkeypatch.setattr(untag.UntagGateway, "head", head_then_overwritten)
+    # The user uploads new content right after untag's HEAD.
+    overwrite_after(
+        monkeypatch,
+        "head",
+        "meta/rich.jpg",
+        lambda: stack.put("meta/rich.jpg", new_body, Metadata={"x-cos-meta-v": "2"}),
+    )
     code, report = run(tmp_path, "--mode", "metadata")
     assert code == 1
     assert report["changed_during_run"] == [
@@ -209,15 +220,10 @@ def test_an_object_overwritten_while_its_tags_are_rewritten_is_reported(
     labeled: tuple[Stack, dict[str, dict[str, Any]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack, before = labeled
-    real_get_tags = untag.UntagGateway.get_tags
-
-    def read_then_overwritten(self: untag.UntagGateway, bucket: str, region: str, key: str) -> list[tuple[str, str]]:
-        tags = real_get_tags(self, bucket, region, key)
-        if key == "tags/rich.jpg":  # new content between the tag read and the (unconditional) tag write
-            stack.put(key, jpeg(98), Tagging="fresh=yes")
-        return tags
-
-    monkeypatch.setattr(untag.UntagGateway, "get_tags", read_then_overwritten)
+    # New content between the tag read and the (unconditional) tag write.
+    overwrite_after(
+        monkeypatch, "get_tags", "tags/rich.jpg", lambda: stack.put("tags/rich.jpg", jpeg(98), Tagging="fresh=yes")
+    )
     code, report = run(tmp_path, "--mode", "tags")
     assert code == 1
     assert report["changed_during_run"] == [
