@@ -531,11 +531,12 @@ def build_function(out: Path, python: Python310 | None, no_bytecode_reason: str 
     """OUT/function: src/'s files (index.py and the cos_autotag package) plus 3.10 bytecode."""
     target = out / "function"
     _fresh(target)
-    for rel in function_files():
+    files = function_files()
+    for rel in files:
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / "src" / rel, target / rel)
     pycs = compile_bytecode(target, python, "/var/user") if python else 0
-    print(f"function package: {target} ({len(function_files())} files, {_mb(tree_size(target))})")
+    print(f"function package: {target} ({len(files)} files, {_mb(tree_size(target))})")
     print("  bytecode: " + _bytecode_line(python, pycs, no_bytecode_reason))
     return target
 

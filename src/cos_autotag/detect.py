@@ -34,6 +34,8 @@ MAX_DETECT_REQUESTS = 3
 MAX_NESTING = 4
 MAX_NAME_CHARS = 1000  # longer than any label; a tag or header could not hold it anyway
 _OPERATION = "DetectLabel"
+# Each scene's element in a reply (`camera` -> `CameraLabels`), built once, not per reply.
+_SCENE_ELEMENTS = tuple((scene, scene.capitalize() + "Labels") for scene in cos_facts.DETECT_SCENES)
 
 
 def detect(
@@ -75,20 +77,19 @@ def parse_detect_response(response: Any) -> list[Label]:
             return []  # an empty <RecognitionResult/>: nothing recognised
         if not isinstance(root, Mapping):
             raise UnreadableReply(_OPERATION, "RecognitionResult is not an element")
-    blocks = ["Labels"] + [scene.capitalize() + "Labels" for scene in cos_facts.DETECT_SCENES]
-    if not any(name in root for name in blocks):
+    if "Labels" not in root and not any(element in root for _, element in _SCENE_ELEMENTS):
         raise UnreadableReply(_OPERATION, "no Labels element in the reply")
     labels: list[Label] = []
     if "Labels" in root:
         labels.extend(_labels(root.get("Labels"), scene=""))
-    for scene in cos_facts.DETECT_SCENES:
-        block = root.get(scene.capitalize() + "Labels")
+    for scene, element in _SCENE_ELEMENTS:
+        block = root.get(element)
         if isinstance(block, Mapping):
             labels.extend(_labels(block.get("Labels"), scene=scene))
         elif isinstance(block, list):  # several <Labels> directly under the scene element
             labels.extend(_labels(block, scene=scene))
         elif block is not None:
-            raise UnreadableReply(_OPERATION, f"{scene.capitalize()}Labels is not an element")
+            raise UnreadableReply(_OPERATION, f"{element} is not an element")
     return labels
 
 

@@ -86,17 +86,15 @@ class Pipeline:
         snapshot = mode.read(run)
         if marker_says_done(snapshot.marker, record):
             return Outcome.DUPLICATE, Reason.MARKER_ON_OBJECT
-        if snapshot.skip_reason:
-            return Outcome.SKIPPED, snapshot.skip_reason  # the object says to leave it: before paying
-        if not snapshot.has_room:
-            return Outcome.SKIPPED, mode.no_room_reason  # checked before paying
+        if (ending := _not_writable(snapshot, mode)) is not None:
+            return ending  # the object says to leave it, or has no room: decided before paying
         if verdict.needs_sniff:
             verdict = self._decide_from_object(run, snapshot)
             if not verdict.eligible:
                 return Outcome.SKIPPED, verdict.reason
         snapshot = mode.prepare(run, snapshot)
-        if snapshot.left_alone:
-            return Outcome.SKIPPED, snapshot.left_alone  # the user's headers, or what a write could not keep
+        if (ending := _not_writable(snapshot, mode)) is not None:
+            return ending  # the user's headers, or what a write could not keep
         written = mode.write(run, snapshot, self._detect(run, verdict))
         if isinstance(written, ChangedMeanwhile) and written.now is not None:
             # The object changed while Cloud Infinite labeled it: the user tagged it, or a new
@@ -104,13 +102,11 @@ class Pipeline:
             snapshot = written.now
             if marker_says_done(snapshot.marker, record):
                 return Outcome.DUPLICATE, Reason.LABELED_MEANWHILE
-            if snapshot.skip_reason:
-                return Outcome.SKIPPED, snapshot.skip_reason
-            if not snapshot.has_room:
-                return Outcome.SKIPPED, mode.no_room_reason
+            if (ending := _not_writable(snapshot, mode)) is not None:
+                return ending
             snapshot = mode.prepare(run, snapshot)
-            if snapshot.left_alone:
-                return Outcome.SKIPPED, snapshot.left_alone
+            if (ending := _not_writable(snapshot, mode)) is not None:
+                return ending
             run.log.info("the tag set changed during detect-label: labeling the object as it is now")
             written = mode.write(run, snapshot, self._detect(run, verdict))
             if isinstance(written, ChangedMeanwhile) and written.now is not None:
@@ -202,6 +198,15 @@ class Pipeline:
             result.outcome, result.reason = Outcome.SKIPPED, Reason.rejected_by_detect_label(error.code)
         else:
             result.outcome, result.reason, result.retryable = Outcome.FAILED, str(error), error.retryable
+
+
+def _not_writable(snapshot: Snapshot, mode: WriteBackMode) -> Ending | None:
+    """Why the object is left as it is before any paid call: what it holds says so, or no room."""
+    if snapshot.skip_reason:
+        return Outcome.SKIPPED, snapshot.skip_reason
+    if not snapshot.has_room:
+        return Outcome.SKIPPED, mode.no_room_reason
+    return None
 
 
 def _log_result(run: RecordRun) -> None:

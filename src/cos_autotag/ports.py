@@ -77,7 +77,7 @@ class WriteBackMode(Protocol):
     def prepare(self, run: RecordRun, snapshot: Snapshot) -> Snapshot:
         """What the write needs beyond the read, learnt once the object is known to need labels
         and before the paid call (metadata mode: what its copy must carry); or the snapshot with
-        `left_alone` set."""
+        `skip_reason` set."""
         ...
 
     def write(self, run: RecordRun, snapshot: Snapshot, labels: list[Label]) -> WriteResult:

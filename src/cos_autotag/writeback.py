@@ -188,10 +188,8 @@ class TagReading(NamedTuple):
         return None if self.marker is None else next(v for k, v in self.ours if k == MARKER_TAG)
 
 
-def owns_label_tag(marker: Marker | None, key: str, value: str) -> bool:
+def _owned(marker: Marker, key: str, value: str) -> bool:
     """Whether `marker` shows the function wrote the label tag `key`=`value`."""
-    if marker is None or decode_label_tag(key) is None:
-        return False
     if marker.owned is None:  # v1 wrote a whole number 0-100 under each of its label tags
         return _V1_CONFIDENCE_RE.fullmatch(value) is not None
     return tag_key_digest(key) in marker.owned
@@ -208,9 +206,9 @@ def read_tags(existing: Iterable[tuple[str, str]]) -> TagReading:
     for key, value in tags:
         if key == MARKER_TAG and marker is not None:
             ours.append((key, value))
-        elif owns_label_tag(marker, key, value):
+        elif marker is not None and (name := decode_label_tag(key)) is not None and _owned(marker, key, value):
             ours.append((key, value))
-            labels.append((decode_label_tag(key) or key, confidence_value(value)))
+            labels.append((name, confidence_value(value)))
         else:
             user.append((key, value))
     return TagReading(marker, marker_text is not None and marker is None, ours, labels, user)
@@ -225,10 +223,6 @@ class TagPlan(NamedTuple):
     strict_unsafe: bool
 
 
-def user_tags(existing: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    return read_tags(existing).user
-
-
 def marker_in_tags(existing: Iterable[tuple[str, str]]) -> str | None:
     """The function's marker on the tag set (None when there is none, or `autotag` is the user's)."""
     return read_tags(existing).marker_text
@@ -236,7 +230,12 @@ def marker_in_tags(existing: Iterable[tuple[str, str]]) -> str | None:
 
 def label_room_in_tags(existing: Iterable[tuple[str, str]]) -> int:
     """How many labels fit beside the user's tags and the marker."""
-    return cos_facts.TAGS_MAX_PER_OBJECT - len(user_tags(existing)) - 1
+    return label_room(read_tags(existing))
+
+
+def label_room(reading: TagReading) -> int:
+    """How many labels fit beside the user's tags and the marker, from a tag set already read."""
+    return cos_facts.TAGS_MAX_PER_OBJECT - len(reading.user) - 1
 
 
 def plan_tags(

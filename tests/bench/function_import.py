@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from tests.support.constants import CREDENTIAL_ENV
 
-from .common import RESULT_PREFIX, SRC, Figure, import_times, median, ratio_text, run_importtime
+from .common import RESULT_PREFIX, SRC, Figure, import_times, median, parse_result, ratio_text, run_importtime
 
 GOAL_MS = 10.0
 CODE = (
@@ -37,8 +37,7 @@ def _once() -> tuple[float, float, float, float, dict[str, int]]:
             cumulative[name] = cumulative_us
         if name == "index" or name.startswith("cos_autotag"):
             own[name] = own_us
-    result = next(line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX))
-    cpu = {k: float(v) for k, v in __import__("json").loads(result[len(RESULT_PREFIX) :]).items()}
+    cpu = {k: float(v) for k, v in parse_result(proc).items()}
     base_us = cumulative["qcloud_cos"] + cumulative["structlog"]
     return cumulative["index"] / 1000, base_us / 1000, cpu["fn_cpu_ms"], cpu["base_cpu_ms"], own
 

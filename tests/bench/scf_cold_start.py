@@ -11,39 +11,30 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from tests.support.constants import CREDENTIAL_ENV
 from tests.support.layer_build import load_build_module
 
-from .common import RESULT_PREFIX, WORK, Figure, child_env, median
+from .common import RESULT_PREFIX, WORK, Figure, _run_child, median, parse_result, ratio_text
 
 GOAL_RATIO = 0.55
 CHILD = (
-    "import resource, sys, time, json\n"
+    "import sys, time, json\n"
     "sys.path[:0] = sys.argv[1:3]\n"
     "started = time.perf_counter()\n"
     "import index\n"
     "ms = (time.perf_counter() - started) * 1000\n"
-    "rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-    f"print({RESULT_PREFIX!r} + json.dumps({{'ms': ms, 'rss_mib': rss_kib / 1024}}))\n"
+    # VmHWM, not ru_maxrss, which Linux carries across fork+exec from the (larger) parent (memory.py).
+    "hwm = [line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')][0]\n"
+    f"print({RESULT_PREFIX!r} + json.dumps({{'ms': ms, 'rss_mib': int(hwm) / 1024}}))\n"
 )
 
 
 def _once(python: str, code: Path, layer: Path) -> dict[str, float]:
-    proc = subprocess.run(
-        [python, "-B", "-I", "-S", "-c", CHILD, str(code), str(layer)],
-        capture_output=True,
-        text=True,
-        env=child_env(CREDENTIAL_ENV),
-        timeout=120,
-        check=True,
-    )
-    line = next(x for x in proc.stdout.splitlines() if x.startswith(RESULT_PREFIX))
-    result: dict[str, float] = json.loads(line[len(RESULT_PREFIX) :])
-    return result
+    argv = [python, "-B", "-I", "-S", "-c", CHILD, str(code), str(layer)]
+    return {k: float(v) for k, v in parse_result(_run_child(argv, CREDENTIAL_ENV, 120, check=True)).items()}
 
 
 def _unpack(code: Path, layer: Path, where: Path, bytecode: bool) -> tuple[Path, Path]:
@@ -54,10 +45,6 @@ def _unpack(code: Path, layer: Path, where: Path, bytecode: bool) -> tuple[Path,
         Path(shutil.copytree(code, where / "var-user", ignore=ignore)),
         Path(shutil.copytree(layer, where / "opt", ignore=ignore)),
     )
-
-
-def _size(root: Path) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
 def measure(repeats: int = 10) -> Figure:
@@ -89,12 +76,13 @@ def measure(repeats: int = 10) -> Figure:
         name=name,
         value=f"{ms['bytecode']:.0f} ms, {rss['bytecode']:.1f} MiB peak RSS (shipped bytecode)",
         baseline=f"{ms['source']:.0f} ms, {rss['source']:.1f} MiB (no bytecode)",
-        ratio=f"{ratio:.2f}×",
+        ratio=ratio_text(ratio),
         goal=goal,
         met=ratio <= GOAL_RATIO,
         raw={"python": python.version, "repeats": repeats, "runs": runs, "ms": ms, "rss_mib": rss, "ratio": ratio},
     )
-    sizes = {side: _size(trees[1]) / 1024 / 1024 for side, trees in (("bytecode", with_bc), ("source", without_bc))}
+    sides = (("bytecode", with_bc), ("source", without_bc))
+    sizes = {side: build.tree_size(trees[1]) / 1024 / 1024 for side, trees in sides}
     figure.notes.append(
         f"medians of {repeats} alternating `python{build.PYTHON_VERSION} -B -I -S` processes per side (CPython "
         f"{python.version}), each on fresh copies of build/function and layers/build/layer, timed around "

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cos_autotag import cos_facts
+from cos_autotag_tools import cos_facts
 from tests.build.conftest import copy_tree, import_isolated, scf_python
 from tests.support.deploy_config import ROOT, function_doc, function_src
 from tests.support.layer_build import load_build_module

@@ -330,18 +330,6 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("^" + out + "$")
 
 
-def deploy_files(src: Path, exclude: list[str]) -> list[str]:
-    """Files under `src` the component would upload, as posix paths relative to `src`."""
-    patterns = [glob_regex(p) for p in exclude]
-    files = []
-    for path in sorted(src.rglob("*")):
-        if path.is_file():
-            rel = path.relative_to(src).as_posix()
-            if not any(p.match(rel) for p in patterns):
-                files.append(rel)
-    return files
-
-
 def function_src(doc: Mapping[str, Any], root: Path = ROOT) -> tuple[Path, list[str]]:
     src = doc["inputs"]["src"]
     if isinstance(src, str):

@@ -18,6 +18,5 @@ import pytest
 from cos_autotag_tools.emulator import COS_PROFILES, DEFAULT_PROFILE, Profile
 
 PROFILE_PARAMS = [pytest.param(profile, id=profile.name) for profile in COS_PROFILES]
-STRICT_TAGS = Profile(tag_rule="strict")
 
-__all__ = ["COS_PROFILES", "DEFAULT_PROFILE", "PROFILE_PARAMS", "STRICT_TAGS", "Profile"]
+__all__ = ["COS_PROFILES", "DEFAULT_PROFILE", "PROFILE_PARAMS", "Profile"]

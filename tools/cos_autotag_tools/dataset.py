@@ -96,7 +96,7 @@ run_dataset = command(_parser, _dataset, quiet_sdk=True)
 
 
 def _count(value: object) -> str:
-    try:
-        return str(int(float(str(value))))
-    except ValueError:
-        return "an unknown number of"
+    from .metainsight import count_value
+
+    count = count_value(value)
+    return "an unknown number of" if count is None else str(count)

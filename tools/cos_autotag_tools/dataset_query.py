@@ -37,6 +37,7 @@ from typing import Any
 from cos_autotag import cos_facts
 from cos_autotag.writeback import LABELS_META, MARKER_META, label_tag_key
 
+from .backfill.listing import ListedObject, parse_size
 from .object_labels import ObjectLabels, decode_labels, label_key
 from .query import And, Everything, KeyPrefix, Label, Or, Query, names_of
 
@@ -86,7 +87,8 @@ def _engine_pairs() -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _tag_keys(name: str) -> list[str]:
+def tag_keys(name: str) -> list[str]:
+    """The tag keys a label may be written under: readable, and encoded where the strict rule refuses it."""
     return [key for key in (label_tag_key(name, False), label_tag_key(name, True)) if key]
 
 
@@ -109,7 +111,7 @@ def _narrow(node: Query, mode: str, bucket: str) -> Clause | None:
             return labeled_clause(mode)
         # Either form the function may have written the label in (readable, or encoded where
         # COS's strict tag rule refused the readable one).
-        keys = {key for name in _spellings(node.text) for key in _tag_keys(name)}
+        keys = {key for name in _spellings(node.text) for key in tag_keys(name)}
         exact = _any([_exist(f"COSTagging.{key}") for key in sorted(keys)])
         return exact if mode == "tags" else _any([exact, labeled_clause("metadata")])
     if isinstance(node, And):
@@ -150,6 +152,16 @@ def _depth(clause: Clause) -> int:
 def _count(clause: Clause) -> int:
     subs = clause.get("SubQueries") or []
     return len(subs) + sum(_count(sub) for sub in subs)
+
+
+def listed_of(file: Mapping[str, Any], bucket: str) -> ListedObject:
+    """A dataset file as a listing would have given it."""
+    return ListedObject(
+        key_of(file, bucket),
+        parse_size(file.get("Size")),
+        str(file.get("COSStorageClass") or ""),
+        str(file.get("ETag") or ""),
+    )
 
 
 def key_of(file: Mapping[str, Any], bucket: str) -> str:

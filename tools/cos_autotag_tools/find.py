@@ -228,7 +228,7 @@ def _find_in_index(
 def _find_in_dataset(args: argparse.Namespace, query: Query, bucket: Bucket) -> int:
     """The same answers from a MetaInsight dataset: the server narrows (`dataset_query.translate`),
     `query.matches` decides on each file's labels, as when listing."""
-    from .dataset_query import key_of, labels_of, translate
+    from .dataset_query import key_of, labels_of, listed_of, translate
     from .metainsight import MetaInsight, MetaInsightError
 
     client = MetaInsight(bucket.gateway, bucket.name, bucket.region)
@@ -248,9 +248,7 @@ def _find_in_dataset(args: argparse.Namespace, query: Query, bucket: Bucket) -> 
                 continue
             confidence = best_confidence(query, labels.labels)
             if (confidence or 0) >= args.min_confidence:
-                listed = ListedObject(key, _int(file.get("Size")), str(file.get("COSStorageClass") or ""),
-                                      str(file.get("ETag") or ""))  # fmt: skip
-                found.append((ReadResult(listed, labels), confidence))
+                found.append((ReadResult(listed_of(file, bucket.name), labels), confidence))
                 if not args.json:
                     print(f"{clean(key)}\t{'-' if confidence is None else confidence}", flush=True)
     except MetaInsightError as error:
@@ -261,13 +259,6 @@ def _find_in_dataset(args: argparse.Namespace, query: Query, bucket: Bucket) -> 
         return EXIT_INTERRUPTED
     print(f"  (dataset {clean(args.dataset)}: {client.requests} MetaInsight requests)", file=sys.stderr)
     return _report(args, query, bucket, scanned, found, [], seen)
-
-
-def _int(value: object) -> int | None:
-    try:
-        return int(str(value))
-    except ValueError:
-        return None
 
 
 def _report(

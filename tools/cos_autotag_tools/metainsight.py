@@ -27,6 +27,13 @@ from cos_autotag.cos_adapter import CosGateway
 from .dataset_query import MAX_RESULTS
 
 
+def count_value(value: object) -> int | None:
+    """An aggregation's count (`"12"`, `12`, `"12.0"`), or None when it is not a number."""
+    try:
+        return int(float(str(value)))
+    except (ValueError, OverflowError):
+        return None
+
 class MetaInsightError(Exception):
     """A MetaInsight call that failed; the message says what to do next."""
 

@@ -66,12 +66,11 @@ from .backfill.listing import ListedObject, list_objects
 from .backfill.progress import Progress
 from .backfill.runner import CountingGateway
 from .bucket_args import add_walk_arguments, bucket_parser, resolve_bucket
-from .command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command, write_report
+from .command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, command, write_report
+from .object_labels import MAX_CONCURRENCY, MODES, check_concurrency
 
 PROG = "cos-autotag untag"
-MODES = ("auto", "tags", "metadata")
 DEFAULT_CONCURRENCY = 8
-MAX_CONCURRENCY = 64
 OBJECT_DEADLINE_S = 60.0  # per object, retries of throttled or failed calls included
 MAX_KEYS_SHOWN = 20
 
@@ -408,8 +407,7 @@ def _drive(
 
 def _untag(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     _, region = resolve_bucket(args, env)
-    if not 1 <= args.concurrency <= MAX_CONCURRENCY:
-        raise UsageError(f"--concurrency must be 1 to {MAX_CONCURRENCY}, not {args.concurrency}")
+    check_concurrency(args.concurrency)
     _, gateway = connect(args.bucket, env, quiet=args.quiet, gateway_class=UntagGateway)
     assert isinstance(gateway, UntagGateway)
     if args.mode != "tags":

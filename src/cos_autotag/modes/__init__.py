@@ -41,9 +41,6 @@ class Snapshot(NamedTuple):
     # The object must be left alone, and why (e.g. the user's tag where the marker goes): a skip
     # decided before paying.
     skip_reason: str | None = None
-    # Why the mode will not write this object at all (said in a WARNING by the mode's `prepare`):
-    # skipped before paying. None: it can be written.
-    left_alone: str | None = None
 
 
 class Written(NamedTuple):
@@ -60,9 +57,11 @@ WriteResult = Written | ChangedMeanwhile
 
 
 def mode_for(settings: Settings, store: ObjectStore) -> WriteBackMode:
-    from .metadata import MetadataMode
+    # Only the configured mode is imported: tags mode's cold start never loads metadata mode (and carry).
+    if settings.mode == "metadata":
+        from .metadata import MetadataMode
+
+        return MetadataMode(store)
     from .tags import TagsMode
 
-    if settings.mode == "metadata":
-        return MetadataMode(store)
     return TagsMode(store, settings.tag_text)

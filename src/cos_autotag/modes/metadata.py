@@ -75,7 +75,7 @@ class MetadataMode:
 
     def prepare(self, run: RecordRun, snapshot: Snapshot) -> Snapshot:
         """Whether the headers are the function's, and what the copy must carry (one GET Object
-        acl): the snapshot ready to write, or `left_alone` with the reason."""
+        acl): the snapshot ready to write, or with `skip_reason` set."""
         head = snapshot.state.headers
         left_alone = self._not_ours(run, head)
         if left_alone is None:
@@ -83,7 +83,7 @@ class MetadataMode:
             if not isinstance(kept_or_reason, str):
                 return snapshot._replace(state=Head(head, kept_or_reason))
             left_alone = kept_or_reason
-        return snapshot._replace(left_alone=left_alone)
+        return snapshot._replace(skip_reason=left_alone)
 
     @staticmethod
     def _not_ours(run: RecordRun, head: dict[str, str]) -> str | None:

@@ -25,7 +25,7 @@ from ..events import CosRecord
 from ..label import Label
 from ..outcome import Reason
 from ..run import RecordRun
-from ..writeback import TagPlan, label_room_in_tags, plan_tags, read_tags
+from ..writeback import TagPlan, label_room, plan_tags, read_tags
 from . import ChangedMeanwhile, Snapshot, WriteResult, Written
 
 Tags = list[tuple[str, str]]
@@ -104,6 +104,6 @@ def _snapshot(tags: Tags) -> Snapshot:
     return Snapshot(
         tags,
         reading.marker_text,
-        label_room_in_tags(tags) >= 1,
+        label_room(reading) >= 1,
         skip_reason=Reason.MARKER_TAG_TAKEN if reading.marker_taken else None,
     )

@@ -36,7 +36,7 @@ class ListedObject:
     etag: str = ""
 
 
-def _size(value: Any) -> int | None:
+def parse_size(value: Any) -> int | None:
     try:
         size = int(value)
     except (TypeError, ValueError):
@@ -52,7 +52,7 @@ def parse_page(page: dict[str, Any]) -> tuple[list[ListedObject], str | None]:
     objects = [
         ListedObject(
             str(item["Key"]),
-            _size(item.get("Size")),
+            parse_size(item.get("Size")),
             str(item.get("StorageClass") or ""),
             str(item.get("ETag") or ""),
         )

@@ -32,7 +32,7 @@ def _positive(req: Request, name: str, default: int, limit: int | None = None) -
     text = req.param(name) or ""
     if not text:
         return default
-    if not text.isdigit() or int(text) < 1 or (limit is not None and int(text) > limit):
+    if not (text.isascii() and text.isdigit()) or int(text) < 1 or (limit is not None and int(text) > limit):
         bound = f" and at most {limit}" if limit else ""
         raise CosError("InvalidArgument", f"{name} must be a whole number of at least 1{bound}, not {text!r}")
     return int(text)

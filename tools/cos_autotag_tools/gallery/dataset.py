@@ -29,11 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cos_autotag.writeback import label_tag_key
-
-from ..backfill.listing import ListedObject
-from ..dataset_query import key_clause, key_of, labels_of, translate
-from ..metainsight import MetaInsight
+from ..dataset_query import key_clause, labels_of, listed_of, tag_keys, translate
+from ..metainsight import MetaInsight, count_value
 from ..object_labels import Bucket
 from ..query import Everything, Query, matches
 from .index import PHOTO_SUFFIXES, Page, Photo, is_candidate
@@ -50,22 +47,14 @@ MAX_ANSWER_BYTES = 900_000  # the photos of one answer, below the 1 MiB a respon
 def photo_of(file: dict[str, Any], bucket: str, mode: str) -> Photo | None:
     """A dataset file as the gallery shows it, or None when the listing gallery would not show it
     (a folder, an empty or archived object, a non-photo name without labels)."""
-    key = key_of(file, bucket)
-    size = _int(file.get("Size"))
-    listed = ListedObject(key, size, str(file.get("COSStorageClass") or ""), str(file.get("ETag") or ""))
+    listed = listed_of(file, bucket)
+    key, size = listed.key, listed.size
     if not key or not is_candidate(listed):
         return None
     labels = labels_of(file, key, mode)
     if Path(key).suffix.lower() not in PHOTO_SUFFIXES and not labels.labeled:
         return None
     return Photo(key, listed.etag, size, labels.found_in, labels.marker, labels.labels, time.time())
-
-
-def _int(value: object) -> int | None:
-    try:
-        return int(str(value))
-    except ValueError:
-        return None
 
 
 class DatasetPages:
@@ -179,7 +168,7 @@ class DatasetPages:
                 return self._shown
         query = key_clause(self.bucket.name, prefix) if prefix else None
         value = self.client.aggregate(self.dataset, query, "URI", "count").get("Value")
-        shown = _int(str(value).split(".")[0]) or 0
+        shown = count_value(value) or 0
         with self._lock:
             self._shown = shown
         return shown
@@ -217,7 +206,7 @@ class DatasetPages:
         on `COSTagging.<key>`, a batch per request."""
         fields: list[tuple[str, str]] = []
         for name in names:
-            keys = {key for key in (label_tag_key(name, False), label_tag_key(name, True)) if key}
+            keys = set(tag_keys(name))
             fields.extend((name, f"COSTagging.{key}") for key in sorted(keys))
         query = key_clause(self.bucket.name, prefix) if prefix else None
         counts: Counter[str] = Counter()
@@ -226,5 +215,5 @@ class DatasetPages:
             answers = self.client.aggregate_many(self.dataset, query, [(f, "count") for _, f in batch])
             by_field = {str(a.get("Field")): a for a in answers}
             for name, field in batch:
-                counts[name] += _int(str(by_field.get(field, {}).get("Value", 0)).split(".")[0]) or 0
+                counts[name] += count_value(by_field.get(field, {}).get("Value", 0)) or 0
         return counts
